@@ -1,0 +1,1 @@
+"""Inputs, structures, CCD, tokens, conformers, features, crops and the HDF5 feature store."""

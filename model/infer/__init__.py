@@ -1,0 +1,1 @@
+"""Inference: diffusion sampler, confidences, precision rule, writers."""

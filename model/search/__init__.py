@@ -1,0 +1,1 @@
+"""Local MSA and template search with pyhmmer (jackhmmer, nhmmer, hmmsearch)."""

@@ -1,0 +1,1 @@
+"""Training: losses, permutation, loop, EMA, LR schedule, checkpoints, stages."""
