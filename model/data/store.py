@@ -1,0 +1,237 @@
+"""The HDF5 feature store: one file per prediction target or training entry.
+
+Layout: one HDF5 group per feature group of `feature_spec.FEATURES` (token, atom, msa, template,
+truth) plus `meta` (the writers' strings, `feature_spec.META`). Provenance lives in file attributes:
+`target_id`, `content_hash` (sha256 of the inputs), `code_version`, `featurizer_version`,
+`ccd_release`, `n_token`, `n_atom`, `msa_paired_rows` and, written last, `complete=True`.
+
+Files are written to a temp name in the same folder and renamed, so a reader never sees half a
+file; `is_valid` still checks the flag, the hash and every chunk's Fletcher-32 checksum so that a
+truncated or corrupt file is rebuilt, never used. Large arrays are stored in narrower integer types
+(`msa` as uint8, ...) and gzip-compressed; loading casts back to the contract's dtypes.
+
+Imports only numpy, h5py and torch: GPU nodes load features without the chemistry stack.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+import model
+from model.data.feature_spec import FEATURES, GROUPS, META, check_features
+
+META_GROUP = "meta"
+# Narrow on-disk dtypes for the largest arrays; values are range-checked on write.
+DISK_DTYPES: dict[str, type] = {
+    "msa": np.uint8,
+    "deletion_matrix": np.uint16,
+    "template_restype": np.uint8,
+    "ref_element": np.uint8,
+    "ref_atom_name_chars": np.uint8,
+}
+COMPRESS_MIN_BYTES = 64 * 1024  # smaller arrays stay uncompressed: decompression costs more than it saves
+GZIP_LEVEL = 4
+REQUIRED_ATTRS = ("target_id", "content_hash", "code_version", "featurizer_version", "ccd_release")
+
+
+class FeatureStoreError(ValueError):
+    """A feature file that cannot be written or read as asked."""
+
+
+def content_hash(parts: Iterable[bytes | str]) -> str:
+    """sha256 hex digest over `parts` (each length-prefixed, so ("ab", "c") != ("a", "bc"))."""
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else bytes(part)
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+@functools.cache
+def code_version() -> str:
+    """`model.__version__`, plus `+g<commit>` when the package sits in a git checkout."""
+    root = Path(model.__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{model.__version__}+g{commit}" if commit else model.__version__
+
+
+def _to_disk(name: str, array: np.ndarray) -> np.ndarray:
+    """Cast `array` to its on-disk dtype, refusing values that would not survive the round trip."""
+    contract = np.dtype(FEATURES[name][2])
+    disk = np.dtype(DISK_DTYPES.get(name, contract))
+    array = np.asarray(array)
+    if disk == array.dtype:
+        return array
+    if disk.kind in "ui" and array.size:
+        info = np.iinfo(disk)
+        lo, hi = array.min(), array.max()
+        if lo < info.min or hi > info.max:
+            raise FeatureStoreError(f"feature {name!r}: values [{lo}, {hi}] do not fit {disk.name} on disk")
+        if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)):
+            raise FeatureStoreError(f"feature {name!r}: non-integer values cannot be stored as {disk.name}")
+    return array.astype(disk)
+
+
+def _dataset_kwargs(array: np.ndarray) -> dict:
+    """Chunked with a Fletcher-32 checksum always; gzip only where the array is big."""
+    kwargs: dict = {"fletcher32": True, "chunks": True}
+    if array.nbytes >= COMPRESS_MIN_BYTES:
+        kwargs.update(compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True)
+    if array.ndim == 0 or 0 in array.shape:
+        kwargs = {}  # HDF5 cannot chunk empty or scalar datasets; nothing to protect either
+    return kwargs
+
+
+def _write_meta(group: h5py.Group, meta: dict[str, np.ndarray]) -> None:
+    for name, value in meta.items():
+        if name not in META:
+            raise FeatureStoreError(f"meta {name!r}: not in feature_spec.META")
+        array = np.asarray(value)
+        if META[name][1] is np.str_:
+            group.create_dataset(name, data=array.astype(object), dtype=h5py.string_dtype("utf-8"))
+        else:
+            array = array.astype(META[name][1]).reshape(-1, *array.shape[1:])
+            group.create_dataset(name, data=array, **_dataset_kwargs(array))
+
+
+def write_features(
+    path: str | Path,
+    features: dict[str, np.ndarray],
+    meta: dict[str, np.ndarray] | None = None,
+    attrs: dict | None = None,
+) -> Path:
+    """Write one example atomically (temp file in the same folder, then `os.replace`).
+
+    `features` must satisfy `feature_spec.check_features`; `attrs` should carry `target_id`,
+    `content_hash`, `featurizer_version`, `ccd_release` and `msa_paired_rows`; `code_version`,
+    `n_token` and `n_atom` are filled in here. Returns the final path.
+    """
+    path = Path(path)
+    sizes = check_features(features)
+    unknown = sorted(set(features) - set(FEATURES))
+    if unknown:
+        raise FeatureStoreError(f"{path.name}: unknown features {unknown} (not in feature_spec.FEATURES)")
+    attrs = {
+        "code_version": code_version(),
+        "msa_paired_rows": 0,
+        **(attrs or {}),
+        "n_token": sizes["T"],
+        "n_atom": sizes["A"],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            for group in GROUPS:
+                f.create_group(group)
+            for name, value in features.items():
+                array = _to_disk(name, value.numpy() if isinstance(value, torch.Tensor) else value)
+                f[FEATURES[name][0]].create_dataset(name, data=array, **_dataset_kwargs(array))
+            _write_meta(f.create_group(META_GROUP), meta or {})
+            for key, value in attrs.items():
+                f.attrs[key] = "" if value is None else value
+            f.flush()
+            f.attrs["complete"] = True  # last: a file without it was interrupted
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _as_tensor(name: str, array: np.ndarray, device: str | torch.device | None) -> torch.Tensor:
+    contract = np.dtype(FEATURES[name][2])
+    if array.dtype != contract:
+        array = array.astype(contract)
+    tensor = torch.from_numpy(array)
+    return tensor if device is None else tensor.to(device, non_blocking=True)
+
+
+def load_features(
+    path: str | Path, device: str | torch.device | None = None, groups: Iterable[str] = GROUPS
+) -> dict[str, torch.Tensor]:
+    """All features of `groups` as torch tensors in the contract dtypes (truth only if stored)."""
+    out: dict[str, torch.Tensor] = {}
+    try:
+        with h5py.File(path, "r") as f:
+            for group in groups:
+                if group not in f:
+                    continue
+                for name, dataset in f[group].items():
+                    out[name] = _as_tensor(name, dataset[()], device)
+    except OSError as err:
+        raise FeatureStoreError(f"{Path(path).name}: cannot read feature file ({err})") from err
+    return out
+
+
+def load_meta(path: str | Path) -> dict[str, np.ndarray]:
+    """The writers' meta arrays (`feature_spec.META`); strings come back as numpy str arrays."""
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        for name, dataset in f.get(META_GROUP, {}).items():
+            if h5py.check_string_dtype(dataset.dtype) is not None:
+                out[name] = np.asarray(dataset.asstr()[()], dtype=np.str_)
+            else:
+                out[name] = dataset[()]
+    return out
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_attrs(path: str | Path) -> dict:
+    """File attributes as plain Python values (str, int, bool)."""
+    with h5py.File(path, "r") as f:
+        return {key: _plain(value) for key, value in f.attrs.items()}
+
+
+def is_valid(path: str | Path, expected_hash: str | None = None) -> bool:
+    """True only for a complete, readable file (with `content_hash == expected_hash` if given).
+
+    Reads every dataset, so Fletcher-32 checksums catch corrupt chunks; also checks the stored
+    token and atom counts against the arrays. Never raises for a bad file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = f.attrs
+            if not bool(attrs.get("complete", False)) or any(key not in attrs for key in REQUIRED_ATTRS):
+                return False
+            if expected_hash is not None and _plain(attrs["content_hash"]) != expected_hash:
+                return False
+            arrays = {}
+            for group in (*GROUPS, META_GROUP):
+                if group not in f:
+                    return False
+                for name, dataset in f[group].items():
+                    array = dataset[()]
+                    arrays[name] = array.astype(FEATURES[name][2]) if name in FEATURES else array
+            sizes = check_features({k: v for k, v in arrays.items() if k in FEATURES})
+            return sizes["T"] == int(attrs["n_token"]) and sizes["A"] == int(attrs["n_atom"])
+    except (OSError, ValueError, KeyError, RuntimeError):
+        return False
