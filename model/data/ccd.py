@@ -61,7 +61,7 @@ class Component:
 
     @property
     def polymer_class(self) -> str | None:
-        """"protein", "dna" or "rna" when `type` is a polymer-linking type, else None."""
+        """ "protein", "dna" or "rna" when `type` is a polymer-linking type, else None."""
         return polymer_class(self.type)
 
 
@@ -199,8 +199,12 @@ class _BcifColumn:
         encodings = data["encoding"]
         if encodings[0]["kind"] == "StringArray":
             enc = encodings[0]
-            self._values = decode_stepwise(data["data"], [deserialize_encoding(e) for e in enc["dataEncoding"]])
-            self._offsets = decode_stepwise(enc["offsets"], [deserialize_encoding(e) for e in enc["offsetEncoding"]])
+            self._values = decode_stepwise(
+                data["data"], [deserialize_encoding(e) for e in enc["dataEncoding"]]
+            )
+            self._offsets = decode_stepwise(
+                enc["offsets"], [deserialize_encoding(e) for e in enc["offsetEncoding"]]
+            )
             self._string_data = enc["stringData"]
         else:
             self._values = decode_stepwise(data["data"], [deserialize_encoding(e) for e in encodings])
@@ -263,7 +267,9 @@ class _BcifSource:
         col = self._cols[category]["comp_id"]
         idx = col.values
         starts = np.concatenate(([0], np.flatnonzero(idx[1:] != idx[:-1]) + 1, [len(idx)]))
-        return {col.string(int(idx[s])): (int(s), int(e)) for s, e in zip(starts[:-1], starts[1:], strict=True)}
+        return {
+            col.string(int(idx[s])): (int(s), int(e)) for s, e in zip(starts[:-1], starts[1:], strict=True)
+        }
 
     def __contains__(self, code: str) -> bool:
         return code in self._comp_row
@@ -349,7 +355,10 @@ class _CifSource:
             if not values:
                 return ["?"] * n
             if len(values) != n:
-                raise ValueError(f"CCD file {str(self._path)!r}: component {code}: {tag} has {len(values)} rows, expected {n}")
+                raise ValueError(
+                    f"CCD file {str(self._path)!r}: component {code}: {tag} has {len(values)} rows, "
+                    f"expected {n}"
+                )
             return values
 
         def floats(tag: str, n: int) -> np.ndarray:
@@ -363,7 +372,9 @@ class _CifSource:
         n = len(names)
         xyz_ideal = np.stack([floats(f"_chem_comp_atom.pdbx_model_Cartn_{a}_ideal", n) for a in "xyz"], -1)
         xyz_model = np.stack([floats(f"_chem_comp_atom.model_Cartn_{a}", n) for a in "xyz"], -1)
-        charges = np.array([int(_cif_float(v, 0.0)) for v in column("_chem_comp_atom.charge", n)], dtype=np.int64)
+        charges = np.array(
+            [int(_cif_float(v, 0.0)) for v in column("_chem_comp_atom.charge", n)], dtype=np.int64
+        )
         a1 = [gemmi.cif.as_string(v) for v in block.find_values("_chem_comp_bond.atom_id_1")]
         nb = len(a1)
         return _make_component(
