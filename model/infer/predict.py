@@ -1,0 +1,173 @@
+"""Inference for one target: trunk once per seed, all diffusion samples batched, confidences.
+
+torch/numpy only (GPU nodes; the benchmark imports this). Writing files is `model.infer.writer`'s
+job (gemmi), called by `scripts/predict.py`.
+
+Per seed s: the global torch RNG and a sampler generator are seeded with s; the trunk runs
+N_cycle recycles under the trunk precision; `net.diffusion.prepare` computes every conditioning
+that does not depend on the noise level once; `sample_diffusion` (AF3 Alg 18) integrates N_step
+steps for N_sample samples in one batch (or in chunks of `sample_chunk`); the confidence head
+scores all samples together; `confidence.summarize` turns logits into AF3's metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from model.infer import confidence
+from model.infer.precision import PrecisionPlan, autocast, choose_precision
+from model.infer.sampler import sample_diffusion
+
+
+@dataclass
+class PredictSettings:
+    """Inference settings (config `predict:` block / command line). Defaults: AF3's 10/200/5."""
+
+    n_cycle: int = 10
+    n_step: int = 200
+    n_sample: int = 5
+    seeds: tuple[int, ...] = (1,)
+    precision: str = "auto"  # auto (the token-count rule) | fp32 | bf16, for sampler and confidence head
+    trunk_precision: str = "auto"  # auto = BF16 on CUDA, FP32 on CPU
+    pair_chunk: int | None | str = "auto"
+    sample_chunk: int | str = "auto"
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "seeds": list(self.seeds)}
+
+
+@dataclass
+class SeedPrediction:
+    """One seed's samples: coords [S, A, 3] and the arrays of `confidence.summarize`."""
+
+    seed: int
+    coords: np.ndarray
+    confidences: dict[str, np.ndarray]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """ "auto" = CUDA when available, else CPU; a clear error when CUDA is asked for but absent."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device}: CUDA requested but not available")
+    return dev
+
+
+def make_plan(n_token: int, settings: PredictSettings, device: torch.device) -> PrecisionPlan:
+    """The precision rule and chunk sizes for this target under these settings."""
+    return choose_precision(
+        n_token,
+        n_sample=settings.n_sample,
+        device=device,
+        sampler=settings.precision,
+        confidence=settings.precision,
+        trunk=settings.trunk_precision,
+        pair_chunk=settings.pair_chunk,
+        sample_chunk=settings.sample_chunk,
+    )
+
+
+def _sync(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _set_chunk(net: torch.nn.Module, chunk: int | None) -> None:
+    # The network reads its pair-stack chunk size from `chunk_size` when it has one.
+    if hasattr(net, "chunk_size"):
+        net.chunk_size = chunk
+
+
+@torch.no_grad()
+def predict_seed(
+    net: torch.nn.Module,
+    feats: dict[str, torch.Tensor],
+    seed: int,
+    settings: PredictSettings,
+    plan: PrecisionPlan,
+    device: torch.device,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, dict[str, float]]:
+    """Run one seed. feats: tensors on `device`, no batch dim.
+
+    Returns coords [S, A, 3] (float32), the confidence head's logits dict, distogram logits
+    [T, T, 64] and stage timings in seconds.
+    """
+    torch.manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    _set_chunk(net, plan.pair_chunk)
+    t0 = _sync(device)
+    with autocast(device, plan.trunk):
+        trunk = net.run_trunk(feats, n_cycle=settings.n_cycle)
+    t1 = _sync(device)
+    with autocast(device, plan.sampler):
+        cond = net.diffusion.prepare(feats, trunk)
+
+    def denoise(x_noisy: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        with autocast(device, plan.sampler):
+            parts = [
+                net.diffusion.denoise(
+                    x_noisy[i : i + plan.sample_chunk], sigma[i : i + plan.sample_chunk], cond
+                )
+                for i in range(0, x_noisy.shape[0], plan.sample_chunk)
+            ]
+        return torch.cat(parts).float()
+
+    n_atom = int(feats["atom_to_token"].shape[0])
+    coords = sample_diffusion(denoise, n_atom, settings.n_sample, settings.n_step, generator, device=device)
+    t2 = _sync(device)
+    with autocast(device, plan.confidence):
+        logits = net.confidence(feats, trunk, coords)
+        distogram = net.distogram(trunk.z)
+    logits = {k: v.float() for k, v in logits.items()}
+    t3 = _sync(device)
+    return coords, logits, distogram.float(), {"trunk": t1 - t0, "diffusion": t2 - t1, "confidence": t3 - t2}
+
+
+def predict_features(
+    net: torch.nn.Module,
+    feats: dict[str, torch.Tensor],
+    meta: dict,
+    settings: PredictSettings,
+    device: torch.device,
+) -> tuple[list[SeedPrediction], PrecisionPlan]:
+    """Predict every seed of one target and score its samples.
+
+    feats: `store.load_features` output (moved to `device` here); meta: `store.load_meta` output.
+    """
+    feats = {k: v.to(device) for k, v in feats.items()}
+    n_token = int(feats["asym_id"].shape[0])
+    plan = make_plan(n_token, settings, device)
+    has_frame = torch.from_numpy(
+        confidence.token_has_frame(
+            feats["atom_to_token"].cpu().numpy(),
+            feats["mol_type"].cpu().numpy(),
+            feats["asym_id"].cpu().numpy(),
+            meta["atom_name"],
+        )
+    ).to(device)
+    out = []
+    for seed in settings.seeds:
+        coords, logits, distogram, seconds = predict_seed(net, feats, seed, settings, plan, device)
+        t0 = _sync(device)
+        conf = confidence.summarize(
+            logits["plddt_logits"],
+            logits["pae_logits"],
+            logits["pde_logits"],
+            distogram,
+            coords,
+            feats,
+            meta,
+            has_frame,
+        )
+        seconds["scores"] = _sync(device) - t0
+        out.append(SeedPrediction(seed, coords.cpu().numpy(), conf, seconds))
+        del coords, logits, distogram
+    return out, plan

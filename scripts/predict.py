@@ -1,0 +1,193 @@
+#!/usr/bin/env python
+"""Predict structures for one shard of targets (feature files) on one device.
+
+  scripts/predict.py --features results/features/T1.h5 [T2.h5 ...] --checkpoint ckpt.pt|none
+      --preset tiny|base --out-dir results/predictions --failed-dir results/failed
+      [--seeds 1 2] [--samples 5] [--steps 200] [--cycles 10] [--device auto|cpu|cuda]
+      [--precision auto|fp32|bf16] [--done FILE]
+
+`--checkpoint none` runs the randomly initialised network (tests, benchmarks); it is never the
+default. A checkpoint that cannot be loaded stops the shard (exit 1): it would fail every target.
+A target that fails (bad feature file, out of memory, ...) gets `{failed-dir}/{target}.txt` with a
+one-line reason and the shard goes on; the exit code is 0 once the shard ran. `--done` is touched
+at the end (the shard's Snakemake output). Outputs per target: see docs/outputs.md.
+
+As a Snakemake rule script: input.features (list), input.checkpoint (optional; absent = none),
+output.done; params: preset, out_dir, failed_dir, seeds, samples, steps, cycles, device, precision
+(any left out take the command-line defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from model.data import store  # noqa: E402
+from model.infer.checkpoint import CheckpointError, load_weights  # noqa: E402
+from model.infer.predict import PredictSettings, predict_features, resolve_device  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument("--features", nargs="+", required=True, help="feature files (.h5), one per target")
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt, or 'none' for random weights")
+    p.add_argument("--preset", default="base", help="network preset (config/presets/NAME.yaml)")
+    p.add_argument("--out-dir", default="results/predictions")
+    p.add_argument("--failed-dir", default="results/failed")
+    p.add_argument("--seeds", nargs="+", type=int, default=[1])
+    p.add_argument("--samples", type=int, default=5, help="diffusion samples per seed")
+    p.add_argument("--steps", type=int, default=200, help="diffusion steps")
+    p.add_argument("--cycles", type=int, default=10, help="trunk recycles (N_cycle)")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N")
+    p.add_argument(
+        "--precision", default="auto", choices=["auto", "fp32", "bf16"], help="sampler + confidence"
+    )
+    p.add_argument("--done", default=None, help="file touched when the shard has run")
+    return p.parse_args(argv)
+
+
+def snakemake_argv(smk) -> list[str]:
+    """The command line equivalent of a Snakemake rule's input/output/params."""
+    params = dict(smk.params.items())
+    ckpt = smk.input.get("checkpoint", None) if hasattr(smk.input, "get") else None
+    argv = ["--features", *[str(f) for f in smk.input.features], "--checkpoint", str(ckpt or "none")]
+    for name in ("preset", "out_dir", "failed_dir", "samples", "steps", "cycles", "device", "precision"):
+        if name in params and params[name] is not None:
+            argv += [f"--{name.replace('_', '-')}", str(params[name])]
+    if params.get("seeds") is not None:
+        seeds = params["seeds"]
+        argv += ["--seeds", *[str(s) for s in (seeds if isinstance(seeds, (list, tuple)) else [seeds])]]
+    argv += ["--done", str(smk.output.done if hasattr(smk.output, "done") else smk.output[0])]
+    return argv
+
+
+def target_name(path: Path) -> str:
+    """The target id stored in the file, else the file name without .h5."""
+    try:
+        return str(store.read_attrs(path).get("target_id") or path.stem)
+    except Exception:
+        return path.stem
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def write_failure(failed_dir: Path, target: str, reason: str) -> None:
+    from model.infer.writer import write_text
+
+    write_text(failed_dir / f"{target}.txt", reason.strip().replace("\n", " ") + "\n")
+
+
+def run_target(path: Path, net, settings: PredictSettings, device, args, weights: dict, preset_cfg) -> Path:
+    from model.infer.writer import TargetLayout, write_target
+
+    started = time.perf_counter()
+    if not store.is_valid(path):
+        raise ValueError(f"feature file {path}: missing, incomplete or corrupt")
+    attrs = store.read_attrs(path)
+    target = target_name(path)
+    feats = store.load_features(path, groups=("token", "atom", "msa", "template"))
+    meta = store.load_meta(path)
+    missing = [
+        k
+        for k in ("token_res_name", "atom_name", "atom_element", "chain_name", "chain_type")
+        if k not in meta
+    ]
+    if missing:
+        raise ValueError(f"feature file {path}: meta field(s) {', '.join(missing)} missing")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seeds, plan = predict_features(net, feats, meta, settings, device)
+    layout = TargetLayout.from_features(feats, meta)
+    provenance = {
+        "target_id": target,
+        "features": {"path": str(path.resolve()), "content_hash": attrs.get("content_hash"), "attrs": attrs},
+        **weights,
+        "preset": args.preset,
+        "network_config": preset_cfg,
+        "settings": settings.as_dict(),
+        "precision": plan.as_dict(),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "torch_version": torch.__version__,
+        "code_version": store.code_version(),
+        "seconds": {str(s.seed): s.seconds for s in seeds} | {"total": time.perf_counter() - started},
+        "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+    }
+    samples = [(s.seed, s.coords, s.confidences) for s in seeds]
+    return write_target(Path(args.out_dir), target, layout, samples, settings.n_cycle, provenance)
+
+
+def _config_dict(cfg) -> dict | str:
+    if isinstance(cfg, dict):
+        return cfg
+    if hasattr(cfg, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(cfg)
+    return str(cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from model.nn.network import Foldline, load_preset
+
+    device = resolve_device(args.device)
+    settings = PredictSettings(
+        n_cycle=args.cycles,
+        n_step=args.steps,
+        n_sample=args.samples,
+        seeds=tuple(args.seeds),
+        precision=args.precision,
+    )
+    cfg = load_preset(args.preset)
+    net = Foldline(cfg)
+    try:
+        weights = load_weights(net, args.checkpoint)
+    except CheckpointError as err:
+        print(f"predict: {err}", file=sys.stderr)
+        return 1
+    net = net.to(device).eval()
+    failed_dir = Path(args.failed_dir)
+    failures = []
+    for f in args.features:
+        path = Path(f)
+        target = target_name(path)
+        try:
+            folder = run_target(path, net, settings, device, args, weights, _config_dict(cfg))
+            (failed_dir / f"{target}.txt").unlink(missing_ok=True)
+            print(f"predict: {target}: wrote {folder}")
+        except Exception as err:  # one bad target (input, OOM, ...) must not stop the shard
+            reason = f"{target}: {type(err).__name__}: {first_line(err)}"
+            traceback.print_exc()
+            write_failure(failed_dir, target, reason)
+            failures.append(reason)
+            print(f"predict: FAILED {reason}", file=sys.stderr)
+        finally:
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    if args.done:
+        Path(args.done).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.done).touch()
+    print(f"predict: {len(args.features) - len(failures)} predicted, {len(failures)} failed")
+    return 0
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        sys.exit(main(snakemake_argv(snakemake)))  # noqa: F821
+    sys.exit(main())
