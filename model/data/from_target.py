@@ -1,0 +1,269 @@
+"""Build the atom-level `Structure` of a prediction `Target` (no coordinates yet).
+
+Polymers are chains of CCD components: hydrogens are dropped, and so are the leaving atoms that
+polymer linkage removes (OXT except on a protein's last residue, OP3 of nucleotides), as AF3 builds
+them. Modified residues replace the residue at their position. Ligands come from CCD codes (several
+codes make one multi-residue ligand, linked only by the target's bonds), from SMILES or from a
+ligand file (their `Component`s are kept in `structure.components`). Bonds: the CCD's
+intra-residue bonds (`ccd`), polymer links C-N / O3'-P (`polymer`) and the target's bonded atom
+pairs (`covale`). Coordinates are NaN and every atom is unresolved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from model.data.ccd import Component
+from model.data.conformers import HYDROGENS, component_from_file, component_from_smiles
+from model.data.constants import DNA_RESIDUES, PROTEIN_RESIDUES, RNA_RESIDUES
+from model.data.inputs import Entity, Target, TargetError
+from model.data.structure import Structure
+
+STANDARD_RESIDUES = {
+    "protein": {*PROTEIN_RESIDUES, "UNK"},
+    "rna": {*RNA_RESIDUES, "N"},
+    "dna": {*DNA_RESIDUES, "DN"},
+}
+# Which _chem_comp.type a modified residue of each polymer kind may have.
+_MODIFICATION_TYPE = {"protein": "PEPTIDE", "rna": "RNA", "dna": "DNA"}
+_LINK_ATOMS = {"protein": ("C", "N"), "rna": ("O3'", "P"), "dna": ("O3'", "P")}
+
+
+class _Lookup:
+    """The CCD with a target's own components (SMILES, ligand files, user CCD) in front of it."""
+
+    def __init__(self, ccd: Any, extra: dict[str, Component]) -> None:
+        self.ccd, self.extra = ccd, extra
+
+    def __contains__(self, code: str) -> bool:
+        return code in self.extra or code in self.ccd
+
+    def __getitem__(self, code: str) -> Component:
+        return self.extra[code] if code in self.extra else self.ccd[code]
+
+
+def _default_ccd(ccd: Any) -> Any:
+    if ccd is not None:
+        return ccd
+    from model.data.ccd import load_ccd
+
+    return load_ccd()
+
+
+def user_components(target: Target) -> dict[str, Component]:
+    """The components a target defines itself (AF3 `userCCD` / `userCCDPath`), by code."""
+    if target.user_ccd is None and target.user_ccd_path is None:
+        return {}
+    from model.data.ccd import parse_components  # helper 1's parser of components.cif text/paths
+
+    source = target.user_ccd if target.user_ccd is not None else target.user_ccd_path
+    try:
+        return dict(parse_components(source))
+    except Exception as exc:  # any parser failure is the user's input, reported on one line
+        field = "userCCD" if target.user_ccd is not None else "userCCDPath"
+        raise TargetError(target.target_id, f"cannot read components: {exc}", field=field) from None
+
+
+def _is_single_atom(component: Component) -> bool:
+    return sum(e not in HYDROGENS for e in component.elements) == 1
+
+
+def _entity_error(target: Target, index: int, entity: Entity, field: str, reason: str) -> TargetError:
+    return TargetError(
+        target.target_id, reason, field=field, entity=index + 1, kind=entity.kind, chains=entity.chain_ids
+    )
+
+
+def normalize_target(target: Target, ccd: Any = None) -> Target:
+    """The same target with a ligand of one single-atom CCD component marked as an ion.
+
+    Makes AF3 (`ligand` with `ccdCodes: ["MG"]`), Protenix (`ion: MG`) and CSV inputs give the same
+    `Target`. Raises TargetError for an ion that is unknown or not a single atom.
+    """
+    lookup = _Lookup(_default_ccd(ccd), user_components(target))
+    entities = []
+    for i, entity in enumerate(target.entities):
+        if entity.kind in ("ligand", "ion") and entity.ccd_codes is not None and len(entity.ccd_codes) == 1:
+            code = entity.ccd_codes[0]
+            if code not in lookup:
+                field = "ion" if entity.kind == "ion" else "ccd_codes"
+                raise _entity_error(target, i, entity, field, f"unknown CCD code {code!r}")
+            single = _is_single_atom(lookup[code])
+            if entity.kind == "ion" and not single:
+                raise _entity_error(target, i, entity, "ion", f"{code} is not a single-atom ion component")
+            if single:
+                entity = replace(entity, kind="ion")
+        entities.append(entity)
+    return replace(target, entities=tuple(entities))
+
+
+def _polymer_atoms(component: Component, kind: str, is_last: bool) -> list[int]:
+    """Indices of the component atoms a polymer residue keeps."""
+    keep = []
+    for i, (name, element) in enumerate(zip(component.atom_names, component.elements, strict=True)):
+        if element in HYDROGENS:
+            continue
+        if component.leaving_atom[i] and not (kind == "protein" and is_last and name == "OXT"):
+            continue
+        keep.append(i)
+    return keep
+
+
+def _ligand_component(target: Target, index: int, entity: Entity, code: str) -> Component:
+    try:
+        if entity.smiles is not None:
+            return component_from_smiles(entity.smiles, code)
+        return component_from_file(entity.ligand_file, code)
+    except (ValueError, OSError) as exc:
+        field = "smiles" if entity.smiles is not None else "ligand_file"
+        raise _entity_error(target, index, entity, field, str(exc)) from None
+
+
+def _entity_components(target: Target, lookup: _Lookup, own: dict[str, Component]) -> list[list[Component]]:
+    """The component of every residue of every entity (one list per entity); checks CCD codes."""
+    out = []
+    for i, entity in enumerate(target.entities):
+        if entity.smiles is not None or entity.ligand_file is not None:
+            code = f"l{len(own) + 1:02d}"  # lower case never clashes with a CCD code (as Protenix)
+            own[code] = _ligand_component(target, i, entity, code)
+            out.append([own[code]])
+            continue
+        residues = []
+        modified = dict(entity.modifications)
+        for position, code in enumerate(entity.residue_codes(), start=1):
+            field = (
+                "modifications"
+                if position in modified
+                else ("sequence" if entity.is_polymer else "ccd_codes")
+            )
+            if code not in lookup:
+                reason = f"unknown CCD code {code!r}" + (
+                    f" at position {position}" if entity.is_polymer else ""
+                )
+                raise _entity_error(target, i, entity, field, reason)
+            component = lookup[code]
+            if position in modified:
+                wanted = _MODIFICATION_TYPE[entity.kind]
+                if wanted not in component.type.upper():
+                    reason = f"{code} at position {position} is a {component.type} component"
+                    raise _entity_error(target, i, entity, field, f"{reason}, not a {entity.kind} residue")
+            residues.append(component)
+        out.append(residues)
+    return out
+
+
+def _chain_type(entity: Entity) -> str:
+    if entity.kind == "ligand" and entity.ccd_codes is not None and len(entity.ccd_codes) > 1:
+        return "branched"
+    return entity.kind
+
+
+def structure_from_target(target: Target, ccd: Any = None) -> Structure:
+    """The `Structure` of a target: atoms in chain → residue → CCD atom order, all unresolved.
+
+    Raises TargetError (one line) for unknown CCD codes, modifications of the wrong type,
+    SMILES that RDKit rejects, unreadable ligand files and bonds to atoms that do not exist.
+    """
+    own: dict[str, Component] = {}
+    user = user_components(target)
+    lookup = _Lookup(_default_ccd(ccd), user)
+    per_entity = _entity_components(target, lookup, own)
+
+    atom_name, atom_element, atom_charge, atom_residue = [], [], [], []
+    res_name, res_seq_id, res_chain, res_start, res_end, res_standard = [], [], [], [], [], []
+    chain_name, chain_entity, chain_type, chain_start, chain_end = [], [], [], [], []
+    bonds: list[tuple[int, int]] = []
+    bond_type: list[str] = []
+    # (chain, residue number) -> {atom name: atom index}, for links and user bonds
+    residue_atoms: dict[tuple[str, int], dict[str, int]] = {}
+
+    for i, (entity, components) in enumerate(zip(target.entities, per_entity, strict=True)):
+        for chain in entity.chain_ids:
+            chain_start.append(len(res_name))
+            previous: dict[str, int] | None = None
+            for position, component in enumerate(components, start=1):
+                if entity.is_polymer:
+                    kept = _polymer_atoms(component, entity.kind, position == len(components))
+                else:
+                    kept = [k for k, e in enumerate(component.elements) if e not in HYDROGENS]
+                first = len(atom_name)
+                local = {int(k): first + n for n, k in enumerate(kept)}
+                names = {component.atom_names[k]: first + n for n, k in enumerate(kept)}
+                for k in kept:
+                    atom_name.append(component.atom_names[k])
+                    atom_element.append(component.elements[k])
+                    atom_charge.append(int(component.charges[k]))
+                    atom_residue.append(len(res_name))
+                for a, b in component.bonds:
+                    if int(a) in local and int(b) in local:
+                        bonds.append((local[int(a)], local[int(b)]))
+                        bond_type.append("ccd")
+                if entity.is_polymer and previous is not None:
+                    out_atom, in_atom = _LINK_ATOMS[entity.kind]
+                    if out_atom in previous and in_atom in names:
+                        bonds.append((previous[out_atom], names[in_atom]))
+                        bond_type.append("polymer")
+                previous = names
+                residue_atoms[(chain, position)] = names
+                res_name.append(component.code)
+                res_seq_id.append(position)
+                res_chain.append(len(chain_name))
+                res_start.append(first)
+                res_end.append(len(atom_name))
+                res_standard.append(entity.is_polymer and component.code in STANDARD_RESIDUES[entity.kind])
+            chain_name.append(chain)
+            chain_entity.append(str(i + 1))
+            chain_type.append(_chain_type(entity))
+            chain_end.append(len(res_name))
+
+    for pair in dict.fromkeys(target.bonds):  # de-duplicated, order kept
+        ends = []
+        for chain, position, atom in pair:
+            index, entity = target.entity_of_chain(chain)
+            names = residue_atoms[(chain, position)]
+            component = per_entity[index][position - 1]
+            if atom.startswith("#"):  # Protenix SMILES atom-map number or ligand-file atom index
+                mapped = component.extra.get("atom_map", {}).get(int(atom[1:]))
+                atom = component.atom_names[mapped] if mapped is not None else atom
+            if atom not in names:
+                where = f"residue {position} ({component.code}) of chain {chain}"
+                reason = f"bond to atom {atom!r} that does not exist in {where}"
+                raise _entity_error(target, index, entity, "bonds", reason)
+            ends.append(names[atom])
+        if ends[0] == ends[1]:
+            raise _entity_error(target, index, entity, "bonds", f"bond from atom {pair[0]} to itself")
+        bonds.append((ends[0], ends[1]))
+        bond_type.append("covale")
+
+    n_atom = len(atom_name)
+    used = {c.code for comps in per_entity for c in comps}
+    return Structure(
+        atom_name=np.array(atom_name, dtype=str),
+        atom_element=np.array(atom_element, dtype=str),
+        atom_charge=np.array(atom_charge, dtype=np.int32),
+        atom_coords=np.full((n_atom, 3), np.nan, dtype=np.float32),
+        atom_resolved=np.zeros(n_atom, dtype=bool),
+        atom_occupancy=np.zeros(n_atom, dtype=np.float32),
+        atom_b_factor=np.zeros(n_atom, dtype=np.float32),
+        atom_residue=np.array(atom_residue, dtype=np.int32),
+        res_name=np.array(res_name, dtype=str),
+        res_seq_id=np.array(res_seq_id, dtype=np.int32),
+        res_auth_seq_id=np.array([str(s) for s in res_seq_id], dtype=str),
+        res_chain=np.array(res_chain, dtype=np.int32),
+        res_atom_start=np.array(res_start, dtype=np.int32),
+        res_atom_end=np.array(res_end, dtype=np.int32),
+        res_is_standard=np.array(res_standard, dtype=bool),
+        chain_name=np.array(chain_name, dtype=str),
+        chain_auth_name=np.array(chain_name, dtype=str),
+        chain_entity_id=np.array(chain_entity, dtype=str),
+        chain_type=np.array(chain_type, dtype=str),
+        chain_res_start=np.array(chain_start, dtype=np.int32),
+        chain_res_end=np.array(chain_end, dtype=np.int32),
+        bonds=np.array(bonds, dtype=np.int64).reshape(-1, 2),
+        bond_type=np.array(bond_type, dtype=str),
+        name=target.target_id,
+        components={**{k: v for k, v in user.items() if k in used}, **own},
+    )

@@ -1,0 +1,906 @@
+"""Prediction inputs: `targets.csv`, AlphaFold 3 JSON and Protenix JSON, all parsed into one `Target`.
+
+Three ways in (docs/inputs.md has a worked example of each):
+
+- `targets.csv`: `target_id` plus either `json` (a job file, relative to the CSV's folder) or `chains`,
+  an inline list such as `protein:MKTAYx2;ligand:ATP;ligand:smiles=CC(=O)O;dna:ACGT;ion:MG`
+  (optional columns `seeds` like `1 2 3` and `bonds` like `A:1:SG-C:1:C1`).
+- AlphaFold 3 JSON (`"dialect": "alphafold3"`, versions 1-4), one job or a list of jobs.
+- Protenix JSON (a list of jobs with `proteinChain` / `dnaSequence` / `rnaSequence` / `ligand` / `ion`).
+
+The dialect is detected from the content. Every problem is a `TargetError` whose text is one line
+naming the target, the entity, the field and the reason. `load_targets` collects them so that one
+bad target never stops the others.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from model.data.constants import ONE_TO_CCD_DNA, ONE_TO_CCD_RNA, ONE_TO_THREE_PROTEIN, PROTEIN_ONE_LETTER
+
+ENTITY_KINDS = ("protein", "rna", "dna", "ligand", "ion")
+POLYMER_KINDS = ("protein", "rna", "dna")
+AF3_VERSIONS = (1, 2, 3, 4)
+# Fields each AF3 version introduced (AF3 docs/input.md, "Versions").
+_AF3_FIELD_VERSION = {
+    "unpairedMsaPath": 2, "pairedMsaPath": 2, "mmcifPath": 2, "userCCDPath": 3, "description": 4,
+}  # fmt: skip
+# Residue letters per polymer kind; X / N stand for the unknown residue of that kind.
+POLYMER_LETTERS = {"protein": PROTEIN_ONE_LETTER + "X", "rna": "ACGUN", "dna": "ACGTN"}
+_LETTER_TO_CCD = {
+    "protein": {**ONE_TO_THREE_PROTEIN, "X": "UNK"},
+    "rna": {**ONE_TO_CCD_RNA, "N": "N"},
+    "dna": {**ONE_TO_CCD_DNA, "N": "DN"},
+}
+TARGET_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+CHAIN_ID_RE = re.compile(r"[A-Za-z0-9]{1,4}")
+CCD_CODE_RE = re.compile(r"[A-Za-z0-9]{1,5}")
+MAX_SEED = 2**32 - 1
+LIGAND_FILE_SUFFIXES = (".sdf", ".mol", ".mol2", ".pdb")
+
+AtomRef = tuple[str, int, str]  # (chain id, 1-based residue position, atom name)
+
+
+class TargetError(ValueError):
+    """A bad input, rendered as one line: `target X: entity 2 (protein, chain B): field: reason`."""
+
+    def __init__(
+        self,
+        target_id: str | None,
+        reason: str,
+        *,
+        field: str | None = None,
+        entity: int | None = None,
+        kind: str | None = None,
+        chains: Sequence[str] = (),
+        source: str | None = None,
+    ) -> None:
+        self.target_id = target_id
+        self.reason = reason
+        self.field = field
+        self.entity = entity
+        self.kind = kind
+        self.chains = tuple(chains)
+        self.source = source
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = [f"target {self.target_id}" if self.target_id is not None else (self.source or "input")]
+        if self.entity is not None:
+            detail = [self.kind] if self.kind else []
+            if self.chains:
+                detail.append(("chain " if len(self.chains) == 1 else "chains ") + ", ".join(self.chains))
+            parts.append(f"entity {self.entity}" + (f" ({', '.join(detail)})" if detail else ""))
+        if self.field:
+            parts.append(self.field)
+        return ": ".join([*parts, self.reason]).replace("\n", " ")
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One molecular entity and the chains that are copies of it.
+
+    Polymers carry `sequence` (one letter per residue, X/N = unknown) and `modifications`
+    ((1-based position, CCD code) replacing that residue). Ligands carry exactly one of
+    `ccd_codes` (one or more residues, as AF3), `smiles` or `ligand_file` (SDF/MOL/MOL2/PDB). Ions carry
+    `ccd_codes` of one single-atom component. MSA fields follow AF3: None means "search", "" means
+    "no MSA"; `*_path` fields are absolute. `templates` holds AF3 template dicts (None = search).
+    """
+
+    kind: str
+    chain_ids: tuple[str, ...]
+    sequence: str | None = None
+    ccd_codes: tuple[str, ...] | None = None
+    smiles: str | None = None
+    ligand_file: Path | None = None
+    modifications: tuple[tuple[int, str], ...] = ()
+    unpaired_msa: str | None = None
+    unpaired_msa_path: Path | None = None
+    paired_msa: str | None = None
+    paired_msa_path: Path | None = None
+    templates: tuple[dict, ...] | None = None
+    templates_path: Path | None = None
+
+    @property
+    def is_polymer(self) -> bool:
+        return self.kind in POLYMER_KINDS
+
+    def residue_codes(self) -> list[str] | None:
+        """CCD code per residue for polymers (modifications applied) and CCD ligands; None otherwise."""
+        if self.is_polymer:
+            codes = [_LETTER_TO_CCD[self.kind][c] for c in self.sequence]
+            for position, code in self.modifications:
+                codes[position - 1] = code
+            return codes
+        return list(self.ccd_codes) if self.ccd_codes is not None else None
+
+    @property
+    def num_residues(self) -> int:
+        if self.is_polymer:
+            return len(self.sequence)
+        return len(self.ccd_codes) if self.ccd_codes is not None else 1
+
+
+@dataclass(frozen=True)
+class Target:
+    """One prediction job. `bonds` are covalent links between atoms (AF3 `bondedAtomPairs`).
+
+    `seeds` empty means "the workflow's default seeds". `user_ccd` is mmCIF text of extra components,
+    `user_ccd_path` a components file; both override the CCD for this target only.
+    """
+
+    target_id: str
+    entities: tuple[Entity, ...]
+    bonds: tuple[tuple[AtomRef, AtomRef], ...] = ()
+    seeds: tuple[int, ...] = ()
+    user_ccd: str | None = None
+    user_ccd_path: Path | None = None
+    source: Path | None = field(default=None, compare=False)
+    dialect: str = field(default="csv", compare=False)  # "csv" | "alphafold3" | "protenix"
+
+    @property
+    def chain_ids(self) -> list[str]:
+        return [c for e in self.entities for c in e.chain_ids]
+
+    def entity_of_chain(self, chain_id: str) -> tuple[int, Entity]:
+        """(0-based entity index, entity) of a chain id; KeyError when absent."""
+        for i, entity in enumerate(self.entities):
+            if chain_id in entity.chain_ids:
+                return i, entity
+        raise KeyError(chain_id)
+
+
+def chain_id_from_index(index: int) -> str:
+    """0 → A, 25 → Z, 26 → AA, 27 → BA (least significant letter first, as AF3 and Protenix)."""
+    letters = []
+    num = index
+    while num >= 0:
+        letters.append(chr(ord("A") + num % 26))
+        num = num // 26 - 1
+    return "".join(letters)
+
+
+def check_target_id(target_id: Any) -> str | None:
+    """The reason `target_id` is not a safe file name, or None when it is."""
+    if not isinstance(target_id, str) or not target_id:
+        return "target_id is empty"
+    if not TARGET_ID_RE.fullmatch(target_id):
+        if len(target_id) > 100:
+            return f"target_id {target_id[:20]!r}... is longer than 100 characters"
+        return f"target_id {target_id!r} is not a safe file name (use only A-Z a-z 0-9 . _ -)"
+    if target_id.startswith("."):
+        return f"target_id {target_id!r} must not start with a dot"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing context: who we are parsing, where relative paths start, which roots are allowed.
+
+
+@dataclass
+class _Ctx:
+    target_id: str | None
+    base_dir: Path
+    allowed_roots: tuple[Path, ...]
+    source: str
+    entity: int | None = None
+    kind: str | None = None
+    chains: tuple[str, ...] = ()
+
+    def error(self, field: str | None, reason: str) -> TargetError:
+        return TargetError(
+            self.target_id, reason, field=field, entity=self.entity, kind=self.kind, chains=self.chains,
+            source=self.source,
+        )  # fmt: skip
+
+    def for_entity(self, index: int, kind: str | None, chains: Sequence[str] = ()) -> _Ctx:
+        return replace(self, entity=index + 1, kind=kind, chains=tuple(chains))
+
+    def path(self, field: str, value: Any, must_exist: bool = True, is_dir: bool = False) -> Path:
+        """Resolve a user path against `base_dir`, inside the allowed roots."""
+        if not isinstance(value, str) or not value:
+            raise self.error(field, f"expected a non-empty path string, got {value!r}")
+        path = (self.base_dir / value).resolve()
+        if not any(path.is_relative_to(root) for root in self.allowed_roots):
+            roots = ", ".join(str(r) for r in self.allowed_roots)
+            raise self.error(field, f"path {value!r} is outside the allowed roots ({roots})")
+        if must_exist and not (path.is_dir() if is_dir else path.is_file()):
+            raise self.error(field, f"{'folder' if is_dir else 'file'} not found: {value}")
+        return path
+
+
+def _roots(allowed_roots: Iterable[str | Path] | None, default: Path) -> tuple[Path, ...]:
+    if allowed_roots is None:
+        return (default.resolve(),)
+    return tuple(Path(r).resolve() for r in allowed_roots)
+
+
+def _int(ctx: _Ctx, field: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
+    # bool is an int subclass in Python; JSON true is not a number.
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ctx.error(field, f"expected an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ctx.error(field, f"must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ctx.error(field, f"must be <= {maximum}, got {value}")
+    return value
+
+
+def _seeds(ctx: _Ctx, field: str, value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise ctx.error(field, f"expected a non-empty list of integer seeds, got {value!r}")
+    return tuple(_int(ctx, field, v, 0, MAX_SEED) for v in value)
+
+
+def _sequence(ctx: _Ctx, kind: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ctx.error("sequence", f"expected a string, got {value!r}")
+    sequence = "".join(value.split()).upper()
+    if not sequence:
+        raise ctx.error("sequence", "empty sequence")
+    allowed = POLYMER_LETTERS[kind]
+    for i, letter in enumerate(sequence):
+        if letter not in allowed:
+            raise ctx.error("sequence", f"unknown residue letter {letter!r} at {i + 1}")
+    return sequence
+
+
+def _ccd_code(ctx: _Ctx, field: str, value: Any) -> str:
+    if not isinstance(value, str) or not CCD_CODE_RE.fullmatch(value):
+        raise ctx.error(field, f"{value!r} is not a CCD code (1-5 letters or digits)")
+    return value.upper()
+
+
+def _modifications(ctx: _Ctx, items: Any, length: int, pos_key: str, type_key: str, prefix: str) -> tuple:
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise ctx.error("modifications", f"expected a list, got {items!r}")
+    seen: dict[int, str] = {}
+    for item in items:
+        if not isinstance(item, dict) or pos_key not in item or type_key not in item:
+            raise ctx.error(
+                "modifications", f"each modification needs {type_key!r} and {pos_key!r}: {item!r}"
+            )
+        position = _int(ctx, f"modifications.{pos_key}", item[pos_key])
+        if not 1 <= position <= length:
+            raise ctx.error(f"modifications.{pos_key}", f"position {position} is out of range 1..{length}")
+        code = item[type_key]
+        if prefix and isinstance(code, str):
+            if not code.startswith(prefix):
+                raise ctx.error(f"modifications.{type_key}", f"expected {prefix}<code>, got {code!r}")
+            code = code[len(prefix) :]
+        code = _ccd_code(ctx, f"modifications.{type_key}", code)
+        if position in seen:
+            raise ctx.error(f"modifications.{pos_key}", f"position {position} is modified twice")
+        seen[position] = code
+    return tuple(sorted(seen.items()))
+
+
+def _check_keys(ctx: _Ctx, what: str, data: dict, allowed: Iterable[str]) -> None:
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ctx.error(what, f"unknown field {unknown[0]!r}")
+
+
+def _chain_ids(ctx: _Ctx, value: Any) -> tuple[str, ...]:
+    ids = [value] if isinstance(value, str) else value
+    if not isinstance(ids, list) or not ids:
+        raise ctx.error("id", f"expected a chain id or a non-empty list of chain ids, got {value!r}")
+    for chain in ids:
+        if not isinstance(chain, str) or not CHAIN_ID_RE.fullmatch(chain):
+            raise ctx.error("id", f"chain id {chain!r} must be 1-4 letters or digits")
+    return tuple(ids)
+
+
+def _unique_chains(ctx: _Ctx, entities: Sequence[Entity]) -> None:
+    seen: set[str] = set()
+    for i, entity in enumerate(entities):
+        for chain in entity.chain_ids:
+            if chain in seen:
+                raise ctx.for_entity(i, entity.kind, entity.chain_ids).error(
+                    "id", f"duplicate chain id {chain!r}"
+                )
+            seen.add(chain)
+
+
+def _bond_ref(ctx: _Ctx, field: str, ref: Any, entities: Sequence[Entity]) -> AtomRef:
+    if not (isinstance(ref, list | tuple) and len(ref) == 3 and isinstance(ref[0], str)):
+        raise ctx.error(field, f"expected [chain id, residue number, atom name], got {ref!r}")
+    chain, residue, atom = ref[0], _int(ctx, field, ref[1]), ref[2]
+    if not isinstance(atom, str) or not atom:
+        raise ctx.error(field, f"atom name must be a non-empty string, got {atom!r}")
+    owner = [e for e in entities if chain in e.chain_ids]
+    if not owner:
+        raise ctx.error(field, f"bond to unknown chain {chain!r}")
+    if not 1 <= residue <= owner[0].num_residues:
+        raise ctx.error(
+            field, f"residue {residue} of chain {chain} is out of range 1..{owner[0].num_residues}"
+        )
+    return (chain, residue, atom)
+
+
+# ---------------------------------------------------------------------------------------------
+# AlphaFold 3 JSON
+
+
+_AF3_TOP = (
+    "dialect",
+    "version",
+    "name",
+    "modelSeeds",
+    "sequences",
+    "bondedAtomPairs",
+    "userCCD",
+    "userCCDPath",
+)
+_AF3_ENTITY = {
+    "protein": ("id", "sequence", "modifications", "unpairedMsa", "unpairedMsaPath", "pairedMsa",
+                "pairedMsaPath", "templates", "description"),
+    "rna": ("id", "sequence", "modifications", "unpairedMsa", "unpairedMsaPath", "description"),
+    "dna": ("id", "sequence", "modifications", "description"),
+    "ligand": ("id", "ccdCodes", "smiles", "description"),
+}  # fmt: skip
+
+
+def _af3_version_check(ctx: _Ctx, data: dict, version: int) -> None:
+    for key in data:
+        if _AF3_FIELD_VERSION.get(key, 1) > version:
+            raise ctx.error(
+                key, f"needs AlphaFold 3 input version >= {_AF3_FIELD_VERSION[key]}, file has {version}"
+            )
+
+
+def _af3_msa(ctx: _Ctx, data: dict, key: str) -> tuple[str | None, Path | None]:
+    text, path = data.get(key), data.get(key + "Path")
+    if text is not None and path is not None:
+        raise ctx.error(key, f"give {key} or {key}Path, not both")
+    if text is not None and not isinstance(text, str):
+        raise ctx.error(key, f"expected a3m text, got {type(text).__name__}")
+    return text, (ctx.path(key + "Path", path) if path is not None else None)
+
+
+def _af3_templates(ctx: _Ctx, value: Any) -> tuple[dict, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ctx.error("templates", f"expected a list, got {value!r}")
+    out = []
+    for i, template in enumerate(value):
+        field = f"templates[{i}]"
+        if not isinstance(template, dict):
+            raise ctx.error(field, f"expected an object, got {template!r}")
+        if ("mmcif" in template) == ("mmcifPath" in template):
+            raise ctx.error(field, "give exactly one of mmcif and mmcifPath")
+        for key in ("queryIndices", "templateIndices"):
+            indices = template.get(key)
+            if not isinstance(indices, list) or not all(isinstance(x, int) and x >= 0 for x in indices):
+                raise ctx.error(f"{field}.{key}", "expected a list of non-negative integers")
+        if len(template["queryIndices"]) != len(template["templateIndices"]):
+            raise ctx.error(field, "queryIndices and templateIndices differ in length")
+        template = dict(template)
+        if "mmcifPath" in template:
+            template["mmcifPath"] = str(ctx.path(f"{field}.mmcifPath", template["mmcifPath"]))
+        out.append(template)
+    return tuple(out)
+
+
+def _parse_af3_entity(ctx: _Ctx, index: int, item: Any, version: int) -> Entity:
+    if not isinstance(item, dict) or len(item) != 1:
+        raise ctx.for_entity(index, None).error(None, "expected one of protein, rna, dna, ligand")
+    kind, data = next(iter(item.items()))
+    if kind not in _AF3_ENTITY:
+        raise ctx.for_entity(index, None).error(
+            None, f"unknown entity type {kind!r} (protein, rna, dna, ligand)"
+        )
+    if not isinstance(data, dict):
+        raise ctx.for_entity(index, kind).error(None, f"expected an object, got {data!r}")
+    chains = _chain_ids(ctx.for_entity(index, kind), data.get("id"))
+    ectx = ctx.for_entity(index, kind, chains)
+    _check_keys(ectx, kind, data, _AF3_ENTITY[kind])
+    _af3_version_check(ectx, data, version)
+    if kind == "ligand":
+        codes, smiles = data.get("ccdCodes"), data.get("smiles")
+        if codes is not None and smiles is not None:
+            raise ectx.error("ccdCodes", "give ccdCodes or smiles, not both")
+        if codes is None and smiles is None:
+            raise ectx.error("ccdCodes", "give ccdCodes or smiles")
+        if smiles is not None:
+            if not isinstance(smiles, str) or not smiles.strip():
+                raise ectx.error("smiles", "empty SMILES")
+            return Entity("ligand", chains, smiles=smiles.strip())
+        if not isinstance(codes, list) or not codes:
+            raise ectx.error("ccdCodes", f"expected a non-empty list of CCD codes, got {codes!r}")
+        return Entity("ligand", chains, ccd_codes=tuple(_ccd_code(ectx, "ccdCodes", c) for c in codes))
+    sequence = _sequence(ectx, kind, data.get("sequence"))
+    pos_key, type_key = (
+        ("ptmPosition", "ptmType") if kind == "protein" else ("basePosition", "modificationType")
+    )
+    mods = _modifications(ectx, data.get("modifications"), len(sequence), pos_key, type_key, "")
+    unpaired, unpaired_path = _af3_msa(ectx, data, "unpairedMsa") if kind != "dna" else (None, None)
+    paired, paired_path = _af3_msa(ectx, data, "pairedMsa") if kind == "protein" else (None, None)
+    return Entity(
+        kind, chains, sequence=sequence, modifications=mods, unpaired_msa=unpaired,
+        unpaired_msa_path=unpaired_path, paired_msa=paired, paired_msa_path=paired_path,
+        templates=_af3_templates(ectx, data.get("templates")),
+    )  # fmt: skip
+
+
+def _parse_af3_job(ctx: _Ctx, job: dict) -> Target:
+    version = job.get("version")
+    if version not in AF3_VERSIONS:
+        raise ctx.error("version", f"unsupported AlphaFold 3 input version {version!r} (supported: 1-4)")
+    _check_keys(ctx, "job", job, _AF3_TOP)
+    _af3_version_check(ctx, job, version)
+    sequences = job.get("sequences")
+    if not isinstance(sequences, list) or not sequences:
+        raise ctx.error("sequences", "expected a non-empty list of entities")
+    entities = tuple(_parse_af3_entity(ctx, i, item, version) for i, item in enumerate(sequences))
+    _unique_chains(ctx, entities)
+    bonds = []
+    pairs = job.get("bondedAtomPairs") or []
+    if not isinstance(pairs, list):
+        raise ctx.error("bondedAtomPairs", f"expected a list, got {pairs!r}")
+    for i, pair in enumerate(pairs):
+        field = f"bondedAtomPairs[{i}]"
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise ctx.error(field, f"expected a pair of atoms, got {pair!r}")
+        bonds.append(tuple(_bond_ref(ctx, field, ref, entities) for ref in pair))
+    user_ccd = job.get("userCCD")
+    if user_ccd is not None and not isinstance(user_ccd, str):
+        raise ctx.error("userCCD", "expected mmCIF text")
+    user_ccd_path = ctx.path("userCCDPath", job["userCCDPath"]) if job.get("userCCDPath") else None
+    if user_ccd and user_ccd_path:
+        raise ctx.error("userCCD", "give userCCD or userCCDPath, not both")
+    return Target(
+        ctx.target_id, entities, tuple(bonds), _seeds(ctx, "modelSeeds", job.get("modelSeeds")),
+        user_ccd=user_ccd or None, user_ccd_path=user_ccd_path, dialect="alphafold3",
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Protenix JSON (also the AlphaFold Server shape it derives from)
+
+
+_PX_KINDS = {
+    "proteinChain": "protein",
+    "rnaSequence": "rna",
+    "dnaSequence": "dna",
+    "ligand": "ligand",
+    "ion": "ion",
+}
+_PX_ENTITY = {
+    "proteinChain": ("sequence", "count", "id", "modifications", "msa", "unpairedMsa", "unpairedMsaPath",
+                     "pairedMsa", "pairedMsaPath", "templates", "templatesPath", "glycans"),
+    "rnaSequence": ("sequence", "count", "id", "modifications", "msa", "unpairedMsa", "unpairedMsaPath"),
+    "dnaSequence": ("sequence", "count", "id", "modifications"),
+    "ligand": ("ligand", "count", "id"),
+    "ion": ("ion", "count", "id"),
+}  # fmt: skip
+_PX_TOP = ("name", "sequences", "covalent_bonds", "modelSeeds", "assembly_id")
+
+
+def _parse_protenix_entity(ctx: _Ctx, index: int, item: Any) -> tuple[str, dict, int]:
+    """(kind key, data, count) of one Protenix `sequences` entry; chain ids come later."""
+    if not isinstance(item, dict) or len(item) != 1:
+        raise ctx.for_entity(index, None).error(None, f"expected one of {', '.join(_PX_KINDS)}")
+    key, data = next(iter(item.items()))
+    if key not in _PX_KINDS:
+        raise ctx.for_entity(index, None).error(None, f"unknown entity type {key!r} ({', '.join(_PX_KINDS)})")
+    ectx = ctx.for_entity(index, _PX_KINDS[key])
+    if not isinstance(data, dict):
+        raise ectx.error(None, f"expected an object, got {data!r}")
+    _check_keys(ectx, key, data, _PX_ENTITY[key])
+    return key, data, _int(ectx, "count", data.get("count", 1), minimum=1)
+
+
+def _protenix_entity(ctx: _Ctx, key: str, data: dict, chains: tuple[str, ...]) -> Entity:
+    kind = _PX_KINDS[key]
+    if kind == "ion":
+        code = data.get("ion")
+        code = code[4:] if isinstance(code, str) and code.startswith("CCD_") else code
+        return Entity("ion", chains, ccd_codes=(_ccd_code(ctx, "ion", code),))
+    if kind == "ligand":
+        value = data.get("ligand")
+        if not isinstance(value, str) or not value.strip():
+            raise ctx.error("ligand", f"expected CCD_<code>, FILE_<path> or a SMILES string, got {value!r}")
+        value = value.strip()
+        if value.startswith("CCD_"):
+            codes = value[4:].split("_")
+            return Entity("ligand", chains, ccd_codes=tuple(_ccd_code(ctx, "ligand", c) for c in codes))
+        if value.startswith("FILE_"):
+            path = ctx.path("ligand", value[5:])
+            if path.suffix.lower() not in LIGAND_FILE_SUFFIXES:
+                raise ctx.error(
+                    "ligand", f"ligand file must end in {', '.join(LIGAND_FILE_SUFFIXES)}: {value[5:]}"
+                )
+            return Entity("ligand", chains, ligand_file=path)
+        return Entity("ligand", chains, smiles=value)
+    sequence = _sequence(ctx, kind, data.get("sequence"))
+    pos_key, type_key = (
+        ("ptmPosition", "ptmType") if kind == "protein" else ("basePosition", "modificationType")
+    )
+    mods = _modifications(ctx, data.get("modifications"), len(sequence), pos_key, type_key, "CCD_")
+    unpaired, unpaired_path = _af3_msa(ctx, data, "unpairedMsa") if kind != "dna" else (None, None)
+    paired, paired_path = _af3_msa(ctx, data, "pairedMsa") if kind == "protein" else (None, None)
+    msa = data.get("msa")
+    if (
+        msa is not None
+        and unpaired is None
+        and unpaired_path is None
+        and paired is None
+        and paired_path is None
+    ):
+        if not isinstance(msa, dict):
+            raise ctx.error("msa", f"expected an object with precomputed_msa_dir, got {msa!r}")
+        if msa.get("precomputed_msa_dir"):
+            folder = ctx.path("msa.precomputed_msa_dir", msa["precomputed_msa_dir"], is_dir=True)
+            unpaired_path = folder / "non_pairing.a3m" if (folder / "non_pairing.a3m").is_file() else None
+            paired_path = folder / "pairing.a3m" if (folder / "pairing.a3m").is_file() else None
+            if unpaired_path is None and paired_path is None:
+                raise ctx.error("msa.precomputed_msa_dir", "holds neither non_pairing.a3m nor pairing.a3m")
+    templates_path = ctx.path("templatesPath", data["templatesPath"]) if data.get("templatesPath") else None
+    return Entity(
+        kind, chains, sequence=sequence, modifications=mods, unpaired_msa=unpaired,
+        unpaired_msa_path=unpaired_path, paired_msa=paired, paired_msa_path=paired_path,
+        templates=_af3_templates(ctx, data.get("templates")), templates_path=templates_path,
+    )  # fmt: skip
+
+
+def _protenix_bond_side(
+    ctx: _Ctx, field: str, bond: dict, side: int, entities: list[Entity]
+) -> list[AtomRef]:
+    """Atom refs of one side of a Protenix covalent bond: one per copy when `copy` is not given."""
+    old = ("left", "right")[side]
+    get = lambda name: bond.get(f"{name}{side + 1}", bond.get(f"{old}_{name}"))  # noqa: E731
+    entity_no = _int(ctx, f"{field}.entity{side + 1}", get("entity"))
+    if not 1 <= entity_no <= len(entities):
+        raise ctx.error(f"{field}.entity{side + 1}", f"entity {entity_no} is out of range 1..{len(entities)}")
+    entity = entities[entity_no - 1]
+    position = _int(ctx, f"{field}.position{side + 1}", get("position"))
+    atom = get("atom")
+    if isinstance(atom, int) or (isinstance(atom, str) and atom.isdigit()):
+        atom = f"#{int(atom)}"  # SMILES atom-map number / file atom index, resolved by from_target
+    if not isinstance(atom, str) or not atom:
+        raise ctx.error(f"{field}.atom{side + 1}", f"expected an atom name, got {atom!r}")
+    copy = get("copy")
+    chains = entity.chain_ids
+    if copy is not None:
+        copy = _int(ctx, f"{field}.copy{side + 1}", copy, 1, len(chains))
+        chains = (chains[copy - 1],)
+    return [_bond_ref(ctx, field, [c, position, atom], entities) for c in chains]
+
+
+def _parse_protenix_job(ctx: _Ctx, job: dict) -> Target:
+    _check_keys(ctx, "job", job, _PX_TOP)
+    sequences = job.get("sequences")
+    if not isinstance(sequences, list) or not sequences:
+        raise ctx.error("sequences", "expected a non-empty list of entities")
+    parsed = [_parse_protenix_entity(ctx, i, item) for i, item in enumerate(sequences)]
+    # Explicit ids first, then A, B, C... skipping taken ones, in entity order (as Protenix).
+    used: set[str] = set()
+    for i, (key, data, count) in enumerate(parsed):
+        if data.get("id") is not None:
+            ids = _chain_ids(ctx.for_entity(i, _PX_KINDS[key]), data["id"])
+            if len(ids) != count:
+                raise ctx.for_entity(i, _PX_KINDS[key], ids).error(
+                    "id", f"{len(ids)} chain ids for count {count}"
+                )
+            for chain in ids:
+                if chain in used:
+                    raise ctx.for_entity(i, _PX_KINDS[key], ids).error("id", f"duplicate chain id {chain!r}")
+                used.add(chain)
+    entities: list[Entity] = []
+    next_index = 0
+    for i, (key, data, count) in enumerate(parsed):
+        if data.get("id") is not None:
+            chains = _chain_ids(ctx, data["id"])
+        else:
+            chains = []
+            while len(chains) < count:
+                candidate = chain_id_from_index(next_index)
+                next_index += 1
+                if candidate not in used:
+                    chains.append(candidate)
+                    used.add(candidate)
+            chains = tuple(chains)
+        entities.append(_protenix_entity(ctx.for_entity(i, _PX_KINDS[key], chains), key, data, chains))
+    bonds = []
+    covalent = job.get("covalent_bonds") or []
+    if not isinstance(covalent, list):
+        raise ctx.error("covalent_bonds", f"expected a list, got {covalent!r}")
+    for i, bond in enumerate(covalent):
+        field = f"covalent_bonds[{i}]"
+        if not isinstance(bond, dict):
+            raise ctx.error(field, f"expected an object, got {bond!r}")
+        left, right = (_protenix_bond_side(ctx, field, bond, s, entities) for s in (0, 1))
+        if len(left) == 1 or len(right) == 1:
+            pairs = [(a, b) for a in left for b in right]
+        elif len(left) == len(right):
+            pairs = list(zip(left, right, strict=True))  # copy k bonds to copy k
+        else:
+            raise ctx.error(field, f"entities have {len(left)} and {len(right)} copies; give copy1/copy2")
+        bonds.extend(pairs)
+    seeds = _seeds(ctx, "modelSeeds", job["modelSeeds"]) if "modelSeeds" in job else ()
+    return Target(ctx.target_id, tuple(entities), tuple(bonds), seeds, dialect="protenix")
+
+
+# ---------------------------------------------------------------------------------------------
+# Job files
+
+
+def detect_dialect(data: Any) -> str:
+    """'alphafold3' or 'protenix' for a parsed JSON job file; ValueError otherwise."""
+    jobs = data if isinstance(data, list) else [data]
+    if not jobs or not all(isinstance(j, dict) for j in jobs):
+        raise ValueError("expected a job object or a non-empty list of job objects")
+    job = jobs[0]
+    if "dialect" in job:
+        if job["dialect"] != "alphafold3":
+            raise ValueError(
+                f"unknown dialect {job['dialect']!r} (supported: alphafold3, or Protenix without one)"
+            )
+        return "alphafold3"
+    entries = job.get("sequences")
+    if isinstance(entries, list) and entries and all(isinstance(e, dict) for e in entries):
+        keys = {k for e in entries for k in e}
+        if keys & set(_PX_KINDS):
+            return "protenix"
+        if keys & set(_AF3_ENTITY):
+            raise ValueError('AlphaFold 3 job without "dialect": "alphafold3" and "version"')
+    raise ValueError(
+        "neither an AlphaFold 3 job (dialect alphafold3) nor a Protenix job (sequences of proteinChain...)"
+    )
+
+
+def _job_name(job: dict, index: int, path: Path) -> str:
+    name = job.get("name")
+    if isinstance(name, str) and name.strip():
+        # AF3 sanitises job names into file names the same way.
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", name.strip()).lstrip(".")
+        return name[:100] or f"{path.stem}_{index + 1}"
+    return path.stem if index == 0 else f"{path.stem}_{index + 1}"
+
+
+def _read_job_file(
+    path: Path, target_id: str | None, roots: tuple[Path, ...], source: str
+) -> tuple[list[Target], list[TargetError]]:
+    ctx = _Ctx(target_id, path.parent, roots, source)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ctx.error("json", f"file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ctx.error("json", f"invalid JSON in {path.name}: {exc}") from None
+    try:
+        dialect = detect_dialect(data)
+    except ValueError as exc:
+        raise ctx.error("dialect", str(exc)) from None
+    jobs = data if isinstance(data, list) else [data]
+    names = [_job_name(job, i, path) for i, job in enumerate(jobs)]
+    if target_id is not None:
+        if len(jobs) > 1:
+            if target_id not in names:
+                raise ctx.error("json", f"{path.name} holds {len(jobs)} jobs and none is named {target_id!r}")
+            jobs = [jobs[names.index(target_id)]]
+        names = [target_id]
+    parse = _parse_af3_job if dialect == "alphafold3" else _parse_protenix_job
+    targets, errors = [], []
+    for job, name in zip(jobs, names, strict=True):
+        try:
+            if dialect == "alphafold3" and job.get("dialect") != "alphafold3":
+                raise ctx.error("dialect", f"job {name!r} is not dialect alphafold3 like the first job")
+            targets.append(replace(parse(replace(ctx, target_id=name), job), source=path))
+        except TargetError as exc:
+            errors.append(exc)
+    return targets, errors
+
+
+# ---------------------------------------------------------------------------------------------
+# targets.csv inline chains
+
+
+_COPIES_RE = re.compile(r"^(.*?)x(\d+)$", re.DOTALL)
+_INLINE_RESIDUE_RE = re.compile(r"\(([A-Za-z0-9]{1,5})\)|(.)", re.DOTALL)
+_UNKNOWN_LETTER = {"protein": "X", "rna": "N", "dna": "N"}
+
+
+def _inline_polymer(ctx: _Ctx, kind: str, value: str) -> tuple[str, tuple[tuple[int, str], ...]]:
+    """`MK(SEP)T` → sequence 'MKXT' with modification (3, 'SEP')."""
+    letters, mods = [], []
+    for match in _INLINE_RESIDUE_RE.finditer("".join(value.split())):
+        if match.group(1):
+            mods.append((len(letters) + 1, match.group(1).upper()))
+            letters.append(_UNKNOWN_LETTER[kind])
+        else:
+            letters.append(match.group(2))
+    return _sequence(ctx, kind, "".join(letters)), tuple(mods)
+
+
+def parse_inline_chains(ctx: _Ctx, spec: str) -> tuple[Entity, ...]:
+    """Entities from the `chains` column; chain ids A, B, C... in order."""
+    entities: list[Entity] = []
+    next_index = 0
+    items = [s.strip() for s in spec.split(";")]
+    if not any(items):
+        raise ctx.error("chains", "no chains given")
+    for i, item in enumerate(items):
+        if not item:
+            continue
+        kind, sep, value = item.partition(":")
+        kind = kind.strip().lower()
+        ectx = ctx.for_entity(len(entities), kind if kind in ENTITY_KINDS else None)
+        if not sep or kind not in ENTITY_KINDS:
+            raise ectx.error(
+                "chains",
+                f"item {i + 1} {item[:30]!r} must be KIND:VALUE with KIND one of {', '.join(ENTITY_KINDS)}",
+            )
+        value, count = value.strip(), 1
+        if match := _COPIES_RE.match(value):
+            value, count = match.group(1).strip(), _int(ectx, "chains", match.group(2), minimum=1)
+        chains = tuple(chain_id_from_index(next_index + k) for k in range(count))
+        next_index += count
+        ectx = ctx.for_entity(len(entities), kind, chains)
+        if not value:
+            raise ectx.error("chains", f"item {i + 1} has an empty value")
+        if kind in POLYMER_KINDS:
+            sequence, mods = _inline_polymer(ectx, kind, value)
+            entities.append(Entity(kind, chains, sequence=sequence, modifications=mods))
+        elif kind == "ion":
+            entities.append(Entity("ion", chains, ccd_codes=(_ccd_code(ectx, "chains", value),)))
+        elif value.lower().startswith("smiles="):
+            entities.append(Entity("ligand", chains, smiles=value[7:].strip()))
+        elif value.lower().startswith("file="):
+            entities.append(Entity("ligand", chains, ligand_file=ectx.path("chains", value[5:].strip())))
+        else:
+            codes = tuple(_ccd_code(ectx, "chains", c.strip()) for c in value.split(","))
+            entities.append(Entity("ligand", chains, ccd_codes=codes))
+    return tuple(entities)
+
+
+def _inline_bonds(ctx: _Ctx, spec: str, entities: Sequence[Entity]) -> tuple:
+    bonds = []
+    for i, item in enumerate(s.strip() for s in spec.split(";")):
+        if not item:
+            continue
+        sides = item.split("-")
+        refs = [side.split(":") for side in sides]
+        if len(sides) != 2 or any(len(r) != 3 for r in refs):
+            raise ctx.error("bonds", f"bond {i + 1} {item!r} must look like A:1:SG-B:1:C1")
+        bonds.append(
+            tuple(_bond_ref(ctx, "bonds", [r[0].strip(), r[1].strip(), r[2].strip()], entities) for r in refs)
+        )
+    return tuple(bonds)
+
+
+def _csv_seeds(ctx: _Ctx, spec: str) -> tuple[int, ...]:
+    return _seeds(ctx, "seeds", [s for s in re.split(r"[\s,]+", spec.strip()) if s])
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def load_job_json(
+    path: str | Path,
+    target_id: str | None = None,
+    allowed_roots: Iterable[str | Path] | None = None,
+    ccd: Any = None,
+    check: bool = True,
+) -> list[Target]:
+    """Targets of an AlphaFold 3 or Protenix job file (one job or a list); raises the first TargetError.
+
+    `target_id` names the single job (or picks the job of that name from a list). Relative paths
+    inside the file start at its folder; every path must lie under `allowed_roots` (default: the
+    file's folder). With `check`, the chemistry is checked against `ccd` (default `load_ccd()`).
+    """
+    path = Path(path).resolve()
+    targets, errors = _read_job_file(path, target_id, _roots(allowed_roots, path.parent), path.name)
+    if errors:
+        raise errors[0]
+    return [check_target(t, ccd) for t in targets] if check else targets
+
+
+def load_targets(
+    csv_path: str | Path,
+    allowed_roots: Iterable[str | Path] | None = None,
+    ccd: Any = None,
+    check: bool = True,
+) -> tuple[list[Target], list[TargetError]]:
+    """Good targets and one TargetError per bad row of a targets.csv (or a single JSON job file).
+
+    Raises TargetError only when the file itself is unusable (missing, no header, no rows).
+    `allowed_roots` defaults to the CSV's folder. With `check`, each target's chemistry is
+    checked against `ccd` (default `load_ccd()`), so that a bad ligand is reported here, not
+    later in the workflow.
+    """
+    csv_path = Path(csv_path).resolve()
+    roots = _roots(allowed_roots, csv_path.parent)
+    if csv_path.suffix.lower() == ".json":
+        targets, errors = _read_job_file(csv_path, None, roots, csv_path.name)
+        return _check_all(targets, errors, ccd, check)
+    file_ctx = _Ctx(None, csv_path.parent, roots, csv_path.name)
+    try:
+        with open(csv_path, newline="") as handle:
+            rows = list(csv.DictReader(line for line in handle if not line.lstrip().startswith("#")))
+    except FileNotFoundError:
+        raise file_ctx.error(None, "file not found") from None
+    if not rows:
+        raise file_ctx.error(None, "empty: no target rows")
+    columns = set(rows[0])
+    if "target_id" not in columns:
+        raise file_ctx.error(
+            None, f"no target_id column (columns: {', '.join(sorted(c or '' for c in columns))})"
+        )
+    if not {"json", "chains"} & columns:
+        raise file_ctx.error(None, "needs a json or a chains column")
+    folded: dict[str, int] = {}
+    for row in rows:
+        key = (row.get("target_id") or "").strip().lower()
+        folded[key] = folded.get(key, 0) + 1
+    targets: list[Target] = []
+    errors: list[TargetError] = []
+    for number, row in enumerate(rows, start=2):
+        target_id = (row.get("target_id") or "").strip()
+        ctx = replace(file_ctx, target_id=target_id or f"(row {number})")
+        try:
+            if reason := check_target_id(target_id):
+                raise ctx.error("target_id", reason)
+            if folded[target_id.lower()] > 1:
+                raise ctx.error(
+                    "target_id", f"duplicate target_id {target_id!r} (ids are compared case-insensitively)"
+                )
+            json_spec, chains_spec = (row.get("json") or "").strip(), (row.get("chains") or "").strip()
+            if bool(json_spec) == bool(chains_spec):
+                raise ctx.error("json", "give exactly one of the json and chains columns")
+            if json_spec:
+                job_path = ctx.path("json", json_spec)
+                found, bad = _read_job_file(job_path, target_id, roots, csv_path.name)
+                if bad:
+                    raise bad[0]
+                target = found[0]
+            else:
+                entities = parse_inline_chains(ctx, chains_spec)
+                _unique_chains(ctx, entities)
+                bonds = _inline_bonds(ctx, row.get("bonds") or "", entities)
+                target = Target(target_id, entities, bonds, source=csv_path, dialect="csv")
+            if (row.get("seeds") or "").strip():
+                target = replace(target, seeds=_csv_seeds(ctx, row["seeds"]))
+            targets.append(target)
+        except TargetError as exc:
+            errors.append(exc)
+    return _check_all(targets, errors, ccd, check)
+
+
+def _check_all(targets: list[Target], errors: list[TargetError], ccd: Any, check: bool) -> tuple[list, list]:
+    if not check:
+        return targets, errors
+    good = []
+    for target in targets:
+        try:
+            good.append(check_target(target, ccd))
+        except TargetError as exc:
+            errors.append(exc)
+    return good, errors
+
+
+def check_target(target: Target, ccd: Any = None) -> Target:
+    """Check a target's chemistry by building its structure; returns it with single-atom ligands as ions.
+
+    Raises TargetError for unknown CCD codes, modifications of the wrong type, bad ions, SMILES that
+    RDKit rejects, unreadable ligand files and bonds to atoms that do not exist.
+    """
+    from model.data.from_target import normalize_target, structure_from_target  # imports this module
+
+    target = normalize_target(target, ccd)
+    structure_from_target(target, ccd)
+    return target
