@@ -99,19 +99,24 @@ class TargetLayout:
     def residues(self) -> list[tuple[int, int, str, np.ndarray]]:
         """(chain index, residue index, CCD code, atom indices) per residue, in atom order.
 
-        A residue is a run of atoms with the same chain, residue_index and residue name: a standard
-        residue is one token, a ligand or modified residue several (one per atom).
+        A residue is a run of atoms with the same chain, residue_index and residue name and no
+        repeated atom name: a standard residue is one token, a ligand or modified residue several
+        (one per atom).
         """
         chain = self.atom_chain
         res_idx = self.residue_index[self.atom_to_token]
         name = self.token_res_name[self.atom_to_token]
         out: list[tuple[int, int, str, list[int]]] = []
+        seen: set[str] = set()
         for a in range(len(self.atom_to_token)):
             key = (int(chain[a]), int(res_idx[a]), str(name[a]))
-            if out and out[-1][:3] == key:
+            # A repeated atom name starts a new residue (two copies of a sugar with one index).
+            if out and out[-1][:3] == key and str(self.atom_name[a]) not in seen:
                 out[-1][3].append(a)
             else:
                 out.append((*key, [a]))
+                seen = set()
+            seen.add(str(self.atom_name[a]))
         return [(c, r, n, np.asarray(idx)) for c, r, n, idx in out]
 
 
