@@ -1,0 +1,55 @@
+# Foldline: targets -> MSA/template search -> features -> prediction, and the four training stages.
+#   snakemake predict --config inputs=targets.csv     predict every target of a targets.csv
+#   snakemake --profile slurm train_stage3            train stage0 -> stage1 -> stage2 -> stage3
+# Configuration: config/config.yaml (documented in config/README.md); HPC guide: docs/workflow.md.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+rule all:
+    """Default target: predictions for every target (training first when no checkpoint is given)."""
+    input:
+        f"{RESULTS}/predict.ok",
+
+
+rule predict:
+    """Predict every target; fails after writing the tables while any target has failed."""
+    input:
+        f"{RESULTS}/summary.tsv",
+        f"{RESULTS}/failures.tsv",
+        f"{RESULTS}/predict.ok",
+
+
+rule features:
+    """Features of every prediction target and training entry."""
+    input:
+        expand(f"{RESULTS}/features/{{t}}.status", t=sorted(TARGETS)),
+        expand(f"{RESULTS}/features/train/{{e}}.status", e=TRAINING_ENTRIES),
+
+
+rule msa:
+    """Every MSA search the targets need."""
+    input:
+        expand(f"{RESULTS}/msa/{{key}}.a3m", key=sorted(MSA_QUERIES)),
+
+
+localrules:
+    all,
+    predict,
+    features,
+    msa,
+
+
+include: "workflow/rules/databases.smk"
+include: "workflow/rules/search.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/predict.smk"

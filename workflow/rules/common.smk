@@ -1,0 +1,158 @@
+# Configuration, targets table and the helpers every other rule file uses.
+# Everything here runs when Snakemake parses the workflow, so that the whole DAG (searches, features,
+# shards, training chain) is known before any job starts and a bad config stops the run at once.
+
+import csv
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+REPO = Path(workflow.basedir).resolve()
+# Rule scripts import the library as `model` (the repository root) and the workflow's own helpers.
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+)
+
+from make_shards import assign_shards, estimate_tokens  # noqa: E402
+
+validate(config, "../schemas/config.schema.yaml")
+
+RESULTS = "results"
+LOGS = "logs"
+GPU_PARTITION = config.get("cluster", {}).get("gpu_partition", "gpu")
+TARGET_ID = r"[A-Za-z0-9_\-][A-Za-z0-9._\-]*"
+
+
+wildcard_constraints:
+    target=TARGET_ID,
+    entry=TARGET_ID,
+    shard=r"shard-\d+",
+    stage=r"[0-3]",
+
+
+# --------------------------------------------------------------------------- targets
+def _ccd():
+    """The CCD the targets are checked against (cached by model.data.ccd)."""
+    from model.data.ccd import load_ccd
+
+    return load_ccd(config["ccd"] or None)
+
+
+def _read_targets(csv_path: Path):
+    """Validate the table's columns, then parse every row; bad rows become per-target errors."""
+    if not csv_path.is_file():
+        raise WorkflowError(f"config inputs: {csv_path}: file not found")
+    if csv_path.suffix.lower() == ".csv":
+        with csv_path.open(newline="") as handle:
+            lines = [line for line in handle if not line.lstrip().startswith("#")]
+        header = next(csv.reader(lines[:1]), [])
+        validate(
+            pd.DataFrame([dict.fromkeys(header, "")]), "../schemas/targets.schema.yaml"
+        )
+    from model.data.inputs import TargetError, load_targets
+
+    try:
+        targets, errors = load_targets(
+            csv_path,
+            allowed_roots=[csv_path.parent, *config.get("allowed_roots", [])],
+            ccd=_ccd(),
+        )
+    except TargetError as error:
+        raise WorkflowError(f"config inputs: {error}") from None
+    return {t.target_id: t for t in targets}, {e.target_id: str(e) for e in errors}
+
+
+TARGETS, INVALID_TARGETS = _read_targets(Path(config["inputs"]))
+
+
+# --------------------------------------------------------------------------- MSA search keys
+def _msa_queries(targets):
+    """One search per unique (molecule, sequence, databases, settings): "{molecule}/{sha}" keys."""
+    from model.search.store import msa_key
+
+    queries, per_target = {}, {}
+    for target_id, target in targets.items():
+        keys = {}
+        for entity in target.entities:
+            molecule = entity.kind
+            user_msa = (
+                entity.unpaired_msa is not None or entity.unpaired_msa_path is not None
+            )
+            if molecule not in ("protein", "rna") or user_msa:
+                continue
+            sha = msa_key(
+                entity.sequence, molecule, config["databases"], config["search"]
+            )
+            key = f"{molecule}/{sha}"
+            queries[key] = {"sequence": entity.sequence, "molecule": molecule}
+            for chain_id in entity.chain_ids:
+                keys[chain_id] = key
+        per_target[target_id] = keys
+    return queries, per_target
+
+
+MSA_QUERIES, TARGET_MSA_KEYS = _msa_queries(TARGETS)
+
+
+def msa_files(target_id: str) -> list[str]:
+    """The searched a3m files a target's features need (chains with user MSAs need none)."""
+    keys = sorted(set(TARGET_MSA_KEYS[target_id].values()))
+    return [f"{RESULTS}/msa/{key}.a3m" for key in keys]
+
+
+# --------------------------------------------------------------------------- shards
+TARGET_TOKENS = {t: estimate_tokens(target, _ccd()) for t, target in TARGETS.items()}
+SHARDS = {
+    f"shard-{i:03d}": members
+    for i, members in enumerate(
+        assign_shards(TARGET_TOKENS, config["shards"], config["tokens_per_shard"])
+    )
+}
+
+
+def shard_members(wildcards) -> list[str]:
+    return SHARDS[wildcards.shard]
+
+
+# --------------------------------------------------------------------------- training set
+def _training_entries():
+    """Entry id -> mmCIF path for config training.entries (files or folders), sorted by id."""
+    entries = {}
+    for item in config["training"]["entries"]:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(path.glob("*.cif")) + sorted(path.glob("*.cif.gz"))
+        elif path.is_file():
+            files = [path]
+        else:
+            raise WorkflowError(
+                f"config training.entries: {item}: no such file or folder"
+            )
+        for f in files:
+            entry = f.name.split(".")[0]
+            if entry in entries and entries[entry] != str(f):
+                raise WorkflowError(
+                    f"config training.entries: entry {entry} given twice ({entries[entry]}, {f})"
+                )
+            entries[entry] = str(f)
+    return dict(sorted(entries.items()))
+
+
+TRAINING_ENTRIES = _training_entries()
+
+
+def checkpoint_file() -> str:
+    """The weights `predict` uses: the configured file or this workflow's own final stage."""
+    return config["checkpoint"] or f"{RESULTS}/train/stage3/checkpoint.pt"
+
+
+def checkpoint_input(wildcards) -> list[str]:
+    """The checkpoint as a rule input (nothing for random weights)."""
+    ckpt = checkpoint_file()
+    return [] if ckpt == "none" else [ckpt]

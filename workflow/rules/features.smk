@@ -1,0 +1,102 @@
+# Features: one HDF5 per prediction target (results/features/{target}.h5) and per training entry
+# (results/features/train/{entry}.h5), written by scripts/build_features.py.
+#
+# A target that cannot be featurized is data, not a crash: the script writes results/failed/{t}.txt
+# instead of the h5 and exits 0. Each job therefore declares a one-line status file as its output,
+# "ok<TAB>{h5}" or "failed<TAB>{reason}", that shards and the summary read; the h5 sits beside it.
+
+
+def target_inputs(wildcards) -> list[str]:
+    """Files a target was read from besides the CSV row (a JSON job), so edits to them rerun it."""
+    source = getattr(TARGETS[wildcards.target], "source", None)
+    return [str(source)] if source and Path(source).suffix == ".json" else []
+
+
+def target_fingerprint(wildcards) -> str:
+    """A digest of the parsed target; a params change reruns only this target's features."""
+    import hashlib
+
+    return hashlib.sha256(repr(TARGETS[wildcards.target]).encode()).hexdigest()
+
+
+localrules:
+    msa_manifest,
+
+
+rule msa_manifest:
+    """Which searched a3m file serves which chain of one target (read by build_features)."""
+    input:
+        lambda w: msa_files(w.target),
+    output:
+        f"{RESULTS}/msa/targets/{{target}}.json",
+    params:
+        chains=lambda w: {
+            chain: f"{RESULTS}/msa/{key}.a3m"
+            for chain, key in sorted(TARGET_MSA_KEYS[w.target].items())
+        },
+    run:
+        import json
+
+        Path(output[0]).write_text(
+            json.dumps(
+                {"target_id": wildcards.target, "chains": params.chains}, indent=1
+            )
+            + "\n"
+        )
+
+
+rule build_features:
+    """Featurize one prediction target (AF3 §2.8 features per model/data/feature_spec.py)."""
+    input:
+        manifest=f"{RESULTS}/msa/targets/{{target}}.json",
+        msas=lambda w: msa_files(w.target),
+        source=target_inputs,
+    output:
+        status=f"{RESULTS}/features/{{target}}.status",
+    log:
+        f"{LOGS}/features/{{target}}.log",
+    conda:
+        "../../envs/model.yaml"
+    threads: 1
+    params:
+        inputs=config["inputs"],
+        ccd=config["ccd"],
+        seed=config["feature_seed"],
+        fingerprint=target_fingerprint,
+        h5=lambda w: f"{RESULTS}/features/{w.target}.h5",
+        failed=lambda w: f"{RESULTS}/failed/{w.target}.txt",
+    shell:
+        "rm -f {params.h5} {params.failed}; "
+        "python scripts/build_features.py --inputs {params.inputs} --target-id {wildcards.target}"
+        " --msa-manifest {input.manifest} --template-dir {RESULTS}/templates --ccd '{params.ccd}'"
+        " --out {params.h5} --failed-dir {RESULTS}/failed --seed {params.seed} > {log} 2>&1; "
+        "if [ -s {params.h5} ]; then printf 'ok\\t%s\\n' {params.h5};"
+        " elif [ -s {params.failed} ]; then printf 'failed\\t%s\\n' \"$(head -n 1 {params.failed})\";"
+        " else echo 'build_features.py wrote neither {params.h5} nor {params.failed}' >&2; exit 1;"
+        " fi > {output.status}"
+
+
+rule build_training_features:
+    """Featurize one training entry from its mmCIF, with ground truth."""
+    input:
+        mmcif=lambda w: TRAINING_ENTRIES[w.entry],
+    output:
+        status=f"{RESULTS}/features/train/{{entry}}.status",
+    log:
+        f"{LOGS}/features/train/{{entry}}.log",
+    conda:
+        "../../envs/model.yaml"
+    threads: 1
+    params:
+        ccd=config["ccd"],
+        seed=config["feature_seed"],
+        h5=lambda w: f"{RESULTS}/features/train/{w.entry}.h5",
+        failed=lambda w: f"{RESULTS}/failed/train/{w.entry}.txt",
+    shell:
+        "rm -f {params.h5} {params.failed}; "
+        "python scripts/build_features.py --mmcif {input.mmcif} --ccd '{params.ccd}'"
+        " --out {params.h5} --failed-dir {RESULTS}/failed/train --seed {params.seed} > {log} 2>&1; "
+        "if [ -s {params.h5} ]; then printf 'ok\\t%s\\n' {params.h5};"
+        " elif [ -s {params.failed} ]; then printf 'failed\\t%s\\n' \"$(head -n 1 {params.failed})\";"
+        " else echo 'build_features.py wrote neither {params.h5} nor {params.failed}' >&2; exit 1;"
+        " fi > {output.status}"

@@ -1,0 +1,102 @@
+# Prediction: shards of targets balanced by token count (scripts/make_shards.py, decided at parse
+# time) -> one GPU job per shard (scripts/predict.py) -> results/predictions/{target}/... (DESIGN.md)
+# -> results/summary.tsv and results/failures.tsv; the run fails while any target has failed.
+
+
+localrules:
+    shard_plan,
+    summarize,
+    check_failures,
+
+
+rule shard_plan:
+    """The shard of every target and its token count, for the record."""
+    output:
+        f"{RESULTS}/shards/plan.tsv",
+    conda:
+        "../../envs/model.yaml"
+    params:
+        shards=SHARDS,
+        tokens=TARGET_TOKENS,
+    script:
+        "../../scripts/make_shards.py"
+
+
+rule predict_shard:
+    """Predict every featurized target of one shard on one GPU (CPU where there is none)."""
+    input:
+        status=lambda w: expand(f"{RESULTS}/features/{{t}}.status", t=shard_members(w)),
+        checkpoint=checkpoint_input,
+    output:
+        done=f"{RESULTS}/shards/{{shard}}.done",
+    log:
+        f"{LOGS}/predict/{{shard}}.log",
+    conda:
+        "../../envs/model.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        slurm_partition=GPU_PARTITION,
+    params:
+        checkpoint=checkpoint_file(),
+        preset=config["preset"],
+        seeds=" ".join(str(s) for s in config["seeds"]),
+        samples=config["samples"],
+        steps=config["steps"],
+        cycles=config["cycles"],
+        device=config["device"],
+        precision=config["precision"],
+    shell:
+        # only targets whose features were built; their earlier outputs and failures are cleared
+        "feats=$(awk -F '\\t' '$1 == \"ok\" {{print $2}}' {input.status}); "
+        "for f in $feats; do t=$(basename $f .h5); "
+        "rm -rf {RESULTS}/predictions/$t {RESULTS}/failed/$t.txt; done; "
+        'if [ -z "$feats" ]; then touch {output.done}; exit 0; fi; '
+        "python scripts/gpu_slot.py --gpus {resources.gpu} -- "
+        "python scripts/predict.py --features $feats --checkpoint {params.checkpoint}"
+        " --preset {params.preset} --out-dir {RESULTS}/predictions --failed-dir {RESULTS}/failed"
+        " --seeds {params.seeds} --samples {params.samples} --steps {params.steps}"
+        " --cycles {params.cycles} --device {params.device} --precision {params.precision}"
+        " --done {output.done} > {log} 2>&1"
+
+
+rule summarize:
+    """One row per target (invalid, failed or predicted) and the table of failures."""
+    input:
+        shards=expand(f"{RESULTS}/shards/{{shard}}.done", shard=sorted(SHARDS)),
+        status=expand(f"{RESULTS}/features/{{t}}.status", t=sorted(TARGETS)),
+        plan=f"{RESULTS}/shards/plan.tsv",
+    output:
+        summary=report(
+            f"{RESULTS}/summary.tsv",
+            caption="../report/summary.rst",
+            category="Prediction",
+        ),
+        failures=report(
+            f"{RESULTS}/failures.tsv",
+            caption="../report/failures.rst",
+            category="Prediction",
+        ),
+        provenance=f"{RESULTS}/provenance.json",
+    conda:
+        "../../envs/model.yaml"
+    params:
+        targets=sorted(TARGETS),
+        invalid=INVALID_TARGETS,
+        tokens=TARGET_TOKENS,
+        results=RESULTS,
+        config=config,
+    script:
+        "../../scripts/summarize.py"
+
+
+rule check_failures:
+    """Fail the run (after the tables exist) while any target has failed."""
+    input:
+        f"{RESULTS}/failures.tsv",
+    output:
+        f"{RESULTS}/predict.ok",
+    conda:
+        "../../envs/model.yaml"
+    shell:
+        "python scripts/summarize.py --check {input} --ok {output}"

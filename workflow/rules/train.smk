@@ -1,0 +1,99 @@
+# Training: the feature store of the training entries -> stage0 -> stage1 -> stage2 -> stage3, each
+# stage starting from the previous stage's final checkpoint (config/stages.yaml holds the recipe).
+# A stage with training.gpus > 1 runs torchrun (DDP) inside its one job. results/train/stage{k}/
+# also holds last.pt (resume: a rerun of an interrupted stage continues from it), metrics.csv,
+# provenance.json and TensorBoard events; only the final checkpoint.pt is a declared output, so that
+# Snakemake never deletes the resume state before a rerun.
+
+TRAIN_GPUS = config["training"]["gpus"]
+
+
+localrules:
+    training_set,
+    train_stage0,
+    train_stage1,
+    train_stage2,
+    train_stage3,
+
+
+def parent_checkpoint(wildcards) -> list[str]:
+    stage = int(wildcards.stage)
+    return [] if stage == 0 else [f"{RESULTS}/train/stage{stage - 1}/checkpoint.pt"]
+
+
+def train_launcher() -> str:
+    if TRAIN_GPUS == 1:
+        return "python"
+    return f"torchrun --standalone --nproc_per_node {TRAIN_GPUS}"
+
+
+rule training_set:
+    """The list of training feature files that were built (one path a line)."""
+    input:
+        expand(f"{RESULTS}/features/train/{{entry}}.status", entry=TRAINING_ENTRIES),
+    output:
+        f"{RESULTS}/features/train/training_set.txt",
+    shell:
+        "awk -F '\\t' '$1 == \"ok\" {{print $2}}' {input} > {output}"
+
+
+rule train_stage:
+    """Train one stage on the GPU(s) given by training.gpus."""
+    input:
+        features=f"{RESULTS}/features/train/training_set.txt",
+        stages=config["training"]["stages"],
+        parent=parent_checkpoint,
+    output:
+        checkpoint=f"{RESULTS}/train/stage{{stage}}/checkpoint.pt",
+    log:
+        f"{LOGS}/train/stage{{stage}}.log",
+    conda:
+        "../../envs/model.yaml"
+    threads: 4
+    resources:
+        gpu=TRAIN_GPUS,
+        slurm_partition=GPU_PARTITION,
+    params:
+        preset=config["preset"],
+        steps=(
+            f"--steps {config['training']['steps']}"
+            if config["training"]["steps"]
+            else ""
+        ),
+        init=lambda w, input: (
+            f"--init-checkpoint {input.parent}" if input.parent else ""
+        ),
+        overrides=" ".join(f"--set '{kv}'" for kv in config["training"].get("set", [])),
+        seed=config["training"]["seed"],
+        device=config["device"],
+        launcher=train_launcher(),
+    shell:
+        "python scripts/gpu_slot.py --gpus {resources.gpu} -- "
+        "{params.launcher} scripts/train.py --stage {wildcards.stage} --stages {input.stages}"
+        " --preset {params.preset} --features {input.features} {params.init}"
+        " --out-dir {RESULTS}/train/stage{wildcards.stage} {params.steps} {params.overrides}"
+        " --seed {params.seed} --device {params.device} > {log} 2>&1"
+
+
+rule train_stage0:
+    """Target: stage 0 trained."""
+    input:
+        f"{RESULTS}/train/stage0/checkpoint.pt",
+
+
+rule train_stage1:
+    """Target: stage 1 trained (and the stages before it)."""
+    input:
+        f"{RESULTS}/train/stage1/checkpoint.pt",
+
+
+rule train_stage2:
+    """Target: stage 2 trained (and the stages before it)."""
+    input:
+        f"{RESULTS}/train/stage2/checkpoint.pt",
+
+
+rule train_stage3:
+    """Target: stage 3 trained (and the stages before it)."""
+    input:
+        f"{RESULTS}/train/stage3/checkpoint.pt",
