@@ -21,7 +21,6 @@ from rdkit.Chem import rdDistGeom
 
 from model.data.ccd import Component
 
-HYDROGENS = ("H", "D")
 _CACHE_SIZE = 4096
 _cache: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
 _BOND_TYPES = {1: Chem.BondType.SINGLE, 2: Chem.BondType.DOUBLE, 3: Chem.BondType.TRIPLE}
@@ -32,7 +31,7 @@ RDLogger.DisableLog("rdApp.*")  # RDKit prints to stderr; callers turn failures 
 
 def heavy_atom_indices(component: Component) -> np.ndarray:
     """Indices of the component's non-hydrogen atoms, in its atom order. [N_heavy] int"""
-    return np.array([i for i, e in enumerate(component.elements) if e not in HYDROGENS], dtype=np.int64)
+    return np.flatnonzero(component.heavy_atom_mask)
 
 
 def _element_symbol(element: str) -> str:

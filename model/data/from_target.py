@@ -11,31 +11,26 @@ pairs (`covale`). Coordinates are NaN and every atom is unresolved.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
 
+import gemmi
 import numpy as np
 
-from model.data.ccd import Component
-from model.data.conformers import HYDROGENS, component_from_file, component_from_smiles
-from model.data.constants import DNA_RESIDUES, PROTEIN_RESIDUES, RNA_RESIDUES
+from model.data.ccd import Ccd, Component, load_ccd
+from model.data.conformers import component_from_file, component_from_smiles
 from model.data.inputs import Entity, Target, TargetError
-from model.data.structure import Structure
-
-STANDARD_RESIDUES = {
-    "protein": {*PROTEIN_RESIDUES, "UNK"},
-    "rna": {*RNA_RESIDUES, "N"},
-    "dna": {*DNA_RESIDUES, "DN"},
-}
-# Which _chem_comp.type a modified residue of each polymer kind may have.
-_MODIFICATION_TYPE = {"protein": "PEPTIDE", "rna": "RNA", "dna": "DNA"}
-_LINK_ATOMS = {"protein": ("C", "N"), "rna": ("O3'", "P"), "dna": ("O3'", "P")}
+from model.data.msa import MsaInput
+from model.data.structure import POLYMER_LINK, STANDARD_RESIDUES, Structure
 
 
 class _Lookup:
     """The CCD with a target's own components (SMILES, ligand files, user CCD) in front of it."""
 
-    def __init__(self, ccd: Any, extra: dict[str, Component]) -> None:
+    def __init__(self, ccd: Ccd, extra: dict[str, Component]) -> None:
         self.ccd, self.extra = ccd, extra
 
     def __contains__(self, code: str) -> bool:
@@ -45,30 +40,36 @@ class _Lookup:
         return self.extra[code] if code in self.extra else self.ccd[code]
 
 
-def _default_ccd(ccd: Any) -> Any:
-    if ccd is not None:
-        return ccd
-    from model.data.ccd import load_ccd
-
-    return load_ccd()
+def _user_ccd_file(target: Target) -> Path:
+    """A components file for the target's user CCD; inline text goes to a content-named temp file."""
+    if target.user_ccd_path is not None:
+        return target.user_ccd_path
+    digest = hashlib.sha256(target.user_ccd.encode()).hexdigest()
+    path = Path(tempfile.gettempdir()) / "foldline-user-ccd" / f"{digest}.cif"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(handle, "w") as out:
+            out.write(target.user_ccd)
+        os.replace(tmp, path)
+    return path
 
 
 def user_components(target: Target) -> dict[str, Component]:
     """The components a target defines itself (AF3 `userCCD` / `userCCDPath`), by code."""
     if target.user_ccd is None and target.user_ccd_path is None:
         return {}
-    from model.data.ccd import parse_components  # helper 1's parser of components.cif text/paths
-
-    source = target.user_ccd if target.user_ccd is not None else target.user_ccd_path
+    field = "userCCD" if target.user_ccd is not None else "userCCDPath"
     try:
-        return dict(parse_components(source))
-    except Exception as exc:  # any parser failure is the user's input, reported on one line
-        field = "userCCD" if target.user_ccd is not None else "userCCDPath"
+        path = _user_ccd_file(target)
+        codes = []
+        for block in gemmi.cif.read(str(path)):
+            code = block.find_value("_chem_comp.id")
+            codes.append(gemmi.cif.as_string(code) if code is not None else block.name)
+        user_ccd = load_ccd(path)
+        return {code: user_ccd[code] for code in codes}
+    except (ValueError, RuntimeError, OSError, KeyError) as exc:
         raise TargetError(target.target_id, f"cannot read components: {exc}", field=field) from None
-
-
-def _is_single_atom(component: Component) -> bool:
-    return sum(e not in HYDROGENS for e in component.elements) == 1
 
 
 def _entity_error(target: Target, index: int, entity: Entity, field: str, reason: str) -> TargetError:
@@ -77,13 +78,13 @@ def _entity_error(target: Target, index: int, entity: Entity, field: str, reason
     )
 
 
-def normalize_target(target: Target, ccd: Any = None) -> Target:
+def normalize_target(target: Target, ccd: Ccd | None = None) -> Target:
     """The same target with a ligand of one single-atom CCD component marked as an ion.
 
     Makes AF3 (`ligand` with `ccdCodes: ["MG"]`), Protenix (`ion: MG`) and CSV inputs give the same
     `Target`. Raises TargetError for an ion that is unknown or not a single atom.
     """
-    lookup = _Lookup(_default_ccd(ccd), user_components(target))
+    lookup = _Lookup((ccd if ccd is not None else load_ccd()), user_components(target))
     entities = []
     for i, entity in enumerate(target.entities):
         if entity.kind in ("ligand", "ion") and entity.ccd_codes is not None and len(entity.ccd_codes) == 1:
@@ -91,7 +92,7 @@ def normalize_target(target: Target, ccd: Any = None) -> Target:
             if code not in lookup:
                 field = "ion" if entity.kind == "ion" else "ccd_codes"
                 raise _entity_error(target, i, entity, field, f"unknown CCD code {code!r}")
-            single = _is_single_atom(lookup[code])
+            single = lookup[code].num_heavy_atoms == 1
             if entity.kind == "ion" and not single:
                 raise _entity_error(target, i, entity, "ion", f"{code} is not a single-atom ion component")
             if single:
@@ -103,12 +104,12 @@ def normalize_target(target: Target, ccd: Any = None) -> Target:
 def _polymer_atoms(component: Component, kind: str, is_last: bool) -> list[int]:
     """Indices of the component atoms a polymer residue keeps."""
     keep = []
-    for i, (name, element) in enumerate(zip(component.atom_names, component.elements, strict=True)):
-        if element in HYDROGENS:
+    for i in np.flatnonzero(component.heavy_atom_mask):
+        if component.leaving_atom[i] and not (
+            kind == "protein" and is_last and component.atom_names[i] == "OXT"
+        ):
             continue
-        if component.leaving_atom[i] and not (kind == "protein" and is_last and name == "OXT"):
-            continue
-        keep.append(i)
+        keep.append(int(i))
     return keep
 
 
@@ -146,8 +147,7 @@ def _entity_components(target: Target, lookup: _Lookup, own: dict[str, Component
                 raise _entity_error(target, i, entity, field, reason)
             component = lookup[code]
             if position in modified:
-                wanted = _MODIFICATION_TYPE[entity.kind]
-                if wanted not in component.type.upper():
+                if component.polymer_class != entity.kind:
                     reason = f"{code} at position {position} is a {component.type} component"
                     raise _entity_error(target, i, entity, field, f"{reason}, not a {entity.kind} residue")
             residues.append(component)
@@ -161,7 +161,7 @@ def _chain_type(entity: Entity) -> str:
     return entity.kind
 
 
-def structure_from_target(target: Target, ccd: Any = None) -> Structure:
+def structure_from_target(target: Target, ccd: Ccd | None = None) -> Structure:
     """The `Structure` of a target: atoms in chain → residue → CCD atom order, all unresolved.
 
     Raises TargetError (one line) for unknown CCD codes, modifications of the wrong type,
@@ -169,7 +169,7 @@ def structure_from_target(target: Target, ccd: Any = None) -> Structure:
     """
     own: dict[str, Component] = {}
     user = user_components(target)
-    lookup = _Lookup(_default_ccd(ccd), user)
+    lookup = _Lookup((ccd if ccd is not None else load_ccd()), user)
     per_entity = _entity_components(target, lookup, own)
 
     atom_name, atom_element, atom_charge, atom_residue = [], [], [], []
@@ -177,6 +177,15 @@ def structure_from_target(target: Target, ccd: Any = None) -> Structure:
     chain_name, chain_entity, chain_type, chain_start, chain_end = [], [], [], [], []
     bonds: list[tuple[int, int]] = []
     bond_type: list[str] = []
+    seen: set[tuple[int, int]] = set()
+
+    def add_bond(i: int, j: int, kind: str) -> None:
+        pair = (min(i, j), max(i, j))  # stored low-high and once, as parse_mmcif does
+        if pair not in seen:
+            seen.add(pair)
+            bonds.append(pair)
+            bond_type.append(kind)
+
     # (chain, residue number) -> {atom name: atom index}, for links and user bonds
     residue_atoms: dict[tuple[str, int], dict[str, int]] = {}
 
@@ -188,7 +197,7 @@ def structure_from_target(target: Target, ccd: Any = None) -> Structure:
                 if entity.is_polymer:
                     kept = _polymer_atoms(component, entity.kind, position == len(components))
                 else:
-                    kept = [k for k, e in enumerate(component.elements) if e not in HYDROGENS]
+                    kept = [int(k) for k in np.flatnonzero(component.heavy_atom_mask)]
                 first = len(atom_name)
                 local = {int(k): first + n for n, k in enumerate(kept)}
                 names = {component.atom_names[k]: first + n for n, k in enumerate(kept)}
@@ -199,13 +208,11 @@ def structure_from_target(target: Target, ccd: Any = None) -> Structure:
                     atom_residue.append(len(res_name))
                 for a, b in component.bonds:
                     if int(a) in local and int(b) in local:
-                        bonds.append((local[int(a)], local[int(b)]))
-                        bond_type.append("ccd")
+                        add_bond(local[int(a)], local[int(b)], "ccd")
                 if entity.is_polymer and previous is not None:
-                    out_atom, in_atom = _LINK_ATOMS[entity.kind]
+                    out_atom, in_atom = POLYMER_LINK[entity.kind]
                     if out_atom in previous and in_atom in names:
-                        bonds.append((previous[out_atom], names[in_atom]))
-                        bond_type.append("polymer")
+                        add_bond(previous[out_atom], names[in_atom], "polymer")
                 previous = names
                 residue_atoms[(chain, position)] = names
                 res_name.append(component.code)
@@ -235,8 +242,7 @@ def structure_from_target(target: Target, ccd: Any = None) -> Structure:
             ends.append(names[atom])
         if ends[0] == ends[1]:
             raise _entity_error(target, index, entity, "bonds", f"bond from atom {pair[0]} to itself")
-        bonds.append((ends[0], ends[1]))
-        bond_type.append("covale")
+        add_bond(ends[0], ends[1], "covale")
 
     n_atom = len(atom_name)
     used = {c.code for comps in per_entity for c in comps}
@@ -248,22 +254,40 @@ def structure_from_target(target: Target, ccd: Any = None) -> Structure:
         atom_resolved=np.zeros(n_atom, dtype=bool),
         atom_occupancy=np.zeros(n_atom, dtype=np.float32),
         atom_b_factor=np.zeros(n_atom, dtype=np.float32),
-        atom_residue=np.array(atom_residue, dtype=np.int32),
+        atom_residue=np.array(atom_residue, dtype=np.int64),
         res_name=np.array(res_name, dtype=str),
-        res_seq_id=np.array(res_seq_id, dtype=np.int32),
+        res_seq_id=np.array(res_seq_id, dtype=np.int64),
         res_auth_seq_id=np.array([str(s) for s in res_seq_id], dtype=str),
-        res_chain=np.array(res_chain, dtype=np.int32),
-        res_atom_start=np.array(res_start, dtype=np.int32),
-        res_atom_end=np.array(res_end, dtype=np.int32),
+        res_chain=np.array(res_chain, dtype=np.int64),
+        res_atom_start=np.array(res_start, dtype=np.int64),
+        res_atom_end=np.array(res_end, dtype=np.int64),
         res_is_standard=np.array(res_standard, dtype=bool),
         chain_name=np.array(chain_name, dtype=str),
         chain_auth_name=np.array(chain_name, dtype=str),
         chain_entity_id=np.array(chain_entity, dtype=str),
         chain_type=np.array(chain_type, dtype=str),
-        chain_res_start=np.array(chain_start, dtype=np.int32),
-        chain_res_end=np.array(chain_end, dtype=np.int32),
+        chain_res_start=np.array(chain_start, dtype=np.int64),
+        chain_res_end=np.array(chain_end, dtype=np.int64),
         bonds=np.array(bonds, dtype=np.int64).reshape(-1, 2),
         bond_type=np.array(bond_type, dtype=str),
         name=target.target_id,
         components={**{k: v for k, v in user.items() if k in used}, **own},
     )
+
+
+def user_msas(target: Target) -> dict[str, MsaInput]:
+    """The MSAs the user gave (AF3 `unpairedMsa`/`pairedMsa`, text or path), per chain name.
+
+    Chains without any are absent (they get searched, or a query-only MSA). A given empty string
+    means "no MSA" and yields an empty `MsaInput`.
+    """
+    out = {}
+    for entity in target.entities:
+        given = (entity.unpaired_msa, entity.unpaired_msa_path, entity.paired_msa, entity.paired_msa_path)
+        if all(v is None for v in given):
+            continue
+        unpaired = entity.unpaired_msa_path.read_text() if entity.unpaired_msa_path else entity.unpaired_msa
+        paired = entity.paired_msa_path.read_text() if entity.paired_msa_path else entity.paired_msa
+        msa = MsaInput.from_text(unpaired or "", paired or "")
+        out.update({chain: msa for chain in entity.chain_ids})
+    return out

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from model.data.ccd import Ccd
 from model.data.constants import ONE_TO_CCD_DNA, ONE_TO_CCD_RNA, ONE_TO_THREE_PROTEIN, PROTEIN_ONE_LETTER
 
 ENTITY_KINDS = ("protein", "rna", "dna", "ligand", "ion")
@@ -794,7 +795,7 @@ def load_job_json(
     path: str | Path,
     target_id: str | None = None,
     allowed_roots: Iterable[str | Path] | None = None,
-    ccd: Any = None,
+    ccd: Ccd | None = None,
     check: bool = True,
 ) -> list[Target]:
     """Targets of an AlphaFold 3 or Protenix job file (one job or a list); raises the first TargetError.
@@ -813,7 +814,7 @@ def load_job_json(
 def load_targets(
     csv_path: str | Path,
     allowed_roots: Iterable[str | Path] | None = None,
-    ccd: Any = None,
+    ccd: Ccd | None = None,
     check: bool = True,
 ) -> tuple[list[Target], list[TargetError]]:
     """Good targets and one TargetError per bad row of a targets.csv (or a single JSON job file).
@@ -881,7 +882,9 @@ def load_targets(
     return _check_all(targets, errors, ccd, check)
 
 
-def _check_all(targets: list[Target], errors: list[TargetError], ccd: Any, check: bool) -> tuple[list, list]:
+def _check_all(
+    targets: list[Target], errors: list[TargetError], ccd: Ccd | None, check: bool
+) -> tuple[list, list]:
     if not check:
         return targets, errors
     good = []
@@ -893,7 +896,7 @@ def _check_all(targets: list[Target], errors: list[TargetError], ccd: Any, check
     return good, errors
 
 
-def check_target(target: Target, ccd: Any = None) -> Target:
+def check_target(target: Target, ccd: Ccd | None = None) -> Target:
     """Check a target's chemistry by building its structure; returns it with single-atom ligands as ions.
 
     Raises TargetError for unknown CCD codes, modifications of the wrong type, bad ions, SMILES that
