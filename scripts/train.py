@@ -1,0 +1,66 @@
+"""Train one Foldline stage (config/stages.yaml): data -> losses -> checkpoint.pt, resumable.
+
+Writes into --out-dir: checkpoint.pt (final: EMA weights + optimizer + scheduler + step + RNG),
+last.pt (resume point, also written on SIGTERM/SIGUSR1), metrics.csv, tensorboard/ and
+provenance.json (resolved config, parent checkpoint path and sha256). Rerunning the same command
+after an interruption continues from last.pt. Under `torchrun --nproc_per_node N` it runs DDP.
+
+Example:
+  python scripts/train.py --stage 0 --stages config/stages.yaml --preset tiny \
+      --features results/features/train --out-dir results/train/stage0 --steps 20 --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model.train.loop import train  # noqa: E402
+from model.train.stages import resolve_stage  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--stage", required=True, help="stage index 0-3 (or stage0..stage3)")
+    p.add_argument("--stages", default="config/stages.yaml", help="stages YAML (the seed table)")
+    p.add_argument("--preset", default="tiny", help="network preset: tiny, base or a YAML path")
+    p.add_argument("--features", required=True, nargs="+",
+                   help="training features: folders of .h5, .h5 files, or list files (one path a line)")
+    p.add_argument("--init-checkpoint", default=None, help="parent stage's checkpoint.pt (its EMA weights)")
+    p.add_argument("--out-dir", required=True, help="results/train/stage{K}")
+    p.add_argument("--steps", type=int, default=None, help="override the stage's number of optimizer steps")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any stages.yaml key, e.g. --set train_crop_size=64 (repeatable)")
+    p.add_argument("--seed", type=int, default=None, help="override the seed")
+    p.add_argument("--clusters", default=None, help="cluster TSV from `python -m model.train.clusters`")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda")  # fmt: skip
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = list(args.overrides)
+    if args.steps is not None:
+        overrides.append(f"steps={args.steps}")
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    cfg = resolve_stage(args.stages, args.stage.removeprefix("stage"), overrides)
+    return train(
+        cfg, args.features, args.out_dir, args.preset, args.init_checkpoint, args.device, args.clusters
+    )
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        sm = globals()["snakemake"]
+        argv = ["--stage", str(sm.wildcards.stage), "--stages", str(sm.input.stages),
+                "--features", str(sm.input.features), "--out-dir", str(Path(sm.output.checkpoint).parent),
+                "--preset", str(sm.params.get("preset", "tiny"))]  # fmt: skip
+        if sm.input.get("parent"):
+            argv += ["--init-checkpoint", str(sm.input.parent)]
+        sys.exit(main(argv))
+    sys.exit(main())
