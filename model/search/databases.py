@@ -1,0 +1,187 @@
+"""Sequence databases: identity (for cache keys), statistics sidecars, shards, and checked downloads.
+
+A database is a FASTA file (optionally gzip-compressed). The `databases` rule runs `prepare_database`
+with `write_sidecar=True`, which writes a small JSON next to it (`<db>.foldline.json`: sequence and
+residue counts, sha256), so that search keys, Z values and shard plans never reread a tens-of-GB file.
+Searches stream the FASTA itself (block by block, in digital mode); nothing larger than a block is held.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SIDECAR_SUFFIX = ".foldline.json"
+_HASH_CHUNK = 1 << 20
+
+
+class DatabaseError(ValueError):
+    """A database is missing, malformed or fails its checksum."""
+
+
+@dataclass(frozen=True)
+class DatabaseStats:
+    """What a search needs to know about a database without reading it again."""
+
+    path: str
+    size: int  # bytes on disk
+    sha256: str
+    n_sequences: int
+    n_residues: int
+
+
+def sidecar_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _count_fasta(path: Path) -> tuple[int, int]:
+    n_seq = n_res = 0
+    with _open_text(path) as handle:
+        for line in handle:
+            if line.startswith(">"):
+                n_seq += 1
+            else:
+                n_res += len(line.strip())
+    return n_seq, n_res
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write `text` to `path` through a temp file in the same folder and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def prepare_database(path: str | Path, write_sidecar: bool = False) -> DatabaseStats:
+    """Count sequences/residues and hash `path`; reuse or (with `write_sidecar`) write the sidecar JSON.
+
+    A sidecar is trusted while the file's size and mtime are unchanged (it records both). Without a
+    sidecar the numbers are computed once per process. Read-only databases are never written to.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatabaseError(f"database {path}: file not found")
+    stat = path.stat()
+    side = sidecar_path(path)
+    if side.is_file():
+        cached = json.loads(side.read_text())
+        if cached.get("size") == stat.st_size and cached.get("mtime_ns") == stat.st_mtime_ns:
+            return DatabaseStats(**{k: cached[k] for k in DatabaseStats.__dataclass_fields__})
+    stats = _compute_stats(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if write_sidecar:
+        atomic_write_text(side, json.dumps({**asdict(stats), "mtime_ns": stat.st_mtime_ns}, indent=1))
+    return stats
+
+
+@functools.lru_cache(maxsize=64)
+def _compute_stats(path: str, size: int, mtime_ns: int) -> DatabaseStats:
+    log.info("reading database %s (%d bytes)", path, size)
+    n_seq, n_res = _count_fasta(Path(path))
+    if n_seq == 0:
+        raise DatabaseError(f"database {path}: no FASTA records")
+    return DatabaseStats(path, size, file_sha256(path), n_seq, n_res)
+
+
+def database_identity(path: str | Path) -> dict[str, str | int]:
+    """The part of a search key that names a database: file name, size and content hash.
+
+    Uses the content hash, not the absolute path, so the same database mounted at two places (a
+    training cluster and a laptop) gives the same key.
+    """
+    stats = prepare_database(path)
+    return {"name": Path(path).name, "size": stats.size, "sha256": stats.sha256}
+
+
+def split_fasta(path: str | Path, n_shards: int, out_dir: str | Path) -> list[Path]:
+    """Split a FASTA into `n_shards` files of about equal residue count (streaming, in order).
+
+    Shards are written as `<name>-NNNNN-of-MMMMM` like AF3's `<db>@<n>` spec. Searching every shard
+    with Z fixed to the whole database and merging the hits gives the whole-database result.
+    """
+    path, out_dir = Path(path), Path(out_dir)
+    if n_shards < 1:
+        raise DatabaseError(f"database {path}: n_shards must be >= 1, got {n_shards}")
+    stats = prepare_database(path)
+    per_shard = stats.n_residues / n_shards
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = [out_dir / f"{path.name}-{i:05d}-of-{n_shards:05d}" for i in range(n_shards)]
+    tmp_names = [p.with_name(f".{p.name}.tmp") for p in names]
+    handles = [open(p, "w") for p in tmp_names]
+    try:
+        shard, done = 0, 0
+        with _open_text(path) as src:
+            for line in src:
+                if line.startswith(">") and done >= per_shard * (shard + 1) and shard < n_shards - 1:
+                    shard += 1
+                elif not line.startswith(">"):
+                    done += len(line.strip())
+                handles[shard].write(line)
+    finally:
+        for handle in handles:
+            handle.close()
+    for tmp, final in zip(tmp_names, names, strict=True):
+        os.replace(tmp, final)
+    return names
+
+
+def download(url: str, dest: str | Path, sha256: str | None) -> Path:
+    """Fetch `url` (http, https, ftp or file) to `dest` atomically, checking its sha256.
+
+    A `.gz` URL whose dest does not end in `.gz` is decompressed on the way. An existing dest with the
+    right checksum is kept (no network access at all).
+    """
+    dest = Path(dest)
+    if dest.is_file() and sha256 and file_sha256(dest) == sha256:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as response:  # noqa: S310
+            if url.endswith(".gz") and dest.suffix != ".gz":
+                with gzip.GzipFile(fileobj=response) as unzipped:
+                    shutil.copyfileobj(unzipped, out, _HASH_CHUNK)
+            else:
+                shutil.copyfileobj(response, out, _HASH_CHUNK)
+        if sha256:
+            found = file_sha256(tmp)
+            if found != sha256:
+                raise DatabaseError(
+                    f"database {dest.name}: sha256 mismatch for {url}: got {found}, want {sha256}"
+                )
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    log.info("downloaded %s -> %s", url, dest)
+    return dest

@@ -1,0 +1,165 @@
+"""Search one profile HMM against a streamed sequence database on all cores (pyhmmer).
+
+The database file is cut into byte ranges at record boundaries (a few per worker, for balance);
+worker processes each stream their ranges block by block in digital mode, search every block with a
+fresh pyhmmer pipeline, and send back only the hits. Processes, not threads: pyhmmer's FASTA reader
+holds the GIL, and threads that both read and search were measured slower than one thread. Memory
+is bounded by one block per worker, whatever the database size.
+
+`TopHits.merge` re-applies the reporting and inclusion thresholds (domZ = number reported), and Z
+is fixed to the whole database's size (`database_z`), so the merged hits are those of one
+whole-database search: the same hit set as HMMER's binaries. jackhmmer.py, nhmmer.py and
+templates.py build their profiles and call `search_database`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from pyhmmer import easel, plan7
+
+from model.search.a3m import Row, alignment_to_a3m
+from model.search.databases import prepare_database
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BLOCK_RESIDUES = 1 << 21  # ~2 M residues a block: a few MB of memory per worker
+RANGES_PER_WORKER = 4
+
+
+class _ByteRange(io.RawIOBase):
+    """A read-only view of bytes [start, end) of a file, for easel's FASTA reader."""
+
+    def __init__(self, path: Path, start: int, end: int):
+        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 (closed in close())
+        self._file.seek(start)
+        self._left = end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        size = min(len(buffer), self._left)
+        if size <= 0:
+            return 0
+        got = self._file.readinto(memoryview(buffer)[:size])
+        self._left -= got
+        return got
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def record_ranges(path: Path, n_ranges: int) -> list[tuple[int, int]]:
+    """Cut a FASTA file into up to `n_ranges` byte ranges that each start at a `>` line."""
+    size = path.stat().st_size
+    cuts = [0]
+    with open(path, "rb") as handle:
+        for i in range(1, n_ranges):
+            handle.seek(max(size * i // n_ranges, cuts[-1]))
+            handle.readline()  # skip the partial line
+            while True:
+                pos, line = handle.tell(), handle.readline()
+                if not line or line.startswith(b">"):
+                    break
+            if cuts[-1] < pos < size:
+                cuts.append(pos)
+    cuts.append(size)
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
+
+
+def _search_range(
+    hmm: plan7.HMM,
+    path: Path,
+    byte_range: tuple[int, int] | None,
+    options: dict,
+    long_targets: bool,
+    block_residues: int,
+) -> plan7.TopHits | None:
+    """Search one byte range of `path` (None: the whole file, which easel may decompress)."""
+    pipeline_class = plan7.LongTargetsPipeline if long_targets else plan7.Pipeline
+    background = plan7.Background(hmm.alphabet)
+    hits = []
+    stream = path if byte_range is None else io.BufferedReader(_ByteRange(path, *byte_range), 1 << 20)
+    with easel.SequenceFile(stream, format="fasta", digital=True, alphabet=hmm.alphabet) as seqs:
+        while len(block := seqs.read_block(residues=block_residues)):
+            # A fresh pipeline per block: a reused long-targets pipeline keeps counting residues.
+            hits.append(pipeline_class(hmm.alphabet, background, **options).search_hmm(hmm, block))
+    if not hits:
+        return None
+    return hits[0].merge(*hits[1:]) if len(hits) > 1 else hits[0]
+
+
+def search_database(
+    hmm: plan7.HMM,
+    database: str | Path,
+    options: dict,
+    long_targets: bool = False,
+    threads: int = 1,
+    block_residues: int = DEFAULT_BLOCK_RESIDUES,
+) -> plan7.TopHits:
+    """Search `hmm` against every sequence of the FASTA `database`; returns the merged hits.
+
+    `options` are pyhmmer Pipeline keywords (E, incE, F1.., Z); `long_targets` uses nhmmer's
+    LongTargetsPipeline. Gzipped databases cannot be cut into ranges and are read by one worker.
+    """
+    database = Path(database)
+    if not database.is_file():
+        raise FileNotFoundError(f"database {database}: file not found")
+    threads = max(1, threads)
+    start = time.perf_counter()
+    if database.suffix == ".gz":
+        ranges: list[tuple[int, int] | None] = [None]
+    else:
+        ranges = record_ranges(database, threads * RANGES_PER_WORKER if threads > 1 else 1)
+    jobs = [(hmm, database, byte_range, options, long_targets, block_residues) for byte_range in ranges]
+    if len(jobs) == 1:
+        results = [_search_range(*jobs[0])]
+    else:
+        context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+        with ProcessPoolExecutor(max_workers=threads, mp_context=context) as pool:
+            results = list(pool.map(_search_range, *zip(*jobs, strict=True)))
+    results = [r for r in results if r is not None]
+    if not results:
+        raise ValueError(f"database {database}: no sequences")
+    merged = results[0].merge(*results[1:]) if len(results) > 1 else results[0]
+    log.info(
+        "searched %s: %d sequences, %d hits (%d included) in %.1f s on %d workers",
+        database.name, merged.searched_sequences, len(merged), len(merged.included),
+        time.perf_counter() - start, threads,
+    )  # fmt: skip
+    return merged
+
+
+def database_z(database: str | Path, long_targets: bool = False) -> float:
+    """HMMER's default Z for `database`: its sequence count, or for nhmmer its megabases on both strands."""
+    stats = prepare_database(database)
+    return 2 * stats.n_residues / 1e6 if long_targets else float(stats.n_sequences)
+
+
+def hits_to_rows(hits: plan7.TopHits, query_length: int, max_rows: int | None = None) -> list[Row]:
+    """A3M rows for every included domain of every included hit, best E-value first.
+
+    Row names follow HMMER's Stockholm output (`name/from-to`), then the hit's description.
+    """
+    rows: list[Row] = []
+    for hit in hits.included:
+        for domain in hit.domains.included:
+            if max_rows is not None and len(rows) >= max_rows:
+                return rows
+            ali = domain.alignment
+            row = alignment_to_a3m(
+                ali.hmm_from, ali.hmm_to, query_length, ali.hmm_sequence, ali.target_sequence
+            )
+            desc = f"{hit.name}/{ali.target_from}-{ali.target_to}"
+            if hit.description:
+                desc += f" {hit.description}"
+            rows.append((desc, row))
+    return rows
