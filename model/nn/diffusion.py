@@ -1,0 +1,163 @@
+"""The diffusion module (the denoiser D(x; σ) of EDM, wrapped around the network).
+
+Implements AF3 Algorithm 20 (DiffusionModule) and Algorithm 21 (DiffusionConditioning) with the
+Algorithm 22 Fourier noise embedding, the Algorithm 5/6 atom attention encoder/decoder and the
+Algorithm 23 diffusion transformer (AdaLN Algorithm 26, conditioned transitions Algorithm 25).
+
+Everything that does not depend on the noise level (pair conditioning, the atom single/pair
+conditioning, every attention bias) is computed once by `prepare`; `denoise` then costs only the
+per-step work for S samples at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from model.nn.atom_attention import AtomAttentionDecoder, AtomAttentionEncoder, AtomConditioning
+from model.nn.config import ModelConfig
+from model.nn.embedders import FourierEmbedding, RelativePositionEncoding
+from model.nn.primitives import Transition, layer_norm, linear, precision
+from model.nn.transformer import DiffusionTransformer
+
+
+@dataclass
+class DiffusionConditioningCache:
+    """Noise-independent inputs of `DiffusionModule.denoise` (from `prepare`)."""
+
+    feats: dict[str, torch.Tensor]
+    s_base: torch.Tensor  # [T, c_s] single conditioning before the noise embedding
+    z: torch.Tensor  # [T, T, c_z] conditioned pair
+    token_biases: list[torch.Tensor]  # per diffusion transformer block [H, T, T]
+    atom: AtomConditioning
+    decoder_biases: list[torch.Tensor]
+    dtype: torch.dtype
+
+
+class DiffusionConditioning(nn.Module):
+    """AF3 Algorithm 21, split into the noise-independent part and the noise embedding."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c_s, c_z, c_f = cfg.c_s, cfg.c_z, cfg.diffusion.c_fourier
+        self.sigma_data = cfg.sigma_data
+        self.relpe = RelativePositionEncoding(cfg.r_max, cfg.s_max, c_z)
+        self.layernorm_z = layer_norm(2 * c_z, bias=False)
+        self.linear_no_bias_z = linear(2 * c_z, c_z)
+        self.transition_z1 = Transition(c_z, 2)
+        self.transition_z2 = Transition(c_z, 2)
+        self.layernorm_s = layer_norm(c_s + cfg.c_s_inputs, bias=False)
+        self.linear_no_bias_s = linear(c_s + cfg.c_s_inputs, c_s)
+        self.fourier_embedding = FourierEmbedding(c_f)
+        self.layernorm_n = layer_norm(c_f, bias=False)
+        self.linear_no_bias_n = linear(c_f, c_s)
+        self.transition_s1 = Transition(c_s, 2)
+        self.transition_s2 = Transition(c_s, 2)
+
+    def pair(
+        self, feats: dict[str, torch.Tensor], z_trunk: torch.Tensor, chunk_size: int | None = None
+    ) -> torch.Tensor:
+        """Lines 1-5: `[T, T, c_z]`."""
+        z = torch.cat([z_trunk, self.relpe(feats).to(z_trunk.dtype)], dim=-1)
+        z = self.linear_no_bias_z(self.layernorm_z(z))
+        z = z + self.transition_z1(z, chunk_size)
+        return z + self.transition_z2(z, chunk_size)
+
+    def single_base(self, s_trunk: torch.Tensor, s_inputs: torch.Tensor) -> torch.Tensor:
+        """Lines 6-7: `[T, c_s]`."""
+        return self.linear_no_bias_s(self.layernorm_s(torch.cat([s_trunk, s_inputs], dim=-1)))
+
+    def single(self, s_base: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Lines 8-13: s_base `[T, c_s]`, σ `[S]` -> `[S, T, c_s]`."""
+        n = self.fourier_embedding(0.25 * torch.log(sigma / self.sigma_data))
+        s = s_base[None] + self.linear_no_bias_n(self.layernorm_n(n))[:, None, :]
+        s = s + self.transition_s1(s)
+        return s + self.transition_s2(s)
+
+
+class DiffusionModule(nn.Module):
+    """AF3 Algorithm 20.
+
+    `prepare(feats, trunk)` once, then `denoise(x_noisy [S, A, 3], sigma [S], cond) -> [S, A, 3]`.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.diffusion
+        self.sigma_data = cfg.sigma_data
+        self.diffusion_conditioning = DiffusionConditioning(cfg)
+        self.atom_attention_encoder = AtomAttentionEncoder(
+            cfg.c_atom,
+            cfg.c_atompair,
+            d.c_token,
+            d.atom_encoder.n_blocks,
+            d.atom_encoder.n_heads,
+            cfg.n_queries,
+            cfg.n_keys,
+            c_s=cfg.c_s,
+            c_z=cfg.c_z,
+            checkpoint_blocks=cfg.checkpoint_blocks,
+        )
+        self.layernorm_s = layer_norm(cfg.c_s, bias=False)
+        self.linear_no_bias_s = linear(cfg.c_s, d.c_token)
+        self.diffusion_transformer = DiffusionTransformer(
+            d.c_token,
+            cfg.c_s,
+            cfg.c_z,
+            d.transformer.n_blocks,
+            d.transformer.n_heads,
+            checkpoint_blocks=cfg.checkpoint_blocks,
+        )
+        self.layernorm_a = layer_norm(d.c_token, bias=False)
+        self.atom_attention_decoder = AtomAttentionDecoder(
+            cfg.c_atom,
+            cfg.c_atompair,
+            d.c_token,
+            d.atom_decoder.n_blocks,
+            d.atom_decoder.n_heads,
+            checkpoint_blocks=cfg.checkpoint_blocks,
+        )
+
+    def prepare(
+        self,
+        feats: dict[str, torch.Tensor],
+        trunk: object,
+        dtype: torch.dtype = torch.float32,
+        chunk_size: int | None = None,
+    ) -> DiffusionConditioningCache:
+        """The noise-independent conditioning from a `TrunkOutput` (s_inputs, s, z)."""
+        with precision(trunk.z.device, dtype):
+            s_inputs, s_trunk, z_trunk = trunk.s_inputs.float(), trunk.s.float(), trunk.z.float()
+            cond = self.diffusion_conditioning
+            z = cond.pair(feats, z_trunk, chunk_size)
+            atom = self.atom_attention_encoder.condition(feats, s_trunk, z)
+            return DiffusionConditioningCache(
+                feats=feats,
+                s_base=cond.single_base(s_trunk, s_inputs),
+                z=z,
+                token_biases=self.diffusion_transformer.pair_biases(z),
+                atom=atom,
+                decoder_biases=self.atom_attention_decoder.atom_transformer.pair_biases(atom.p, atom.windows),
+                dtype=dtype,
+            )
+
+    def denoise(
+        self, x_noisy: torch.Tensor, sigma: torch.Tensor, cond: DiffusionConditioningCache
+    ) -> torch.Tensor:
+        """D(x_noisy; σ): `[S, A, 3]`, `[S]` -> denoised positions `[S, A, 3]` (float32)."""
+        sd = self.sigma_data
+        x_noisy, sigma = x_noisy.float(), sigma.float().to(x_noisy.device)
+        with precision(x_noisy.device, cond.dtype):
+            s = self.diffusion_conditioning.single(cond.s_base, sigma)  # [S, T, c_s]
+            r_noisy = x_noisy / torch.sqrt(sigma**2 + sd**2)[:, None, None]
+            a, q_skip = self.atom_attention_encoder(cond.feats, cond.atom, r_noisy)
+            a = a + self.linear_no_bias_s(self.layernorm_s(s))
+            a = self.diffusion_transformer(a, s, cond.token_biases)
+            a = self.layernorm_a(a)
+            r_update = self.atom_attention_decoder(cond.feats, a, q_skip, cond.atom, cond.decoder_biases)
+        r_update = r_update.float()
+        scale_skip = sd**2 / (sd**2 + sigma**2)
+        scale_out = sd * sigma / torch.sqrt(sd**2 + sigma**2)
+        return scale_skip[:, None, None] * x_noisy + scale_out[:, None, None] * r_update

@@ -1,0 +1,163 @@
+"""Triangle updates and the pairformer stack.
+
+Implements AF3 Algorithm 12 (TriangleMultiplicationOutgoing), Algorithm 13 (TriangleMultiplicationIncoming),
+Algorithm 14 (TriangleAttentionStartingNode), Algorithm 15 (TriangleAttentionEndingNode) and
+Algorithm 17 (PairformerStack, with Algorithm 24 single attention and Algorithm 11 transitions).
+Every pair op takes `chunk_size` (None = off): the result is identical, only peak memory changes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from model.nn.config import ModelConfig
+from model.nn.primitives import Attention, Transition, chunked, dropout, layer_norm, linear, maybe_checkpoint
+from model.nn.transformer import AttentionPairBias
+
+
+class TriangleMultiplication(nn.Module):
+    """AF3 Algorithm 12 (outgoing: Σ_k a_ik b_jk) and Algorithm 13 (incoming: Σ_k a_ki b_kj).
+
+    Shapes: z `[N, N, c_z]` -> update `[N, N, c_z]`.
+    """
+
+    def __init__(self, c_z: int, c_hidden: int, outgoing: bool) -> None:
+        super().__init__()
+        self.outgoing = outgoing
+        self.layer_norm_in = layer_norm(c_z)
+        self.linear_a_p = linear(c_z, c_hidden)
+        self.linear_a_g = linear(c_z, c_hidden)
+        self.linear_b_p = linear(c_z, c_hidden)
+        self.linear_b_g = linear(c_z, c_hidden)
+        self.linear_g = linear(c_z, c_z)
+        self.layer_norm_out = layer_norm(c_hidden)
+        self.linear_z = linear(c_hidden, c_z)
+
+    def forward(self, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+        z = self.layer_norm_in(z)
+        a = torch.sigmoid(self.linear_a_g(z)) * self.linear_a_p(z)
+        b = torch.sigmoid(self.linear_b_g(z)) * self.linear_b_p(z)
+        # Channel-first batched matmul: [c, i, k] @ [c, k, j] -> [c, i, j].
+        if self.outgoing:
+            a_cf, b_cf = a.permute(2, 0, 1), b.permute(2, 1, 0)
+        else:
+            a_cf, b_cf = a.permute(2, 1, 0), b.permute(2, 0, 1)
+
+        def rows(a_rows: torch.Tensor, z_rows: torch.Tensor) -> torch.Tensor:
+            x = torch.matmul(a_rows, b_cf).permute(1, 2, 0)  # [i, j, c]
+            return torch.sigmoid(self.linear_g(z_rows)) * self.linear_z(self.layer_norm_out(x))
+
+        if chunk_size is None:
+            return rows(a_cf, z)
+        n = z.shape[0]
+        return torch.cat(
+            [rows(a_cf[:, i : i + chunk_size], z[i : i + chunk_size]) for i in range(0, n, chunk_size)], dim=0
+        )
+
+
+class TriangleAttention(nn.Module):
+    """AF3 Algorithm 14 (starting node) and Algorithm 15 (ending node, on the transposed pair).
+
+    Shapes: z `[N, N, c_z]` -> update `[N, N, c_z]`.
+    """
+
+    def __init__(self, c_z: int, c_hidden: int, n_heads: int, starting: bool) -> None:
+        super().__init__()
+        self.starting = starting
+        self.layer_norm = layer_norm(c_z)
+        self.linear = linear(c_z, n_heads)
+        self.mha = Attention(c_z, c_z, c_hidden, n_heads)
+
+    def forward(self, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+        if not self.starting:
+            z = z.transpose(0, 1)
+        z = self.layer_norm(z)
+        bias = self.linear(z).permute(2, 0, 1)  # [H, j, k], shared by every row i
+        out = chunked(lambda rows: self.mha(rows, rows, bias), chunk_size, 0, z)
+        return out if self.starting else out.transpose(0, 1)
+
+
+class PairStack(nn.Module):
+    """The pair half of AF3 Algorithm 17 (also the pair stack of Algorithm 8 and Algorithm 16).
+
+    Shapes: z `[N, N, c_z]` -> `[N, N, c_z]`.
+    """
+
+    def __init__(self, c_z: int, cfg: ModelConfig, transition_n: int, dropout_p: float) -> None:
+        super().__init__()
+        t = cfg.triangle
+        self.dropout_p = dropout_p
+        self.tri_mul_out = TriangleMultiplication(c_z, t.mul_hidden, outgoing=True)
+        self.tri_mul_in = TriangleMultiplication(c_z, t.mul_hidden, outgoing=False)
+        self.tri_att_start = TriangleAttention(c_z, t.att_hidden, t.att_heads, starting=True)
+        self.tri_att_end = TriangleAttention(c_z, t.att_hidden, t.att_heads, starting=False)
+        self.pair_transition = Transition(c_z, transition_n)
+
+    def forward(
+        self, z: torch.Tensor, chunk_size: int | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        p, tr = self.dropout_p, self.training
+        z = z + dropout(self.tri_mul_out(z, chunk_size), p, tr, generator, shared_dim=-3)
+        z = z + dropout(self.tri_mul_in(z, chunk_size), p, tr, generator, shared_dim=-3)
+        z = z + dropout(self.tri_att_start(z, chunk_size), p, tr, generator, shared_dim=-3)
+        z = z + dropout(self.tri_att_end(z, chunk_size), p, tr, generator, shared_dim=-2)
+        return z + self.pair_transition(z, chunk_size)
+
+
+class PairformerBlock(PairStack):
+    """One block of AF3 Algorithm 17. Shapes: s `[N, c_s]` (or None), z `[N, N, c_z]`."""
+
+    def __init__(
+        self, c_z: int, c_s: int | None, cfg: ModelConfig, transition_n: int = 4, dropout_p: float = 0.25
+    ) -> None:
+        super().__init__(c_z, cfg, transition_n, dropout_p)
+        self.has_s = c_s is not None
+        if self.has_s:
+            self.attention_pair_bias = AttentionPairBias(c_s, c_z, cfg.pairformer.n_heads)
+            self.single_transition = Transition(c_s, 4)
+
+    def forward(
+        self,
+        s: torch.Tensor | None,
+        z: torch.Tensor,
+        chunk_size: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        z = super().forward(z, chunk_size, generator)
+        if self.has_s:
+            s = s + self.attention_pair_bias(s, self.attention_pair_bias.pair_bias(z))
+            s = s + self.single_transition(s, chunk_size)
+        return s, z
+
+
+class PairformerStack(nn.Module):
+    """AF3 Algorithm 17. Shapes: s `[N, c_s]` (or None for the template embedder), z `[N, N, c_z]`."""
+
+    def __init__(
+        self,
+        c_z: int,
+        c_s: int | None,
+        n_blocks: int,
+        cfg: ModelConfig,
+        transition_n: int = 4,
+        dropout_p: float = 0.25,
+    ) -> None:
+        super().__init__()
+        self.checkpoint_blocks = cfg.checkpoint_blocks
+        self.blocks = nn.ModuleList(
+            PairformerBlock(c_z, c_s, cfg, transition_n, dropout_p) for _ in range(n_blocks)
+        )
+
+    def forward(
+        self,
+        s: torch.Tensor | None,
+        z: torch.Tensor,
+        chunk_size: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        for blk in self.blocks:
+            s, z = maybe_checkpoint(
+                self.checkpoint_blocks, blk, s, z, chunk_size, generator, generator=generator
+            )
+        return s, z

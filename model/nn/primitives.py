@@ -1,0 +1,177 @@
+"""Building blocks shared by every network module (AF3 supplement §3.1 conventions).
+
+Implements AF3 Algorithm 11 (Transition), Algorithm 26 (AdaptiveLayerNorm), the gated multi-head
+attention used by Algorithms 7, 10, 14, 15 and 24, seeded dropout (rowwise/columnwise, §3.6) and the
+chunking and activation-checkpointing helpers. Parameter names follow the released Protenix layout
+(`linear_no_bias_a`, `layernorm1`, `mha.linear_q`, ...) so checkpoints map key-for-key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+def linear(c_in: int, c_out: int, bias: bool = False) -> nn.Linear:
+    """`LinearNoBias` of the paper by default."""
+    return nn.Linear(c_in, c_out, bias=bias)
+
+
+def layer_norm(c: int, bias: bool = True, affine: bool = True) -> nn.LayerNorm:
+    return nn.LayerNorm(c, elementwise_affine=affine, bias=bias if affine else False)
+
+
+def dropout(
+    x: torch.Tensor,
+    p: float,
+    training: bool,
+    generator: torch.Generator | None = None,
+    shared_dim: int | None = None,
+) -> torch.Tensor:
+    """Inverted dropout with an explicit generator; `shared_dim` shares the mask along one axis.
+
+    AF3 §3.6: the pair stack uses rowwise dropout (mask shared over dim -3) for everything but the
+    ending-node triangle attention, which is columnwise (shared over dim -2).
+    """
+    if not training or p == 0.0:
+        return x
+    shape = list(x.shape)
+    if shared_dim is not None:
+        shape[shared_dim] = 1
+    keep = torch.rand(shape, generator=generator, device=x.device, dtype=torch.float32) >= p
+    return x * keep.to(x.dtype) / (1.0 - p)
+
+
+def chunked(
+    fn: Callable[..., torch.Tensor], chunk_size: int | None, dim: int, *args: torch.Tensor, **kwargs
+) -> torch.Tensor:
+    """`fn(*args, **kwargs)` evaluated over slices of `args` along `dim` and concatenated.
+
+    Only `args` are sliced; `kwargs` go to every call whole. Exact for functions that are
+    independent along `dim` (inference memory control; None = one call).
+    """
+    n = args[0].shape[dim]
+    if chunk_size is None or chunk_size >= n:
+        return fn(*args, **kwargs)
+    outs = [
+        fn(*(a.narrow(dim, i, min(chunk_size, n - i)) for a in args), **kwargs)
+        for i in range(0, n, chunk_size)
+    ]
+    return torch.cat(outs, dim=dim)
+
+
+def maybe_checkpoint(
+    enabled: bool, fn: Callable[..., object], *args: object, generator: torch.Generator | None = None
+) -> object:
+    """Activation checkpointing of one block when enabled and gradients are being recorded.
+
+    The recomputation replays the dropout masks: `generator` is rewound to its state at the first
+    forward for the replay and put back afterwards, so checkpointed == plain, gradients included.
+    """
+    if not (enabled and torch.is_grad_enabled()):
+        return fn(*args)
+    if generator is None:
+        return checkpoint(fn, *args, use_reentrant=False)
+    start = generator.get_state()
+    calls = [0]
+
+    def replayable(*a: object) -> object:
+        calls[0] += 1
+        if calls[0] == 1:
+            return fn(*a)
+        after = generator.get_state()
+        generator.set_state(start)
+        try:
+            return fn(*a)
+        finally:
+            generator.set_state(after)
+
+    return checkpoint(replayable, *args, use_reentrant=False)
+
+
+class Transition(nn.Module):
+    """AF3 Algorithm 11: SwiGLU transition, x -> [*, c] with hidden n·c.
+
+    Shapes: x `[*, c]` -> `[*, c]`.
+    """
+
+    def __init__(self, c: int, n: int) -> None:
+        super().__init__()
+        self.layernorm1 = layer_norm(c)
+        self.linear_no_bias_a = linear(c, n * c)
+        self.linear_no_bias_b = linear(c, n * c)
+        self.linear_no_bias = linear(n * c, c)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layernorm1(x)
+        return self.linear_no_bias(F.silu(self.linear_no_bias_a(x)) * self.linear_no_bias_b(x))
+
+    def forward(self, x: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+        if x.dim() < 2:
+            return self._forward(x)
+        return chunked(self._forward, chunk_size, 0, x)
+
+
+class AdaptiveLayerNorm(nn.Module):
+    """AF3 Algorithm 26: a = sigmoid(Linear(s)) · LayerNorm(a) + LinearNoBias(s).
+
+    Shapes: a `[*, N, c_a]`, s `[N, c_s]` (broadcast over leading dims) -> `[*, N, c_a]`.
+    """
+
+    def __init__(self, c_a: int, c_s: int) -> None:
+        super().__init__()
+        self.layernorm_a = layer_norm(c_a, affine=False)
+        self.layernorm_s = layer_norm(c_s, bias=False)
+        self.linear_s = linear(c_s, c_a, bias=True)
+        self.linear_nobias_s = linear(c_s, c_a)
+
+    def forward(self, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        s = self.layernorm_s(s)
+        return torch.sigmoid(self.linear_s(s)) * self.layernorm_a(a) + self.linear_nobias_s(s)
+
+
+class Attention(nn.Module):
+    """Gated multi-head attention with an additive bias, through scaled_dot_product_attention.
+
+    The inner step of AF3 Algorithms 7, 14, 15 and 24. Shapes: q_x `[*, Q, c_q]`, kv_x `[*, K, c_kv]`,
+    bias broadcastable to `[*, H, Q, K]` -> `[*, Q, c_q]`.
+    """
+
+    def __init__(self, c_q: int, c_kv: int, c_hidden: int, n_heads: int, q_bias: bool = False) -> None:
+        super().__init__()
+        self.n_heads, self.c_hidden = n_heads, c_hidden
+        self.linear_q = linear(c_q, n_heads * c_hidden, bias=q_bias)
+        self.linear_k = linear(c_kv, n_heads * c_hidden)
+        self.linear_v = linear(c_kv, n_heads * c_hidden)
+        self.linear_o = linear(n_heads * c_hidden, c_q)
+        self.linear_g = linear(c_q, n_heads * c_hidden)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.n_heads, self.c_hidden)).transpose(-2, -3)  # [*, H, N, c]
+
+    def forward(self, q_x: torch.Tensor, kv_x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        q = self._heads(self.linear_q(q_x))
+        k, v = self._heads(self.linear_k(kv_x)), self._heads(self.linear_v(kv_x))
+        if bias is not None:
+            bias = bias.to(q.dtype)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        o = o.transpose(-2, -3).flatten(-2)  # [*, Q, H*c]
+        return self.linear_o(torch.sigmoid(self.linear_g(q_x)) * o)
+
+
+def precision(device: torch.device | str, dtype: torch.dtype | None) -> torch.autocast:
+    """Autocast context: BF16 mixed precision for `torch.bfloat16`, strict FP32 otherwise.
+
+    FP32 explicitly disables any autocast the caller opened, so a module can be pinned to FP32 per
+    call (the inference precision rule for the sampler and confidence head, SEED.md).
+    """
+    device_type = torch.device(device).type
+    if dtype == torch.bfloat16:
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    if dtype not in (None, torch.float32):
+        raise ValueError(f"precision: dtype must be torch.float32 or torch.bfloat16, got {dtype}")
+    return torch.autocast(device_type, enabled=False)
