@@ -138,8 +138,10 @@ def atom_permutation(
     """
     if swap_pairs.numel() == 0:
         return x_gt, resolved
-    aligned = weighted_rigid_align(x_gt, x_pred, resolved.float())
     group, i, j = swap_pairs.unbind(-1)
+    fit = resolved.clone()
+    fit[i], fit[j] = False, False  # the ambiguous atoms must not bias the superposition
+    aligned = weighted_rigid_align(x_gt, x_pred, (fit if bool(fit.any()) else resolved).float())
     ok = (resolved[i] & resolved[j]).float()
     keep = ((x_pred[i] - aligned[i]) ** 2).sum(-1) + ((x_pred[j] - aligned[j]) ** 2).sum(-1)
     swap = ((x_pred[i] - aligned[j]) ** 2).sum(-1) + ((x_pred[j] - aligned[i]) ** 2).sum(-1)
