@@ -681,7 +681,7 @@ def _read_job_file(
     except FileNotFoundError:
         raise ctx.error("json", f"file not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ctx.error("json", f"invalid JSON in {path.name}: {exc}") from None
+        raise ctx.error("json", f"invalid JSON: {exc}") from None
     try:
         dialect = detect_dialect(data)
     except ValueError as exc:
@@ -876,10 +876,10 @@ def load_targets(
                 target = Target(target_id, entities, bonds, source=csv_path, dialect="csv")
             if (row.get("seeds") or "").strip():
                 target = replace(target, seeds=_csv_seeds(ctx, row["seeds"]))
-            targets.append(target)
+            targets.append(check_target(target, ccd) if check else target)
         except TargetError as exc:
             errors.append(exc)
-    return _check_all(targets, errors, ccd, check)
+    return targets, errors
 
 
 def _check_all(

@@ -1,0 +1,449 @@
+"""Inputs: targets.csv, AlphaFold 3 JSON and Protenix JSON → Target → Structure (inputs, from_target)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import gemmi
+import numpy as np
+import pytest
+from conftest import MMCIF_DIR, SHARED_DATA
+
+from model.data.ccd import load_ccd
+from model.data.from_target import structure_from_target, user_msas
+from model.data.inputs import (
+    Entity,
+    Target,
+    TargetError,
+    chain_id_from_index,
+    load_job_json,
+    load_targets,
+)
+
+FIXTURES = Path(__file__).parent / "data" / "inputs"
+NOT_IN_CCD = "QQQQQ"
+
+
+@pytest.fixture(scope="module")
+def ccd():
+    ccd = load_ccd()
+    assert NOT_IN_CCD not in ccd and "Q9Q9Q" not in ccd
+    return ccd
+
+
+def af3_job(**changes) -> dict:
+    job = {
+        "dialect": "alphafold3",
+        "version": 2,
+        "name": "bad",
+        "modelSeeds": [1],
+        "sequences": [
+            {"protein": {"id": "A", "sequence": "MKTAYIAK"}},
+            {"ligand": {"id": "B", "ccdCodes": ["ATP"]}},
+        ],
+    }
+    job.update(changes)
+    return job
+
+
+def with_protein(**fields) -> dict:
+    return af3_job(
+        sequences=[{"protein": {"id": "A", "sequence": "MKTAYIAK", **fields}}, af3_job()["sequences"][1]]
+    )
+
+
+def with_ligand(**fields) -> dict:
+    return af3_job(sequences=[af3_job()["sequences"][0], {"ligand": {"id": "B", **fields}}])
+
+
+def px_job(*sequences, **changes) -> list:
+    return [
+        {
+            "name": "bad",
+            "sequences": [{"proteinChain": {"sequence": "MKTAYIAK", "count": 1}}, *sequences],
+            **changes,
+        }
+    ]
+
+
+def write_csv(folder: Path, rows: list[dict], name: str = "targets.csv") -> Path:
+    path = folder / name
+    columns = list(dict.fromkeys(k for row in rows for k in row)) or ["target_id", "chains"]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+# (case id, input kind, payload, expected one-line message; {root} = the test's folder)
+BAD_INPUTS = [
+    ("unknown_residue_letter", "json", with_protein(sequence="MKJAYIAK"),
+     "target bad: entity 1 (protein, chain A): sequence: unknown residue letter 'J' at 3"),
+    ("empty_sequence", "json", with_protein(sequence=""),
+     "target bad: entity 1 (protein, chain A): sequence: empty sequence"),
+    ("unknown_ccd_code", "json", with_ligand(ccdCodes=[NOT_IN_CCD]),
+     f"target bad: entity 2 (ligand, chain B): ccd_codes: unknown CCD code '{NOT_IN_CCD}'"),
+    ("smiles_rejected_by_rdkit", "json", with_ligand(smiles="C1CC("),
+     "target bad: entity 2 (ligand, chain B): smiles: RDKit cannot parse SMILES 'C1CC('"),
+    ("ccd_codes_and_smiles", "json", with_ligand(ccdCodes=["ATP"], smiles="CCO"),
+     "target bad: entity 2 (ligand, chain B): ccdCodes: give ccdCodes or smiles, not both"),
+    ("neither_ccd_codes_nor_smiles", "json", with_ligand(),
+     "target bad: entity 2 (ligand, chain B): ccdCodes: give ccdCodes or smiles"),
+    ("duplicate_chain_id", "json", with_ligand(ccdCodes=["ATP"], id="A"),
+     "target bad: entity 2 (ligand, chain A): id: duplicate chain id 'A'"),
+    ("modification_out_of_range", "json", with_protein(modifications=[{"ptmType": "SEP", "ptmPosition": 9}]),
+     "target bad: entity 1 (protein, chain A): modifications.ptmPosition: position 9 is out of range 1..8"),
+    ("modification_unknown_ccd", "json",
+     with_protein(modifications=[{"ptmType": NOT_IN_CCD, "ptmPosition": 2}]),
+     "target bad: entity 1 (protein, chain A): modifications: "
+     f"unknown CCD code '{NOT_IN_CCD}' at position 2"),
+    ("modification_wrong_type", "json", with_protein(modifications=[{"ptmType": "HEM", "ptmPosition": 2}]),
+     "target bad: entity 1 (protein, chain A): modifications: HEM at position 2 is a NON-POLYMER component, "
+     "not a protein residue"),
+    ("bond_to_missing_atom", "json", af3_job(bondedAtomPairs=[[["A", 1, "XX"], ["B", 1, "PG"]]]),
+     "target bad: entity 1 (protein, chain A): bonds: "
+     "bond to atom 'XX' that does not exist in residue 1 (MET) of chain A"),
+    ("bond_residue_out_of_range", "json", af3_job(bondedAtomPairs=[[["A", 9, "CA"], ["B", 1, "PG"]]]),
+     "target bad: bondedAtomPairs[0]: residue 9 of chain A is out of range 1..8"),
+    ("bond_to_unknown_chain", "json", af3_job(bondedAtomPairs=[[["Z", 1, "CA"], ["B", 1, "PG"]]]),
+     "target bad: bondedAtomPairs[0]: bond to unknown chain 'Z'"),
+    ("invalid_json", "raw", '{"dialect": "alphafold3",,}',
+     "bad.json: json: invalid JSON: "
+     "Expecting property name enclosed in double quotes: line 1 column 26 (char 25)"),
+    ("unknown_dialect", "json", af3_job(dialect="boltz"),
+     "bad.json: dialect: unknown dialect 'boltz' (supported: alphafold3, or Protenix without one)"),
+    ("unsupported_version", "json", af3_job(version=7),
+     "target bad: version: unsupported AlphaFold 3 input version 7 (supported: 1-4)"),
+    ("non_integer_seed", "json", af3_job(modelSeeds=[1, "x"]),
+     "target bad: modelSeeds: expected an integer, got 'x'"),
+    ("fractional_seed", "json", af3_job(modelSeeds=[1.5]),
+     "target bad: modelSeeds: expected an integer, got 1.5"),
+    ("no_seeds", "json", af3_job(modelSeeds=[]),
+     "target bad: modelSeeds: expected a non-empty list of integer seeds, got []"),
+    ("unknown_field", "json", with_protein(sequnce="MK"),
+     "target bad: entity 1 (protein, chain A): protein: unknown field 'sequnce'"),
+    ("field_needs_newer_version", "json", {**with_protein(unpairedMsaPath="x.a3m"), "version": 1},
+     "target bad: entity 1 (protein, chain A): unpairedMsaPath: "
+     "needs AlphaFold 3 input version >= 2, file has 1"),
+    ("msa_path_outside_roots", "json", with_protein(unpairedMsaPath="/etc/hostname"),
+     "target bad: entity 1 (protein, chain A): unpairedMsaPath: path '/etc/hostname' is outside the allowed "
+     "roots ({root})"),
+    ("msa_file_missing", "json", with_protein(unpairedMsaPath="missing.a3m"),
+     "target bad: entity 1 (protein, chain A): unpairedMsaPath: file not found: missing.a3m"),
+    ("zero_count", "json", [{"name": "bad", "sequences": [{"proteinChain": {"sequence": "MK", "count": 0}}]}],
+     "target bad: entity 1 (protein): count: must be >= 1, got 0"),
+    ("negative_count", "json", px_job({"ion": {"ion": "MG", "count": -2}}),
+     "target bad: entity 2 (ion): count: must be >= 1, got -2"),
+    ("ion_not_single_atom", "json", px_job({"ion": {"ion": "ATP", "count": 1}}),
+     "target bad: entity 2 (ion, chain B): ion: ATP is not a single-atom ion component"),
+    ("ion_unknown", "json", px_job({"ion": {"ion": "Q9Q9Q", "count": 1}}),
+     "target bad: entity 2 (ion, chain B): ion: unknown CCD code 'Q9Q9Q'"),
+    ("protenix_bond_entity_out_of_range", "json",
+     px_job(covalent_bonds=[
+         {"entity1": 1, "position1": 1, "atom1": "N", "entity2": 5, "position2": 1, "atom2": "C1"}
+     ]),
+     "target bad: covalent_bonds[0].entity2: entity 5 is out of range 1..1"),
+    ("unreadable_ligand_file", "json", px_job({"ligand": {"ligand": "FILE_broken.sdf", "count": 1}}),
+     "target bad: entity 2 (ligand, chain B): ligand_file: "
+     "RDKit cannot read a molecule from broken.sdf"),
+    ("protenix_unknown_entity_type", "json", px_job({"glycan": {"count": 1}}),
+     "target bad: entity 2: "
+     "unknown entity type 'glycan' (proteinChain, rnaSequence, dnaSequence, ligand, ion)"),
+    ("csv_duplicate_target_id", "csv",
+     [{"target_id": "T1", "chains": "protein:MK"}, {"target_id": "t1", "chains": "protein:MK"}],
+     "target T1: target_id: duplicate target_id 'T1' (ids are compared case-insensitively)"),
+    ("csv_unsafe_target_id", "csv", [{"target_id": "../x", "chains": "protein:MK"}],
+     "target ../x: target_id: target_id '../x' is not a safe file name (use only A-Z a-z 0-9 . _ -)"),
+    ("csv_target_id_leading_dot", "csv", [{"target_id": ".hidden", "chains": "protein:MK"}],
+     "target .hidden: target_id: target_id '.hidden' must not start with a dot"),
+    ("csv_json_outside_roots", "csv", [{"target_id": "T", "json": "../outside.json", "chains": ""}],
+     "target T: json: path '../outside.json' is outside the allowed roots ({root})"),
+    ("csv_json_missing", "csv", [{"target_id": "T", "json": "nope.json", "chains": ""}],
+     "target T: json: file not found: nope.json"),
+    ("csv_json_and_chains", "csv", [{"target_id": "T", "json": "a.json", "chains": "protein:MK"}],
+     "target T: json: give exactly one of the json and chains columns"),
+    ("csv_neither_json_nor_chains", "csv", [{"target_id": "T", "json": "", "chains": ""}],
+     "target T: json: give exactly one of the json and chains columns"),
+    ("csv_unknown_chain_kind", "csv", [{"target_id": "T", "chains": "peptide:MK"}],
+     "target T: entity 1: chains: item 1 'peptide:MK' must be KIND:VALUE with KIND one of protein, rna, dna, "
+     "ligand, ion"),
+    ("csv_zero_copies", "csv", [{"target_id": "T", "chains": "protein:MKx0"}],
+     "target T: entity 1 (protein): chains: must be >= 1, got 0"),
+    ("csv_non_integer_seed", "csv", [{"target_id": "T", "chains": "protein:MK", "seeds": "1 two"}],
+     "target T: seeds: expected an integer, got 'two'"),
+    ("csv_bad_dna_letter", "csv", [{"target_id": "T", "chains": "protein:MK;dna:ACGU"}],
+     "target T: entity 2 (dna, chain B): sequence: unknown residue letter 'U' at 4"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_gives_one_line_message(case, tmp_path: Path, ccd) -> None:
+    name, kind, payload, expected = case
+    expected = expected.replace("{root}", str(tmp_path.resolve()))
+    (tmp_path / "broken.sdf").write_text("this is not a molecule\n")
+    if kind == "csv":
+        targets, errors = load_targets(write_csv(tmp_path, payload), ccd=ccd)
+        assert targets == []
+        messages = [str(e) for e in errors]
+        assert len(messages) == len(payload)
+    else:
+        path = tmp_path / "bad.json"
+        path.write_text(payload if kind == "raw" else json.dumps(payload))
+        with pytest.raises(TargetError) as raised:
+            load_job_json(path, ccd=ccd)
+        messages = [str(raised.value)]
+    assert messages[0] == expected
+    assert all("\n" not in m for m in messages)
+
+
+def test_at_least_twenty_kinds_of_bad_input() -> None:
+    assert len({c[0] for c in BAD_INPUTS}) >= 20
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("target_id,chains\n", "targets.csv: empty: no target rows"),
+        ("", "targets.csv: empty: no target rows"),
+        ("name,chains\nT,protein:MK\n", "targets.csv: no target_id column (columns: chains, name)"),
+        ("target_id,sequence\nT,MK\n", "targets.csv: needs a json or a chains column"),
+    ],
+)
+def test_unusable_targets_csv_raises(content: str, expected: str, tmp_path: Path, ccd) -> None:
+    (tmp_path / "targets.csv").write_text(content)
+    with pytest.raises(TargetError) as raised:
+        load_targets(tmp_path / "targets.csv", ccd=ccd)
+    assert str(raised.value) == expected
+
+
+def test_mixed_csv_gives_every_good_target_and_every_bad_one(ccd) -> None:
+    targets, errors = load_targets(FIXTURES / "targets_mixed.csv", ccd=ccd)
+    with open(FIXTURES / "targets_mixed.csv") as handle:
+        rows = [r for r in csv.DictReader(line for line in handle if not line.startswith("#"))]
+    expected_good = {r["target_id"] for r in rows if r["target_id"].startswith("good")}
+    expected_bad = {r["target_id"] for r in rows if not r["target_id"].startswith("good")}
+    assert {t.target_id for t in targets} == expected_good
+    assert [e.target_id for e in errors] == [r["target_id"] for r in rows if r["target_id"] in expected_bad]
+    for error in errors:
+        assert "\n" not in str(error) and str(error).startswith(f"target {error.target_id}: ")
+    by_id = {t.target_id: t for t in targets}
+    assert by_id["good_inline"].seeds == (3, 4)
+    assert by_id["good_af3"].seeds == (1, 2)  # modelSeeds from the job file
+    assert by_id["good_af3"].dialect == "alphafold3" and by_id["good_protenix"].dialect == "protenix"
+
+
+def _same_structure(a, b) -> None:
+    for name, value in vars(a).items():
+        other = getattr(b, name)
+        if isinstance(value, np.ndarray):
+            assert value.dtype == other.dtype, name
+            np.testing.assert_array_equal(value, other, err_msg=name)
+        elif name == "components":
+            assert value.keys() == other.keys()
+            for code in value:
+                assert value[code].atom_names == other[code].atom_names
+                assert value[code].smiles == other[code].smiles
+        else:
+            assert value == other, name
+
+
+def test_af3_and_protenix_json_give_the_same_target_structure_and_features(ccd) -> None:
+    af3 = load_job_json(FIXTURES / "af3_complex.json", ccd=ccd)
+    protenix = load_job_json(FIXTURES / "protenix_complex.json", ccd=ccd)
+    assert len(af3) == len(protenix) == 1
+    af3, protenix = af3[0], protenix[0]
+    assert (af3.dialect, protenix.dialect) == ("alphafold3", "protenix")
+    assert af3 == protenix
+    s_af3, s_px = structure_from_target(af3, ccd), structure_from_target(protenix, ccd)
+    _same_structure(s_af3, s_px)
+    assert list(s_af3.chain_name) == list("ABCDEFGHI")
+    assert list(s_af3.chain_type) == [
+        "protein",
+        "protein",
+        "rna",
+        "dna",
+        "ligand",
+        "ligand",
+        "ion",
+        "ion",
+        "branched",
+    ]
+
+    features = pytest.importorskip("model.data.features")
+    f_af3 = features.featurize(s_af3, ccd, msas=user_msas(af3), seed=0)
+    f_px = features.featurize(s_px, ccd, msas=user_msas(protenix), seed=0)
+    for part_af3, part_px in zip(f_af3[:2], f_px[:2], strict=True):
+        assert part_af3.keys() == part_px.keys()
+        for name in part_af3:
+            np.testing.assert_array_equal(part_af3[name], part_px[name], err_msg=name)
+    assert f_af3.features["msa"].shape[0] > 1  # the user MSA was used, not a query-only one
+
+
+def test_af3_entities_bonds_and_msa_paths(ccd) -> None:
+    target = load_job_json(FIXTURES / "af3_complex.json", ccd=ccd)[0]
+    assert target.target_id == "complex_1" and target.seeds == (1, 2)
+    protein = target.entities[0]
+    assert protein.chain_ids == ("A", "B") and protein.modifications == ((1, "MSE"),)
+    assert protein.unpaired_msa_path == (FIXTURES / "msa/protein_a/non_pairing.a3m").resolve()
+    assert target.entities[4].smiles == "C[C@@H](C(=O)O)N"
+    assert [e.kind for e in target.entities] == ["protein", "rna", "dna", "ligand", "ligand", "ion", "ligand"]
+    assert target.bonds == ((("A", 2, "NZ"), ("F", 1, "C3")), (("I", 1, "O4"), ("I", 2, "C1")))
+
+
+def test_af3_versions_and_job_lists(tmp_path: Path, ccd) -> None:
+    for version in (1, 2, 3, 4):
+        (tmp_path / "job.json").write_text(json.dumps(af3_job(version=version, name=f"v{version}")))
+        assert load_job_json(tmp_path / "job.json", ccd=ccd)[0].target_id == f"v{version}"
+    jobs = [af3_job(name="first"), af3_job(name="second job", modelSeeds=[5])]
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    assert [t.target_id for t in load_job_json(tmp_path / "jobs.json", ccd=ccd)] == ["first", "second_job"]
+    picked = load_job_json(tmp_path / "jobs.json", target_id="second_job", ccd=ccd)
+    assert [t.seeds for t in picked] == [(5,)]
+
+
+def test_chain_ids_follow_af3_and_protenix_order(tmp_path: Path, ccd) -> None:
+    assert [chain_id_from_index(i) for i in (0, 1, 25, 26, 27, 52)] == ["A", "B", "Z", "AA", "BA", "AB"]
+    job = [{"name": "ids", "sequences": [
+        {"proteinChain": {"sequence": "MK", "count": 2}},
+        {"ion": {"ion": "ZN", "count": 1, "id": ["A"]}},
+        {"dnaSequence": {"sequence": "ACGT", "count": 1}},
+    ]}]  # fmt: skip
+    (tmp_path / "ids.json").write_text(json.dumps(job))
+    target = load_job_json(tmp_path / "ids.json", ccd=ccd)[0]
+    assert [e.chain_ids for e in target.entities] == [("B", "C"), ("A",), ("D",)]
+
+
+def test_inline_chains_syntax(tmp_path: Path, ccd) -> None:
+    spec = "protein:MK(SEP)TAYx2; ligand:NAG,NAG; ligand:smiles=CCO; dna:ACGT; rna:ACGU; ion:MGx2"
+    path = write_csv(
+        tmp_path, [{"target_id": "inline", "chains": spec, "bonds": "C:1:O4-C:2:C1", "seeds": "7,8"}]
+    )
+    (target,), errors = load_targets(path, ccd=ccd)
+    assert errors == []
+    kinds = [(e.kind, e.chain_ids) for e in target.entities]
+    assert kinds == [("protein", ("A", "B")), ("ligand", ("C",)), ("ligand", ("D",)), ("dna", ("E",)),
+                     ("rna", ("F",)), ("ion", ("G", "H"))]  # fmt: skip
+    assert target.entities[0].sequence == "MKXTAY" and target.entities[0].modifications == ((3, "SEP"),)
+    assert target.entities[0].residue_codes() == ["MET", "LYS", "SEP", "THR", "ALA", "TYR"]
+    assert target.entities[1].ccd_codes == ("NAG", "NAG") and target.entities[2].smiles == "CCO"
+    assert target.bonds == ((("C", 1, "O4"), ("C", 2, "C1")),) and target.seeds == (7, 8)
+
+
+def test_protenix_bonds_pair_copies_and_resolve_smiles_atom_maps(tmp_path: Path, ccd) -> None:
+    job = [
+        {
+            "name": "pairs",
+            "sequences": [
+                {"proteinChain": {"sequence": "MKC", "count": 2}},
+                {"ligand": {"ligand": "[CH3:1]C(=O)[OH:2]", "count": 2}},
+            ],
+            "covalent_bonds": [
+                {"entity1": 1, "position1": 3, "atom1": "SG", "entity2": 2, "position2": 1, "atom2": 1}
+            ],
+        }
+    ]
+    (tmp_path / "pairs.json").write_text(json.dumps(job))
+    target = load_job_json(tmp_path / "pairs.json", ccd=ccd)[0]
+    assert target.bonds == ((("A", 3, "SG"), ("C", 1, "#1")), (("B", 3, "SG"), ("D", 1, "#1")))
+    structure = structure_from_target(target, ccd)
+    covalent = structure.bonds[structure.bond_type == "covale"]
+    # atom map 1 is the methyl carbon, the first atom: C1 of the ligand
+    pairs = {tuple(sorted((str(structure.atom_name[i]), str(structure.atom_name[j])))) for i, j in covalent}
+    assert pairs == {("C1", "SG")} and len(covalent) == 2
+    chain_of_atom = structure.res_chain[structure.atom_residue]
+    chains = {(int(chain_of_atom[i]), int(chain_of_atom[j])) for i, j in covalent}
+    assert chains == {(0, 2), (1, 3)}
+
+
+def test_protenix_ligand_file(tmp_path: Path, ccd) -> None:
+    job = [{"name": "file", "sequences": [
+        {"proteinChain": {"sequence": "MK", "count": 1}},
+        {"ligand": {"ligand": f"FILE_{FIXTURES / 'proline.sdf'}", "count": 1}},
+    ]}]  # fmt: skip
+    (tmp_path / "file.json").write_text(json.dumps(job))
+    target = load_job_json(tmp_path / "file.json", allowed_roots=[tmp_path, FIXTURES], ccd=ccd)[0]
+    structure = structure_from_target(target, ccd)
+    mol_block = (FIXTURES / "proline.sdf").read_text().splitlines()
+    n_atoms = int(mol_block[3][:3])
+    elements = [line[31:34].strip().upper() for line in mol_block[4 : 4 + n_atoms]]
+    ligand = structure.res_atom_start[-1], structure.res_atom_end[-1]
+    assert list(structure.atom_element[ligand[0] : ligand[1]]) == elements
+    assert structure.res_name[-1] == "l01" and "l01" in structure.components
+    assert np.isfinite(structure.components["l01"].ideal_coords).all()
+
+
+def _file_residues(entry: str) -> tuple[str, list[list[str]]]:
+    st = gemmi.read_structure(str(MMCIF_DIR / f"{entry}.cif.gz"))
+    st.setup_entities()
+    st.remove_hydrogens()
+    entity = st.entities[0]
+    residues = st[0].get_subchain(entity.subchains[0])
+    return gemmi.one_letter_code(entity.full_sequence), [[a.name for a in r] for r in residues]
+
+
+@pytest.mark.parametrize(
+    "entry, kind", [("1ubq", "protein"), ("1aki", "protein"), ("1bna", "dna"), ("1rna", "rna")]
+)
+def test_polymer_atoms_match_the_pdb_entry(entry: str, kind: str, ccd) -> None:
+    sequence, file_residues = _file_residues(entry)
+    structure = structure_from_target(Target(entry, (Entity(kind, ("A",), sequence=sequence),)), ccd)
+    assert structure.num_residues == len(file_residues) == len(sequence)
+    for i, file_atoms in enumerate(file_residues):
+        ours = set(structure.atom_name[structure.res_atom_start[i] : structure.res_atom_end[i]].tolist())
+        if kind == "protein" or i > 0:
+            assert ours == set(file_atoms), (entry, i + 1)
+        else:  # a 5' nucleotide keeps its phosphate (P, OP1, OP2) that these crystal structures lack
+            assert ours - set(file_atoms) == {"P", "OP1", "OP2"}
+    links = structure.bonds[structure.bond_type == "polymer"]
+    assert len(links) == len(sequence) - 1
+    assert structure.res_is_standard.all() and not structure.atom_resolved.any()
+    assert np.isnan(structure.atom_coords).all()
+
+
+def test_modification_smiles_ion_and_glycan_structure(ccd) -> None:
+    target = load_job_json(FIXTURES / "af3_complex.json", ccd=ccd)[0]
+    s = structure_from_target(target, ccd)
+    chain_a = slice(s.chain_res_start[0], s.chain_res_end[0])
+    assert (
+        s.res_name[chain_a][0] == "MSE"
+        and not s.res_is_standard[chain_a][0]
+        and s.res_is_standard[chain_a][1:].all()
+    )
+    mse = s.atom_name[s.res_atom_start[0] : s.res_atom_end[0]].tolist()
+    assert "SE" in mse and "OXT" not in mse
+    rna = slice(s.chain_res_start[2], s.chain_res_end[2])
+    assert s.res_name[rna].tolist() == ["G", "G", "C", "PSU", "A", "G", "C", "C"]
+    ligand_f = s.res_atom_start[s.chain_res_start[5]], s.res_atom_end[s.chain_res_start[5]]
+    assert s.atom_name[ligand_f[0] : ligand_f[1]].tolist() == ["C1", "C2", "C3", "O1", "O2", "N1"]
+    assert s.components["l01"].smiles == "C[C@@H](C(=O)O)N"
+    ions = [c for c in range(s.num_chains) if s.chain_type[c] == "ion"]
+    assert [s.res_name[s.chain_res_start[c]] for c in ions] == ["MG", "MG"]
+    covalent = s.bonds[s.bond_type == "covale"]
+    names = sorted(tuple(sorted((str(s.atom_name[i]), str(s.atom_name[j])))) for i, j in covalent)
+    assert names == [("C1", "O4"), ("C3", "NZ")]
+    # ATP: every heavy atom of the CCD component, straight from the PDBe CCD file
+    block = gemmi.cif.read(str(SHARED_DATA / "ccd/pdbe_ccd_samples/ATP.cif")).sole_block()
+    table = block.find("_chem_comp_atom.", ["atom_id", "type_symbol"])
+    heavy = [gemmi.cif.as_string(r[0]) for r in table if r[1] != "H"]
+    atp = s.chain_res_start[4]
+    assert s.atom_name[s.res_atom_start[atp] : s.res_atom_end[atp]].tolist() == heavy
+
+
+def test_user_ccd_defines_a_new_component(tmp_path: Path, ccd) -> None:
+    text = (SHARED_DATA / "ccd/pdbe_ccd_samples/ATP.cif").read_text()
+    renamed = re.sub(r"\bATP\b", "ZZ9", text)
+    job = af3_job(version=3, sequences=[{"ligand": {"id": "A", "ccdCodes": ["ZZ9"]}}], userCCD=renamed)
+    (tmp_path / "user.json").write_text(json.dumps(job))
+    target = load_job_json(tmp_path / "user.json", ccd=ccd)[0]
+    s = structure_from_target(target, ccd)
+    assert s.res_name.tolist() == ["ZZ9"] and "ZZ9" in s.components
+    assert s.num_atoms == ccd["ATP"].num_heavy_atoms
+    (tmp_path / "zz9.cif").write_text(renamed)
+    job = af3_job(version=3, sequences=[{"ligand": {"id": "A", "ccdCodes": ["ZZ9"]}}], userCCDPath="zz9.cif")
+    (tmp_path / "user_path.json").write_text(json.dumps(job))
+    by_path = load_job_json(tmp_path / "user_path.json", ccd=ccd)[0]
+    assert structure_from_target(by_path, ccd).num_atoms == s.num_atoms
