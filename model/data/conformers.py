@@ -183,7 +183,14 @@ def _fingerprint(component: Component) -> str:
         "|".join(component.elements),
     ):
         digest.update(part.encode() + b"\0")
-    for array in (component.charges, component.bonds, component.bond_orders, component.ideal_coords):
+    arrays = (
+        component.charges,
+        component.bonds,
+        component.bond_orders,
+        component.ideal_coords,
+        component.model_coords,
+    )
+    for array in arrays:
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
 

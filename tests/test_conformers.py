@@ -1,0 +1,136 @@
+"""Reference conformers: seeded RDKit ETKDGv3, stereo kept, CCD fallbacks (model.data.conformers)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import gemmi
+import numpy as np
+import pytest
+from conftest import SHARED_DATA
+from rdkit import Chem
+from rdkit.Chem import rdCIPLabeler
+
+from model.data import conformers
+from model.data.ccd import load_ccd
+from model.data.conformers import component_from_smiles, heavy_atom_indices, reference_conformer
+
+
+@pytest.fixture(scope="module")
+def ccd():
+    return load_ccd()
+
+
+def cip_labels_from_coords(mol: Chem.Mol, coords: np.ndarray) -> dict[int, str]:
+    """CIP label per atom index, perceived only from 3D coordinates (all input stereo erased)."""
+    mol = Chem.RWMol(mol)
+    for atom in mol.GetAtoms():
+        atom.SetChiralTag(Chem.ChiralType.CHI_UNSPECIFIED)
+    mol.RemoveAllConformers()
+    conformer = Chem.Conformer(mol.GetNumAtoms())
+    for i, xyz in enumerate(coords.astype(float)):
+        conformer.SetAtomPosition(i, xyz.tolist())
+    conformer.Set3D(True)
+    mol.AddConformer(conformer)
+    Chem.AssignStereochemistryFrom3D(mol)
+    rdCIPLabeler.AssignCIPLabels(mol)
+    return {a.GetIdx(): a.GetProp("_CIPCode") for a in mol.GetAtoms() if a.HasProp("_CIPCode")}
+
+
+@pytest.mark.parametrize("smiles", ["C[C@@H](C(=O)O)N", "C[C@H](C(=O)O)N", "O=C(O)[C@@H]1CCCN1"])
+def test_chiral_smiles_keeps_its_configuration(smiles: str) -> None:
+    expected = dict(Chem.FindMolChiralCenters(Chem.MolFromSmiles(smiles), useLegacyImplementation=False))
+    assert expected  # every case has a stereocentre
+    component = component_from_smiles(smiles, "l01")
+    for seed in (0, 1, 2):
+        coords, mask = reference_conformer(component, seed)
+        assert mask.all() and coords.shape == (len(component.atom_names), 3)
+        assert cip_labels_from_coords(Chem.MolFromSmiles(smiles), coords) == expected
+
+
+def test_l_and_d_alanine_conformers_are_mirror_images() -> None:
+    l_coords, _ = reference_conformer(component_from_smiles("C[C@@H](C(=O)O)N", "l01"), 0)
+    d_coords, _ = reference_conformer(component_from_smiles("C[C@H](C(=O)O)N", "l01"), 0)
+    mol = Chem.MolFromSmiles("CC(C(=O)O)N")
+    assert cip_labels_from_coords(mol, l_coords) == {1: "S"}
+    assert cip_labels_from_coords(mol, d_coords) == {1: "R"}
+
+
+def _ccd_file_stereo(code: str) -> dict[str, str]:
+    """R/S per atom name, read straight from the PDBe CCD definition file."""
+    block = gemmi.cif.read(str(SHARED_DATA / f"ccd/pdbe_ccd_samples/{code}.cif")).sole_block()
+    table = block.find("_chem_comp_atom.", ["atom_id", "pdbx_stereo_config"])
+    return {gemmi.cif.as_string(r[0]): r[1] for r in table if r[1] in ("R", "S")}
+
+
+@pytest.mark.parametrize("code", ["ATP", "NAG", "NAD", "GLC"])
+def test_ccd_chiral_centres_are_kept(code: str, ccd) -> None:
+    component = ccd[code]
+    expected = _ccd_file_stereo(code)
+    assert expected
+    mol, heavy = conformers.mol_from_component(component)
+    heavy_mol = Chem.RemoveHs(mol, sanitize=False)
+    names = [component.atom_names[i] for i in heavy_atom_indices(component)]
+    for seed in (0, 11):
+        coords, mask = reference_conformer(component, seed)
+        assert mask.all()
+        labels = cip_labels_from_coords(heavy_mol, coords)
+        got = {names[i]: label for i, label in labels.items() if names[i] in expected}
+        assert got == expected, (code, seed)
+
+
+def test_conformer_is_deterministic_per_seed_and_plausible(ccd) -> None:
+    component = ccd["ATP"]
+    a, _ = reference_conformer(component, 3)
+    conformers._cache.clear()  # recompute, not just the cached copy
+    b, _ = reference_conformer(component, 3)
+    c, _ = reference_conformer(component, 4)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c, atol=1e-2)
+    # a fresh conformer, not the ideal coordinates copied
+    assert not np.allclose(a, component.ideal_coords[heavy_atom_indices(component)], atol=1e-2)
+    index = {int(k): n for n, k in enumerate(heavy_atom_indices(component))}
+    lengths = [
+        np.linalg.norm(a[index[int(i)]] - a[index[int(j)]])
+        for i, j in component.bonds
+        if i in index and j in index
+    ]
+    assert 1.1 < min(lengths) and max(lengths) < 1.9  # heavy-atom bonds: C-C, C-N, C-O, P-O
+
+
+def test_returned_arrays_are_copies(ccd) -> None:
+    coords, mask = reference_conformer(ccd["ALA"], 0)
+    coords[:] = 99.0
+    mask[:] = False
+    again, again_mask = reference_conformer(ccd["ALA"], 0)
+    assert again_mask.all() and not (again == 99.0).any()
+
+
+def test_fallback_to_ideal_then_model_coordinates(ccd, monkeypatch) -> None:
+    monkeypatch.setattr(conformers, "_embed", lambda mol, seed: False)  # force RDKit failure
+    component = ccd["GTP"]
+    heavy = heavy_atom_indices(component)
+    coords, mask = reference_conformer(component, 5)
+    np.testing.assert_allclose(coords, component.ideal_coords[heavy])
+    assert mask.all()
+    no_ideal = replace(component, ideal_coords=np.full_like(component.ideal_coords, np.nan))
+    coords, mask = reference_conformer(no_ideal, 5)
+    np.testing.assert_allclose(coords, component.model_coords[heavy])
+    nothing = replace(no_ideal, model_coords=np.full_like(component.model_coords, np.nan))
+    coords, mask = reference_conformer(nothing, 5)
+    assert not mask.any() and (coords == 0).all()
+
+
+def test_single_atom_ion(ccd) -> None:
+    coords, mask = reference_conformer(ccd["MG"], 0)
+    assert coords.shape == (1, 3) and mask.all()
+
+
+def test_component_from_smiles_names_atoms_per_element() -> None:
+    component = component_from_smiles("OC(=O)c1ccccc1Cl", "l02")
+    assert component.atom_names == ("O1", "C1", "O2", "C2", "C3", "C4", "C5", "C6", "C7", "CL1")
+    assert component.elements == ("O", "C", "O", "C", "C", "C", "C", "C", "C", "CL")
+    aromatic = component.bond_aromatic.sum()
+    assert aromatic == 6 and set(component.bond_orders[component.bond_aromatic].tolist()) == {1, 2}
+    with pytest.raises(ValueError, match="RDKit cannot parse SMILES"):
+        component_from_smiles("C1CC(", "l03")
