@@ -163,8 +163,11 @@ def main() -> None:
         if not path.is_file():
             start = time.perf_counter()
             build_database(path, n, args.seed)
-            print(f"built {path.name}: {n} sequences, {path.stat().st_size / 1e6:.1f} MB "
-                  f"in {time.perf_counter() - start:.1f} s", flush=True)  # fmt: skip
+            print(
+                f"built {path.name}: {n} sequences, {path.stat().st_size / 1e6:.1f} MB "
+                f"in {time.perf_counter() - start:.1f} s",
+                flush=True,
+            )
 
         prepare_database(path, write_sidecar=True)  # what the `databases` rule does once
 
@@ -181,17 +184,27 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "database": {"sequences": args.n_sequences, "bytes": db.stat().st_size, "seed": args.seed},
         "threads": args.threads,
-        "binary": {"version": version,
-                   "seconds": [round(r[0], 2) for r in binary], "peak_rss_mib": binary[0][1]},
-        "foldline": {"seconds": [round(r[0], 2) for r in ours], "peak_rss_mib": ours[0][1],
-                     "search_seconds_in_process": [round(r[3], 2) for r in ours],
-                     "peak_rss_mib_quarter_db": ours_small[1]},
+        "binary": {
+            "version": version,
+            "seconds": [round(r[0], 2) for r in binary],
+            "peak_rss_mib": binary[0][1],
+        },
+        "foldline": {
+            "seconds": [round(r[0], 2) for r in ours],
+            "peak_rss_mib": ours[0][1],
+            "search_seconds_in_process": [round(r[3], 2) for r in ours],
+            "peak_rss_mib_quarter_db": ours_small[1],
+        },
         "speedup": round(t_bin / t_ours, 2),
         "speedup_in_process": round(t_bin / min(r[3] for r in ours), 2),
         "one_thread_seconds": {"binary": round(binary_1, 2), "foldline_in_process": round(ours_1, 2)},
-        "hits": {"binary": len(hits_bin), "foldline": len(hits_ours), "shared": len(hits_bin & hits_ours),
-                 "identical": hits_bin == hits_ours},
-    }  # fmt: skip
+        "hits": {
+            "binary": len(hits_bin),
+            "foldline": len(hits_ours),
+            "shared": len(hits_bin & hits_ours),
+            "identical": hits_bin == hits_ours,
+        },
+    }
     print(json.dumps(report, indent=1))
 
 

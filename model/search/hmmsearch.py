@@ -132,9 +132,13 @@ def search_database(
     merged = results[0].merge(*results[1:]) if len(results) > 1 else results[0]
     log.info(
         "searched %s: %d sequences, %d hits (%d included) in %.1f s on %d workers",
-        database.name, merged.searched_sequences, len(merged), len(merged.included),
-        time.perf_counter() - start, threads,
-    )  # fmt: skip
+        database.name,
+        merged.searched_sequences,
+        len(merged),
+        len(merged.included),
+        time.perf_counter() - start,
+        threads,
+    )
     return merged
 
 

@@ -65,10 +65,12 @@ def search_rna(
     options["Z"] = (
         settings.z_value if settings.z_value is not None else database_z(database, long_targets=True)
     )
-    hits = search_database(hmm, database, options, long_targets=True, threads=threads,
-                           block_residues=block_residues)  # fmt: skip
+    hits = search_database(
+        hmm, database, options, long_targets=True, threads=threads, block_residues=block_residues
+    )
     log.info("nhmmer %s: %d included hits", Path(database).name, len(hits.included))
     rows = [("query", sequence)]
     rows += hits_to_rows(hits, len(sequence), max_rows=settings.max_hits - 1)
-    return SearchResult(rows=rows, hit_names=[hit.name for hit in hits.included],
-                        n_searched=int(hits.searched_sequences))  # fmt: skip
+    return SearchResult(
+        rows=rows, hit_names=[hit.name for hit in hits.included], n_searched=int(hits.searched_sequences)
+    )

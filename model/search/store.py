@@ -1,0 +1,160 @@
+"""Content-addressed MSA/template store: one search per (sequence, databases, settings).
+
+    results/msa/{molecule}/{sha}.a3m          unpaired MSA (protein: UniRef90 + small BFD + MGnify,
+                                              deduplicated; RNA: Rfam + RNAcentral + NT-RNA)
+    results/msa/{molecule}/{sha}.paired.a3m   protein only: UniProt hits in E-value order, headers
+                                              kept for species pairing (model.search.pairing)
+    results/templates/{molecule}/{sha}.npz    protein only: template features (model.search.templates)
+
+`sha` = sha256 of the upper-case sequence, the molecule, every database the molecule's search reads
+(file name, size, head/tail hash: the same file anywhere gives the same key) and every setting that
+changes the result (thresholds, hit caps, template date and count), never the thread count. Identical
+chains across targets, and between training and prediction, therefore share one search, and a file
+already in the store is never searched again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+
+from model.search.a3m import merge_rows, write_a3m
+from model.search.jackhmmer import JackhmmerSettings, search_protein
+from model.search.nhmmer import NhmmerSettings, search_rna
+
+log = logging.getLogger(__name__)
+
+STORE_VERSION = 1  # bump when search output changes for the same inputs
+PROTEIN_UNPAIRED = ("uniref90", "small_bfd", "mgnify")  # AF3's merge order
+PROTEIN_PAIRED = ("uniprot",)
+RNA_DATABASES = ("rfam", "rnacentral", "nt_rna")
+MOLECULES = ("protein", "rna")
+DEFAULT_MAX_HITS = {
+    "uniref90": 10_000,
+    "mgnify": 5_000,
+    "small_bfd": 5_000,
+    "uniprot": 50_000,
+    "rfam": 10_000,
+    "rnacentral": 10_000,
+    "nt_rna": 10_000,
+}
+_QUICK_HASH_BYTES = 1 << 20
+
+
+def _quick_identity(path: Path) -> dict[str, str | int]:
+    """Name, size and a hash of the first and last MiB: cheap on a 100 GB file, stable across copies."""
+    if not path.is_file():
+        raise FileNotFoundError(f"database {path}: file not found")
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(_QUICK_HASH_BYTES))
+        if size > 2 * _QUICK_HASH_BYTES:
+            handle.seek(size - _QUICK_HASH_BYTES)
+            digest.update(handle.read())
+    return {"name": path.name, "size": size, "head_tail_sha256": digest.hexdigest()}
+
+
+def _molecule_databases(molecule: str, databases: Mapping) -> dict[str, str]:
+    """The {name: path} a molecule's search reads, from config `databases` (empty paths skipped)."""
+    if molecule not in MOLECULES:
+        raise ValueError(f"msa search: molecule {molecule!r} has no MSA search (only {MOLECULES})")
+    group = databases.get(molecule, {})
+    names = PROTEIN_UNPAIRED + PROTEIN_PAIRED if molecule == "protein" else RNA_DATABASES
+    return {name: str(group[name]) for name in names if group.get(name)}
+
+
+def _key_settings(molecule: str, databases: Mapping, settings: Mapping) -> dict:
+    max_hits = {**DEFAULT_MAX_HITS, **settings.get("max_hits", {})}
+    dbs = _molecule_databases(molecule, databases)
+    key: dict = {"max_hits": {name: max_hits[name] for name in dbs}}
+    if molecule == "protein":
+        key["jackhmmer"] = asdict(JackhmmerSettings())
+        templates = databases.get("templates", {})
+        if templates.get("seqres"):
+            key["templates"] = {
+                "seqres": _quick_identity(Path(templates["seqres"])),
+                "max_date": str(settings.get("template_max_date", "2100-01-01")),
+                "max_templates": int(settings.get("max_templates", 4)),
+            }
+    else:
+        key["nhmmer"] = asdict(NhmmerSettings())
+    return key
+
+
+def msa_key(sequence: str, molecule: str, databases: Mapping, settings: Mapping) -> str:
+    """sha256 naming the search of `sequence` (config `databases` and `search` sections)."""
+    payload = {
+        "version": STORE_VERSION,
+        "molecule": molecule,
+        "sequence": sequence.upper(),
+        "databases": {
+            n: _quick_identity(Path(p)) for n, p in _molecule_databases(molecule, databases).items()
+        },
+        "settings": _key_settings(molecule, databases, settings),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def msa_path(results_dir: str | Path, molecule: str, sha: str) -> Path:
+    return Path(results_dir) / "msa" / molecule / f"{sha}.a3m"
+
+
+def paired_msa_path(results_dir: str | Path, molecule: str, sha: str) -> Path:
+    return Path(results_dir) / "msa" / molecule / f"{sha}.paired.a3m"
+
+
+def template_path(results_dir: str | Path, molecule: str, sha: str) -> Path:
+    """Where build_features looks for a chain's templates: beside the MSA's name, under templates/."""
+    return Path(results_dir) / "templates" / molecule / f"{sha}.npz"
+
+
+def search_msa(
+    sequence: str,
+    molecule: str,
+    databases: Mapping,
+    settings: Mapping,
+    out_a3m: str | Path,
+    threads: int = 1,
+) -> bool:
+    """Fill the store entry `out_a3m` (and its `.paired.a3m` for proteins); False if already there.
+
+    A missing database in config is skipped (and is not part of the key); a listed one that does not
+    exist is an error.
+    """
+    out_a3m = Path(out_a3m)
+    paired_out = out_a3m.with_name(out_a3m.name.removesuffix(".a3m") + ".paired.a3m")
+    if out_a3m.is_file() and (molecule != "protein" or paired_out.is_file()):
+        log.info("%s: already in the store, no search", out_a3m)
+        return False
+    sequence = sequence.upper()
+    max_hits = {**DEFAULT_MAX_HITS, **settings.get("max_hits", {})}
+    dbs = _molecule_databases(molecule, databases)
+    start = time.perf_counter()
+    query = ("query", sequence)
+    if molecule == "protein":
+        found = {}
+        for name in dbs:
+            options = JackhmmerSettings(max_hits=max_hits[name])
+            found[name] = search_protein(sequence, dbs[name], options, threads=threads).rows[1:]
+        unpaired = merge_rows(query, *(found[n] for n in PROTEIN_UNPAIRED if n in found))
+        paired = merge_rows(query, *(found[n] for n in PROTEIN_PAIRED if n in found), deduplicate=False)
+        write_a3m(paired_out, paired)
+    else:
+        found = {}
+        for name in dbs:
+            options = NhmmerSettings(max_hits=max_hits[name])
+            found[name] = search_rna(sequence, dbs[name], options, threads=threads).rows[1:]
+        unpaired = merge_rows(
+            ("query", sequence.replace("T", "U")), *(found[n] for n in RNA_DATABASES if n in found)
+        )
+    write_a3m(out_a3m, unpaired)
+    log.info(
+        "%s: %d rows from %s in %.1f s", out_a3m, len(unpaired), ", ".join(dbs), time.perf_counter() - start
+    )
+    return True
