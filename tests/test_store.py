@@ -95,18 +95,25 @@ def test_device_argument(tmp_path: Path, feats: dict) -> None:
     assert store.load_features(path, device="cpu")["msa"].device.type == "cpu"
 
 
-def test_rejects_values_that_do_not_fit_and_bad_contract(tmp_path: Path, feats: dict) -> None:
-    bad = dict(feats, deletion_matrix=feats["deletion_matrix"] + 0.5)
-    with pytest.raises(store.FeatureStoreError, match="deletion_matrix"):
-        store.write_features(tmp_path / "bad.h5", bad, META, ATTRS)
-    bad = dict(feats, msa=np.full_like(feats["msa"], 300))
-    with pytest.raises(store.FeatureStoreError, match="msa"):
-        store.write_features(tmp_path / "bad.h5", bad, META, ATTRS)
+def test_values_that_do_not_fit_narrow_types_survive(tmp_path: Path, feats: dict) -> None:
+    odd = dict(feats, deletion_matrix=feats["deletion_matrix"] * 1000 + 0.5)
+    path = store.write_features(tmp_path / "odd.h5", odd, META, ATTRS)
+    loaded = store.load_features(path)["deletion_matrix"].numpy()
+    np.testing.assert_array_equal(loaded, odd["deletion_matrix"])
+    small = dict(feats, deletion_matrix=np.minimum(feats["deletion_matrix"], 255))
+    path = store.write_features(tmp_path / "small.h5", small, META, ATTRS)
+    with h5py.File(path) as f:
+        assert f["msa/deletion_matrix"].dtype == np.uint8
+        assert f["token/token_bonds"].shape == (int(feats["token_bonds"].sum()), 2)  # stored as pairs
+
+
+def test_rejects_bad_contract_and_leaves_nothing(tmp_path: Path, feats: dict) -> None:
     bad = dict(feats, restype=feats["restype"][:-1])
     with pytest.raises(ValueError, match="restype"):
         store.write_features(tmp_path / "bad.h5", bad, META, ATTRS)
-    # nothing left behind: neither the target nor a temp file
-    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(store.FeatureStoreError, match="extra"):
+        store.write_features(tmp_path / "bad.h5", {**feats, "extra": np.zeros(3)}, META, ATTRS)
+    assert list(tmp_path.iterdir()) == []  # neither the target nor a temp file
 
 
 def test_hash_mismatch_and_missing_file(tmp_path: Path, feats: dict) -> None:

@@ -8,7 +8,8 @@ truth) plus `meta` (the writers' strings, `feature_spec.META`). Provenance lives
 Files are written to a temp name in the same folder and renamed, so a reader never sees half a
 file; `is_valid` still checks the flag, the hash and every chunk's Fletcher-32 checksum so that a
 truncated or corrupt file is rebuilt, never used. Large arrays are stored in narrower integer types
-(`msa` as uint8, ...) and gzip-compressed; loading casts back to the contract's dtypes.
+(`msa` as uint8, ...), `token_bonds` as its bonded pairs, big arrays gzip-compressed in row blocks;
+loading gives the contract's dtypes and shapes back.
 
 Imports only numpy, h5py and torch: GPU nodes load features without the chemistry stack.
 """
@@ -31,15 +32,18 @@ import model
 from model.data.feature_spec import FEATURES, GROUPS, META, check_features
 
 META_GROUP = "meta"
-# Narrow on-disk dtypes for the largest arrays; values are range-checked on write.
-DISK_DTYPES: dict[str, type] = {
-    "msa": np.uint8,
-    "deletion_matrix": np.uint16,
-    "template_restype": np.uint8,
-    "ref_element": np.uint8,
-    "ref_atom_name_chars": np.uint8,
+# Narrower on-disk dtypes, smallest first: the first that holds every value exactly is used,
+# else the contract dtype. Loading casts back.
+DISK_DTYPES: dict[str, tuple[type, ...]] = {
+    "msa": (np.uint8,),
+    "deletion_matrix": (np.uint8, np.uint16),
+    "template_restype": (np.uint8,),
+    "ref_element": (np.uint8,),
+    "ref_atom_name_chars": (np.uint8,),
 }
+SPARSE = ("token_bonds",)  # [T, T] bool stored as its true (i, j) pairs; dense T² is GBs for capsids
 COMPRESS_MIN_BYTES = 64 * 1024  # smaller arrays stay uncompressed: decompression costs more than it saves
+CHUNK_BYTES = 2**20  # row-blocked chunks of about 1 MiB decompress fastest for [M, T] arrays
 GZIP_LEVEL = 4
 REQUIRED_ATTRS = ("target_id", "content_hash", "code_version", "featurizer_version", "ccd_release")
 
@@ -73,29 +77,41 @@ def code_version() -> str:
 
 
 def _to_disk(name: str, array: np.ndarray) -> np.ndarray:
-    """Cast `array` to its on-disk dtype, refusing values that would not survive the round trip."""
-    contract = np.dtype(FEATURES[name][2])
-    disk = np.dtype(DISK_DTYPES.get(name, contract))
+    """`array` in the narrowest listed dtype that holds its values exactly (else unchanged)."""
     array = np.asarray(array)
-    if disk == array.dtype:
-        return array
-    if disk.kind in "ui" and array.size:
+    if name in SPARSE:
+        return np.argwhere(array).astype(np.int32)
+    for disk in map(np.dtype, DISK_DTYPES.get(name, ())):
+        if array.size == 0:
+            return array.astype(disk)
         info = np.iinfo(disk)
-        lo, hi = array.min(), array.max()
-        if lo < info.min or hi > info.max:
-            raise FeatureStoreError(f"feature {name!r}: values [{lo}, {hi}] do not fit {disk.name} on disk")
-        if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)):
-            raise FeatureStoreError(f"feature {name!r}: non-integer values cannot be stored as {disk.name}")
-    return array.astype(disk)
+        if array.min() >= info.min and array.max() <= info.max:
+            narrow = array.astype(disk)
+            if array.dtype.kind != "f" or np.array_equal(narrow, array):
+                return narrow
+    return array.astype(FEATURES[name][2])
+
+
+def _from_disk(name: str, dataset: h5py.Dataset) -> np.ndarray:
+    """A stored feature in its contract dtype (dense again if stored sparse)."""
+    array = dataset[()]
+    if name in SPARSE:
+        dense = np.zeros(tuple(dataset.attrs["dense_shape"]), dtype=bool)
+        dense[array[:, 0], array[:, 1]] = True
+        return dense
+    contract = np.dtype(FEATURES[name][2])
+    return array if array.dtype == contract else array.astype(contract)
 
 
 def _dataset_kwargs(array: np.ndarray) -> dict:
-    """Chunked with a Fletcher-32 checksum always; gzip only where the array is big."""
-    kwargs: dict = {"fletcher32": True, "chunks": True}
-    if array.nbytes >= COMPRESS_MIN_BYTES:
-        kwargs.update(compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True)
+    """Chunked (row blocks) with a Fletcher-32 checksum always; gzip only where the array is big."""
     if array.ndim == 0 or 0 in array.shape:
-        kwargs = {}  # HDF5 cannot chunk empty or scalar datasets; nothing to protect either
+        return {}  # HDF5 cannot chunk empty or scalar datasets; nothing to protect either
+    row_bytes = max(1, array[:1].nbytes)
+    rows = int(min(len(array), max(1, CHUNK_BYTES // row_bytes)))
+    kwargs: dict = {"fletcher32": True, "chunks": (rows, *array.shape[1:])}
+    if array.nbytes >= COMPRESS_MIN_BYTES:
+        kwargs.update(compression="gzip", compression_opts=GZIP_LEVEL, shuffle=array.itemsize > 1)
     return kwargs
 
 
@@ -143,8 +159,11 @@ def write_features(
             for group in GROUPS:
                 f.create_group(group)
             for name, value in features.items():
-                array = _to_disk(name, value.numpy() if isinstance(value, torch.Tensor) else value)
-                f[FEATURES[name][0]].create_dataset(name, data=array, **_dataset_kwargs(array))
+                value = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+                array = _to_disk(name, value)
+                dataset = f[FEATURES[name][0]].create_dataset(name, data=array, **_dataset_kwargs(array))
+                if name in SPARSE:
+                    dataset.attrs["dense_shape"] = value.shape
             _write_meta(f.create_group(META_GROUP), meta or {})
             for key, value in attrs.items():
                 f.attrs[key] = "" if value is None else value
@@ -157,10 +176,7 @@ def write_features(
     return path
 
 
-def _as_tensor(name: str, array: np.ndarray, device: str | torch.device | None) -> torch.Tensor:
-    contract = np.dtype(FEATURES[name][2])
-    if array.dtype != contract:
-        array = array.astype(contract)
+def _as_tensor(array: np.ndarray, device: str | torch.device | None) -> torch.Tensor:
     tensor = torch.from_numpy(array)
     return tensor if device is None else tensor.to(device, non_blocking=True)
 
@@ -176,7 +192,7 @@ def load_features(
                 if group not in f:
                     continue
                 for name, dataset in f[group].items():
-                    out[name] = _as_tensor(name, dataset[()], device)
+                    out[name] = _as_tensor(_from_disk(name, dataset), device)
     except OSError as err:
         raise FeatureStoreError(f"{Path(path).name}: cannot read feature file ({err})") from err
     return out
@@ -229,8 +245,7 @@ def is_valid(path: str | Path, expected_hash: str | None = None) -> bool:
                 if group not in f:
                     return False
                 for name, dataset in f[group].items():
-                    array = dataset[()]
-                    arrays[name] = array.astype(FEATURES[name][2]) if name in FEATURES else array
+                    arrays[name] = _from_disk(name, dataset) if group != META_GROUP else dataset[()]
             sizes = check_features({k: v for k, v in arrays.items() if k in FEATURES})
             return sizes["T"] == int(attrs["n_token"]) and sizes["A"] == int(attrs["n_atom"])
     except (OSError, ValueError, KeyError, RuntimeError):
