@@ -153,6 +153,11 @@ BAD_INPUTS = [
     ("protenix_unknown_entity_type", "json", px_job({"glycan": {"count": 1}}),
      "target bad: entity 2: "
      "unknown entity type 'glycan' (proteinChain, rnaSequence, dnaSequence, ligand, ion)"),
+    ("duplicate_job_names", "json", [af3_job(name="Same"), af3_job(name="same")],
+     "target Same: name: 2 jobs share the name 'Same'"),
+    ("protenix_glycans_field", "json",
+     [{"name": "bad", "sequences": [{"proteinChain": {"sequence": "MKN", "count": 1, "glycans": []}}]}],
+     "target bad: entity 1 (protein): proteinChain: unknown field 'glycans'"),
     ("csv_duplicate_target_id", "csv",
      [{"target_id": "T1", "chains": "protein:MK"}, {"target_id": "t1", "chains": "protein:MK"}],
      "target T1: target_id: duplicate target_id 'T1' (ids are compared case-insensitively)"),
@@ -318,7 +323,7 @@ def test_chain_ids_follow_af3_and_protenix_order(tmp_path: Path, ccd) -> None:
 
 
 def test_inline_chains_syntax(tmp_path: Path, ccd) -> None:
-    spec = "protein:MK(SEP)TAYx2; ligand:NAG,NAG; ligand:smiles=CCO; dna:ACGT; rna:ACGU; ion:MGx2"
+    spec = "protein:MK(SEP)TAYx2; ligand:NAG_NAG; ligand:smiles=CCO; dna:ACGT; rna:ACGU; ion:MGx2"
     path = write_csv(
         tmp_path, [{"target_id": "inline", "chains": spec, "bonds": "C:1:O4-C:2:C1", "seeds": "7,8"}]
     )
@@ -447,3 +452,27 @@ def test_user_ccd_defines_a_new_component(tmp_path: Path, ccd) -> None:
     (tmp_path / "user_path.json").write_text(json.dumps(job))
     by_path = load_job_json(tmp_path / "user_path.json", ccd=ccd)[0]
     assert structure_from_target(by_path, ccd).num_atoms == s.num_atoms
+
+
+def test_docs_examples_load(tmp_path: Path, repo_root: Path, ccd) -> None:
+    """The worked examples of docs/inputs.md (CSV, AF3 JSON, Protenix JSON) load and agree."""
+    doc = (repo_root / "docs" / "inputs.md").read_text()
+    blocks = re.findall(r"```(\w+)\n(.*?)```", doc, re.S)
+    csv_text = next(text for kind, text in blocks if kind == "csv")
+    af3_text, protenix_text = (text for kind, text in blocks if kind == "json")
+    (tmp_path / "jobs" / "msa").mkdir(parents=True)
+    (tmp_path / "jobs" / "msa" / "kinase").symlink_to(FIXTURES / "msa" / "protein_a")
+    (tmp_path / "jobs" / "my_components.cif").write_text(
+        (SHARED_DATA / "ccd/pdbe_ccd_samples/SEH.cif").read_text()
+    )
+    (tmp_path / "jobs" / "kinase_af3.json").write_text(af3_text)
+    (tmp_path / "jobs" / "kinase_protenix.json").write_text(protenix_text)
+    (tmp_path / "targets.csv").write_text(csv_text)
+    targets, errors = load_targets(tmp_path / "targets.csv", allowed_roots=[tmp_path, FIXTURES], ccd=ccd)
+    assert errors == []
+    rows = [line.split(",")[0] for line in csv_text.strip().splitlines()[1:]]
+    assert [t.target_id for t in targets] == rows
+    by_id = {t.target_id: t for t in targets}
+    assert by_id["kinase_af3"].entities == by_id["kinase_protenix"].entities
+    assert by_id["kinase_af3"].bonds == by_id["kinase_protenix"].bonds
+    assert [len(e.chain_ids) for e in by_id["hiv_protease_dimer"].entities] == [2, 1]

@@ -481,7 +481,7 @@ _PX_KINDS = {
 }
 _PX_ENTITY = {
     "proteinChain": ("sequence", "count", "id", "modifications", "msa", "unpairedMsa", "unpairedMsaPath",
-                     "pairedMsa", "pairedMsaPath", "templates", "templatesPath", "glycans"),
+                     "pairedMsa", "pairedMsaPath", "templates", "templatesPath"),
     "rnaSequence": ("sequence", "count", "id", "modifications", "msa", "unpairedMsa", "unpairedMsaPath"),
     "dnaSequence": ("sequence", "count", "id", "modifications"),
     "ligand": ("ligand", "count", "id"),
@@ -696,8 +696,13 @@ def _read_job_file(
         names = [target_id]
     parse = _parse_af3_job if dialect == "alphafold3" else _parse_protenix_job
     targets, errors = [], []
+    folded = [n.lower() for n in names]
     for job, name in zip(jobs, names, strict=True):
         try:
+            if folded.count(name.lower()) > 1:
+                raise replace(ctx, target_id=name).error(
+                    "name", f"{folded.count(name.lower())} jobs share the name {name!r}"
+                )
             if dialect == "alphafold3" and job.get("dialect") != "alphafold3":
                 raise ctx.error("dialect", f"job {name!r} is not dialect alphafold3 like the first job")
             targets.append(replace(parse(replace(ctx, target_id=name), job), source=path))
@@ -763,7 +768,7 @@ def parse_inline_chains(ctx: _Ctx, spec: str) -> tuple[Entity, ...]:
         elif value.lower().startswith("file="):
             entities.append(Entity("ligand", chains, ligand_file=ectx.path("chains", value[5:].strip())))
         else:
-            codes = tuple(_ccd_code(ectx, "chains", c.strip()) for c in value.split(","))
+            codes = tuple(_ccd_code(ectx, "chains", c.strip()) for c in value.split("_"))
             entities.append(Entity("ligand", chains, ccd_codes=codes))
     return tuple(entities)
 
