@@ -80,6 +80,7 @@ class Expected:
     coords: dict[tuple, list[tuple[float, float, float]]]  # (chain, residue key, atom) -> alternatives
     res_keys: dict[str, list]  # chain -> residue keys
     bonds: set[frozenset]  # {(chain, residue number in chain, atom), ...}
+    polymer_links: set[frozenset]  # the backbone links among `bonds`
 
 
 @functools.cache
@@ -121,7 +122,7 @@ def expected(entry: str) -> Expected:
         found[(chain, key)][_s(r[2])][_s(r[1])].append((float(r[8]), xyz))
 
     texts = ccd_text()
-    exp = Expected(chains, {}, {}, {}, {}, {}, set())
+    exp = Expected(chains, {}, {}, {}, {}, {}, set(), set())
     for chain in chains:
         entity = chain_entity[chain]
         etype = ent_type[entity]
@@ -166,6 +167,7 @@ def expected(entry: str) -> Expected:
             left, right = LINKS[kind]
             for i in range(len(names) - 1):
                 if left in {n for n, _ in atoms[i]} and right in {n for n, _ in atoms[i + 1]}:
+                    exp.polymer_links.add(frozenset([(chain, i, left), (chain, i + 1, right)]))
                     exp.bonds.add(frozenset([(chain, i, left), (chain, i + 1, right)]))
     # struct_conn covalent links to the same copy (symmetry 1_555).
     partner = ["label_asym_id", "label_seq_id", "auth_seq_id", "label_atom_id", "label_comp_id"]

@@ -1,0 +1,174 @@
+"""AF3 §2.6 tokenization of every shared entry, against token lists derived from the raw files."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from conftest import shared_entries
+from test_structure import STANDARD, expected, parsed
+
+from model.data.constants import MOL_DNA, MOL_LIGAND, MOL_PROTEIN, MOL_RNA, RESTYPE_INDEX, UNKNOWN_PROTEIN
+from model.data.tokens import Tokens, tokenize
+
+ENTRIES = shared_entries()
+POLYMER_KIND = {"peptide": "protein", "deoxy": "dna", "ribo": "rna"}
+
+
+@functools.cache
+def tokens(entry: str, assembly: str | None = None) -> Tokens:
+    return tokenize(parsed(entry, assembly))
+
+
+def _chain_kind(chain_type: str) -> str | None:
+    """ "polymer:polypeptide(L)" -> "protein"; non-polymers -> None."""
+    if not chain_type.startswith("polymer"):
+        return None
+    return next(kind for mark, kind in POLYMER_KIND.items() if mark in chain_type)
+
+
+@functools.cache
+def expected_tokens(entry: str) -> tuple[list[tuple], dict[tuple, tuple]]:
+    """Token identities in order, and atom identity -> token identity, from the raw file.
+
+    A standard residue of a polymer chain is one token (chain, residue); anything else is one
+    token per heavy atom (chain, residue, atom).
+    """
+    exp = expected(entry)
+    order, atom_token = [], {}
+    for chain in exp.chains:
+        kind = _chain_kind(exp.chain_type[chain])
+        for i, (name, atoms) in enumerate(zip(exp.residues[chain], exp.atoms[chain], strict=True)):
+            if kind is not None and any(name in std for std in STANDARD.values()):
+                order.append((chain, i))
+                atom_token.update({(chain, i, a): (chain, i) for a, _ in atoms})
+            else:
+                for a, _ in atoms:
+                    order.append((chain, i, a))
+                    atom_token[(chain, i, a)] = (chain, i, a)
+    return order, atom_token
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_tokens_match_file(entry):
+    s, t = parsed(entry), tokens(entry)
+    order, atom_token = expected_tokens(entry)
+    assert t.num_tokens == len(order)
+    res_in_chain = np.arange(s.num_residues) - s.chain_res_start[s.res_chain]
+
+    def ident(a: int) -> tuple:
+        r = s.atom_residue[a]
+        return (str(s.chain_name[s.res_chain[r]]), int(res_in_chain[r]), str(s.atom_name[a]))
+
+    got = []
+    for k in range(t.num_tokens):
+        a = t.token_atom_start[k]
+        chain, i, name = ident(a)
+        got.append((chain, i, name) if t.token_is_atomized[k] else (chain, i))
+    assert got == order
+    # Every atom maps to its token; tokens own contiguous atom slices in structure order.
+    assert len(t.atom_to_token) == s.num_atoms
+    assert [order[t.atom_to_token[a]] for a in range(s.num_atoms)] == [
+        atom_token[ident(a)] for a in range(s.num_atoms)
+    ]
+    assert (np.diff(t.atom_to_token) >= 0).all()
+    # Token bonds: every non-backbone bond touching an atomised token (AF3 token_bonds).
+    exp = expected(entry)
+    want = set()
+    for bond in exp.bonds - exp.polymer_links:
+        a, b = (atom_token[x] for x in bond)
+        if a != b and (len(a) == 3 or len(b) == 3):
+            want.add(frozenset([a, b]))
+    assert {frozenset([order[i], order[j]]) for i, j in t.bond_pairs} == want
+    assert len(t.bond_pairs) == len(want)
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_token_features(entry):
+    s, t = parsed(entry), tokens(entry)
+    std = ~t.token_is_atomized
+    names = t.token_res_name
+    center_names = s.atom_name[t.token_center_atom]
+    rep_names = s.atom_name[t.token_rep_atom]
+    # Atomised tokens: the atom is its own centre and representative; restype unknown protein.
+    assert (t.token_center_atom[~std] == t.token_atom_start[~std]).all()
+    assert (t.token_rep_atom[~std] == t.token_atom_start[~std]).all()
+    assert (t.restype[~std] == UNKNOWN_PROTEIN).all()
+    for k in np.flatnonzero(std):
+        assert t.restype[k] == RESTYPE_INDEX[names[k]]
+        assert t.token_atom_start[k] <= t.token_center_atom[k] < t.token_atom_end[k]
+        if names[k] in STANDARD["protein"]:
+            assert t.mol_type[k] == MOL_PROTEIN and center_names[k] == "CA"
+            if names[k] != "UNK":
+                assert rep_names[k] == ("CA" if names[k] == "GLY" else "CB")
+        else:
+            assert t.mol_type[k] == (MOL_RNA if names[k] in STANDARD["rna"] else MOL_DNA)
+            assert center_names[k] == "C1'"
+            if names[k] not in ("N", "DN"):
+                assert rep_names[k] == ("C4" if names[k] in {"A", "G", "DA", "DG"} else "C2")
+    # Ids: chain index, entity and copy number; residue_index is label_seq_id (1 for ligands).
+    chain = s.res_chain[t.token_residue]
+    assert (t.asym_id == chain).all()
+    assert (t.residue_index == s.res_seq_id[t.token_residue]).all()
+    ligand_chain = np.isin(s.chain_type[chain], ["ligand", "ion", "branched"])
+    assert (t.mol_type[ligand_chain] == MOL_LIGAND).all()
+    assert (t.token_index == np.arange(t.num_tokens)).all()
+
+
+def test_dense_token_bonds_symmetric():
+    t = tokens("1igy")
+    dense = t.token_bonds
+    assert dense.shape == (t.num_tokens, t.num_tokens)
+    assert (dense == dense.T).all() and not dense.diagonal().any()
+    assert dense.sum() == 2 * len(t.bond_pairs) > 0
+
+
+def test_glycan_to_asparagine_token_bond():
+    s, t = parsed("1igy"), tokens("1igy")
+    sugar = np.flatnonzero(s.chain_type == "branched")
+    linked = False
+    for i, j in t.bond_pairs:
+        ci, cj = t.asym_id[i], t.asym_id[j]
+        if (ci in sugar) != (cj in sugar):
+            k = j if ci in sugar else i
+            linked |= t.token_res_name[k] == "ASN" and not t.token_is_atomized[k]
+    assert linked
+
+
+def test_cyclic_peptide_closure_is_not_a_token_bond():
+    # 2lwu: standard residues only; the head-to-tail covalent link joins two standard tokens.
+    s, t = parsed("2lwu"), tokens("2lwu")
+    assert (s.bond_type == "covale").any()
+    assert len(t.bond_pairs) == 0 and not t.token_is_atomized.any()
+
+
+def test_modified_residues_atomised():
+    s, t = parsed("1a8o"), tokens("1a8o")
+    mse = t.token_res_name == "MSE"
+    per_residue = np.bincount(t.token_residue[mse], minlength=s.num_residues)
+    heavy = s.res_atom_end - s.res_atom_start
+    assert (per_residue[per_residue > 0] == heavy[per_residue > 0]).all()
+    assert (t.mol_type[mse] == MOL_PROTEIN).all()  # a modified residue keeps its chain's type
+
+
+def test_sym_id_counts_copies_of_an_entity():
+    t = tokens("1a7g", "1")
+    s = parsed("1a7g", "1")
+    for name in ("A", "A-2"):
+        c = list(s.chain_name).index(name)
+        sel = t.asym_id == c
+        assert len(set(t.sym_id[sel])) == 1
+        assert t.sym_id[sel][0] == (0 if name == "A" else 1)
+    a, a2 = list(s.chain_name).index("A"), list(s.chain_name).index("A-2")
+    assert set(t.entity_id[t.asym_id == a]) == set(t.entity_id[t.asym_id == a2])
+
+
+def test_large_assembly_tokenizes_quickly():
+    import time
+
+    s = parsed("1f2n", "1")
+    t0 = time.perf_counter()
+    t = tokenize(s)
+    assert time.perf_counter() - t0 < 10
+    assert t.num_tokens == 60 * tokens("1f2n").num_tokens
