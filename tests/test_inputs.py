@@ -476,3 +476,11 @@ def test_docs_examples_load(tmp_path: Path, repo_root: Path, ccd) -> None:
     assert by_id["kinase_af3"].entities == by_id["kinase_protenix"].entities
     assert by_id["kinase_af3"].bonds == by_id["kinase_protenix"].bonds
     assert [len(e.chain_ids) for e in by_id["hiv_protease_dimer"].entities] == [2, 1]
+
+
+def test_unchecked_targets_build_the_same_structure(ccd) -> None:
+    """Without `check`, an AF3 single-atom ligand is still an ion chain when the structure is built."""
+    af3 = load_job_json(FIXTURES / "af3_complex.json", check=False)[0]
+    protenix = load_job_json(FIXTURES / "protenix_complex.json", check=False)[0]
+    assert af3.entities[5].kind == "ligand" and protenix.entities[5].kind == "ion"
+    _same_structure(structure_from_target(af3, ccd), structure_from_target(protenix, ccd))

@@ -167,9 +167,11 @@ def structure_from_target(target: Target, ccd: Ccd | None = None) -> Structure:
     Raises TargetError (one line) for unknown CCD codes, modifications of the wrong type,
     SMILES that RDKit rejects, unreadable ligand files and bonds to atoms that do not exist.
     """
+    ccd = ccd if ccd is not None else load_ccd()
+    target = normalize_target(target, ccd)  # a single-atom ligand is an ion chain, however it was written
     own: dict[str, Component] = {}
     user = user_components(target)
-    lookup = _Lookup((ccd if ccd is not None else load_ccd()), user)
+    lookup = _Lookup(ccd, user)
     per_entity = _entity_components(target, lookup, own)
 
     atom_name, atom_element, atom_charge, atom_residue = [], [], [], []
