@@ -83,44 +83,49 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
-def prepare_database(path: str | Path, write_sidecar: bool = False) -> DatabaseStats:
-    """Count sequences/residues and hash `path`; reuse or (with `write_sidecar`) write the sidecar JSON.
-
-    A sidecar is trusted while the file's size and mtime are unchanged (it records both). Without a
-    sidecar the numbers are computed once per process. Read-only databases are never written to.
-    """
+def quick_identity(path: str | Path) -> dict[str, str | int]:
+    """Name, size and sha256 of the first and last MiB: cheap on a 100 GB file, stable across copies
+    and checkouts (unlike mtime). Names a database in search keys and validates sidecars."""
     path = Path(path)
     if not path.is_file():
         raise DatabaseError(f"database {path}: file not found")
-    stat = path.stat()
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(_HASH_CHUNK))
+        if size > 2 * _HASH_CHUNK:
+            handle.seek(size - _HASH_CHUNK)
+            digest.update(handle.read())
+    return {"name": path.name, "size": size, "head_tail_sha256": digest.hexdigest()}
+
+
+def prepare_database(path: str | Path, write_sidecar: bool = False) -> DatabaseStats:
+    """Count sequences/residues and hash `path`; reuse or (with `write_sidecar`) write the sidecar JSON.
+
+    A sidecar is trusted while the file's `quick_identity` is unchanged. Without a sidecar the numbers
+    are computed once per process. Read-only databases are never written to.
+    """
+    path = Path(path)
+    identity = quick_identity(path)
     side = sidecar_path(path)
     if side.is_file():
         cached = json.loads(side.read_text())
-        if cached.get("size") == stat.st_size and cached.get("mtime_ns") == stat.st_mtime_ns:
+        if cached.get("identity") == identity:
             return DatabaseStats(**{k: cached[k] for k in DatabaseStats.__dataclass_fields__})
-    stats = _compute_stats(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    stats = _compute_stats(str(path.resolve()), identity["size"], identity["head_tail_sha256"])
     if write_sidecar:
-        atomic_write_text(side, json.dumps({**asdict(stats), "mtime_ns": stat.st_mtime_ns}, indent=1))
+        record = {**asdict(stats), "path": path.name, "identity": identity}
+        atomic_write_text(side, json.dumps(record, indent=1) + "\n")
     return stats
 
 
 @functools.lru_cache(maxsize=64)
-def _compute_stats(path: str, size: int, mtime_ns: int) -> DatabaseStats:
+def _compute_stats(path: str, size: int, head_tail_sha256: str) -> DatabaseStats:
     log.info("reading database %s (%d bytes)", path, size)
     n_seq, n_res = _count_fasta(Path(path))
     if n_seq == 0:
         raise DatabaseError(f"database {path}: no FASTA records")
     return DatabaseStats(path, size, file_sha256(path), n_seq, n_res)
-
-
-def database_identity(path: str | Path) -> dict[str, str | int]:
-    """The part of a search key that names a database: file name, size and content hash.
-
-    Uses the content hash, not the absolute path, so the same database mounted at two places (a
-    training cluster and a laptop) gives the same key.
-    """
-    stats = prepare_database(path)
-    return {"name": Path(path).name, "size": stats.size, "sha256": stats.sha256}
 
 
 def split_fasta(path: str | Path, n_shards: int, out_dir: str | Path) -> list[Path]:

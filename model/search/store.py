@@ -24,6 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from model.search.a3m import merge_rows, write_a3m
+from model.search.databases import quick_identity
 from model.search.jackhmmer import JackhmmerSettings, search_protein
 from model.search.nhmmer import NhmmerSettings, search_rna
 
@@ -43,24 +44,18 @@ DEFAULT_MAX_HITS = {
     "rnacentral": 10_000,
     "nt_rna": 10_000,
 }
-_QUICK_HASH_BYTES = 1 << 20
 
 
-def _quick_identity(path: Path) -> dict[str, str | int]:
-    """Name, size and a hash of the first and last MiB: cheap on a 100 GB file, stable across copies."""
-    if not path.is_file():
-        raise FileNotFoundError(f"database {path}: file not found")
-    size = path.stat().st_size
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        digest.update(handle.read(_QUICK_HASH_BYTES))
-        if size > 2 * _QUICK_HASH_BYTES:
-            handle.seek(size - _QUICK_HASH_BYTES)
-            digest.update(handle.read())
-    return {"name": path.name, "size": size, "head_tail_sha256": digest.hexdigest()}
+def database_identity(path: str | Path, databases: Mapping) -> dict[str, str | int]:
+    """How a key names a database: its download checksum when config `databases.download` fetches it
+    (known before the file exists), else `quick_identity` of the file."""
+    for spec in (databases.get("download") or {}).values():
+        if Path(spec["dest"]) == Path(path):
+            return {"name": Path(path).name, "sha256": spec["sha256"]}
+    return quick_identity(path)
 
 
-def _molecule_databases(molecule: str, databases: Mapping) -> dict[str, str]:
+def molecule_databases(molecule: str, databases: Mapping) -> dict[str, str]:
     """The {name: path} a molecule's search reads, from config `databases` (empty paths skipped)."""
     if molecule not in MOLECULES:
         raise ValueError(f"msa search: molecule {molecule!r} has no MSA search (only {MOLECULES})")
@@ -71,14 +66,14 @@ def _molecule_databases(molecule: str, databases: Mapping) -> dict[str, str]:
 
 def _key_settings(molecule: str, databases: Mapping, settings: Mapping) -> dict:
     max_hits = {**DEFAULT_MAX_HITS, **settings.get("max_hits", {})}
-    dbs = _molecule_databases(molecule, databases)
+    dbs = molecule_databases(molecule, databases)
     key: dict = {"max_hits": {name: max_hits[name] for name in dbs}}
     if molecule == "protein":
         key["jackhmmer"] = asdict(JackhmmerSettings())
         templates = databases.get("templates", {})
         if templates.get("seqres"):
             key["templates"] = {
-                "seqres": _quick_identity(Path(templates["seqres"])),
+                "seqres": database_identity(templates["seqres"], databases),
                 "max_date": str(settings.get("template_max_date", "2100-01-01")),
                 "max_templates": int(settings.get("max_templates", 4)),
             }
@@ -94,7 +89,7 @@ def msa_key(sequence: str, molecule: str, databases: Mapping, settings: Mapping)
         "molecule": molecule,
         "sequence": sequence.upper(),
         "databases": {
-            n: _quick_identity(Path(p)) for n, p in _molecule_databases(molecule, databases).items()
+            n: database_identity(p, databases) for n, p in molecule_databases(molecule, databases).items()
         },
         "settings": _key_settings(molecule, databases, settings),
     }
@@ -134,7 +129,7 @@ def search_msa(
         return False
     sequence = sequence.upper()
     max_hits = {**DEFAULT_MAX_HITS, **settings.get("max_hits", {})}
-    dbs = _molecule_databases(molecule, databases)
+    dbs = molecule_databases(molecule, databases)
     start = time.perf_counter()
     query = ("query", sequence)
     if molecule == "protein":

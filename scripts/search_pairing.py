@@ -1,0 +1,69 @@
+"""Pair the MSAs of one target's protein chains by species (model.search.pairing).
+
+    search_pairing.py --manifest-in results/msa/targets/T.json --out results/msa/targets/T.paired.json \
+        --paired-dir results/msa/paired/T
+
+Reads the target's manifest ({"chains": {chain: "results/msa/protein/{sha}.a3m"}}), pairs every
+chain's `{sha}.paired.a3m` (UniProt rows), writes one row-aligned a3m per chain into --paired-dir and
+a manifest in build_features' format: {"chains": {chain: {"unpaired": a3m, "paired": a3m}}}. Chains
+that are not proteins (no .paired.a3m rows) keep their unpaired MSA only. Also runs as the
+`pair_msas` rule's script (`snakemake` object: input.manifest, output.manifest, output.paired_dir).
+"""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository's `model` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model.data.msa import parse_a3m  # noqa: E402
+from model.search.a3m import write_a3m  # noqa: E402
+from model.search.databases import atomic_write_text  # noqa: E402
+from model.search.pairing import pair_msas  # noqa: E402
+
+
+def run(manifest_in: Path, out: Path, paired_dir: Path) -> None:
+    manifest = json.loads(manifest_in.read_text())
+    chains = {
+        chain: Path(entry if isinstance(entry, str) else entry["unpaired"])
+        for chain, entry in manifest.get("chains", {}).items()
+    }
+    rows = {}
+    for chain, a3m in chains.items():
+        paired = a3m.with_name(a3m.name.removesuffix(".a3m") + ".paired.a3m")
+        if paired.is_file() and len(records := parse_a3m(paired.read_text())) > 1:
+            rows[chain] = records
+    result = {chain: {"unpaired": str(a3m)} for chain, a3m in chains.items()}
+    paired_dir.mkdir(parents=True, exist_ok=True)
+    if len(rows) >= 2:
+        for chain, records in pair_msas(rows).items():
+            path = paired_dir / f"{chain}.a3m"
+            write_a3m(path, records)
+            result[chain]["paired"] = str(path)
+        logging.info("%s: paired %d chains, %d rows", manifest_in, len(rows), len(records))
+    atomic_write_text(out, json.dumps({**manifest, "chains": result}, indent=1) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--manifest-in", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--paired-dir", type=Path, required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    run(args.manifest_in, args.out, args.paired_dir)
+
+
+if "snakemake" in globals():
+    sm = globals()["snakemake"]
+    logging.basicConfig(
+        filename=sm.log[0] if sm.log else None, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s"
+    )
+    run(Path(sm.input.manifest), Path(sm.output.manifest), Path(sm.output.paired_dir))
+elif __name__ == "__main__":
+    main()
