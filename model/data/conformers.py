@@ -16,17 +16,18 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from rdkit import Chem, RDLogger
+from rdkit import Chem, rdBase
 from rdkit.Chem import rdDistGeom
 
 from model.data.ccd import Component
 
 _CACHE_SIZE = 4096
+# A bound on embedding attempts (not a wall-clock timeout, which would make results machine-dependent);
+# a ligand that still fails falls back to its CCD coordinates, as AF3 does.
+_MAX_EMBED_ITERATIONS = 200
 _cache: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
 _BOND_TYPES = {1: Chem.BondType.SINGLE, 2: Chem.BondType.DOUBLE, 3: Chem.BondType.TRIPLE}
 _ORDER_OF = {Chem.BondType.SINGLE: 1, Chem.BondType.DOUBLE: 2, Chem.BondType.TRIPLE: 3}
-
-RDLogger.DisableLog("rdApp.*")  # RDKit prints to stderr; callers turn failures into one-line errors
 
 
 def heavy_atom_indices(component: Component) -> np.ndarray:
@@ -96,7 +97,8 @@ def component_from_mol(mol: Chem.Mol, code: str, smiles: str | None = None, name
 
 def component_from_smiles(smiles: str, code: str) -> Component:
     """A `Component` from a SMILES string; ValueError when RDKit rejects it."""
-    mol = Chem.MolFromSmiles(smiles)
+    with rdBase.BlockLogs():  # RDKit's own stderr lines; the caller reports one line
+        mol = Chem.MolFromSmiles(smiles)
     if mol is None or mol.GetNumAtoms() == 0:
         raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
     if any(a.GetAtomicNum() == 0 for a in mol.GetAtoms()):
@@ -110,17 +112,17 @@ def read_ligand_file(path: str | Path) -> Chem.Mol:
     ValueError when RDKit cannot read it or it has no 3D coordinates.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".sdf":
-        mol = next(iter(Chem.SDMolSupplier(str(path), removeHs=False)), None)
-    elif suffix == ".mol":
-        mol = Chem.MolFromMolFile(str(path), removeHs=False)
-    elif suffix == ".mol2":
-        mol = Chem.MolFromMol2File(str(path), removeHs=False)
-    elif suffix == ".pdb":
-        mol = Chem.MolFromPDBFile(str(path), removeHs=False)
-    else:
-        raise ValueError(f"unsupported ligand file type {suffix!r} (sdf, mol, mol2, pdb)")
+    readers = {
+        ".sdf": lambda p: next(iter(Chem.SDMolSupplier(p, removeHs=False)), None),
+        ".mol": lambda p: Chem.MolFromMolFile(p, removeHs=False),
+        ".mol2": lambda p: Chem.MolFromMol2File(p, removeHs=False),
+        ".pdb": lambda p: Chem.MolFromPDBFile(p, removeHs=False),
+    }
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise ValueError(f"unsupported ligand file type {path.suffix!r} (sdf, mol, mol2, pdb)")
+    with rdBase.BlockLogs():  # RDKit's own stderr lines; the caller reports one line
+        mol = reader(str(path))
     if mol is None or mol.GetNumAtoms() == 0:
         raise ValueError(f"RDKit cannot read a molecule from {path.name}")
     if not mol.GetNumConformers() or not mol.GetConformer().Is3D():
@@ -155,12 +157,13 @@ def mol_from_component(component: Component) -> tuple[Chem.Mol, np.ndarray]:
     for (i, j), order in zip(component.bonds, component.bond_orders, strict=True):
         rw.AddBond(int(i), int(j), _BOND_TYPES.get(int(order), Chem.BondType.SINGLE))
     mol = rw.GetMol()
-    try:
-        Chem.SanitizeMol(mol)
-    except (Chem.rdchem.AtomValenceException, Chem.rdchem.KekulizeException, ValueError):
-        # Metal complexes (HEM's Fe-N bonds) break valence rules; embedding still works without them.
-        mol.UpdatePropertyCache(strict=False)
-        Chem.SanitizeMol(mol, Chem.SANITIZE_ALL ^ Chem.SANITIZE_PROPERTIES, catchErrors=True)
+    with rdBase.BlockLogs():  # a failed sanitisation is expected for metal complexes
+        try:
+            Chem.SanitizeMol(mol)
+        except (Chem.rdchem.AtomValenceException, Chem.rdchem.KekulizeException, ValueError):
+            # Metal complexes (HEM's Fe-N bonds) break valence rules; embedding still works without them.
+            mol.UpdatePropertyCache(strict=False)
+            Chem.SanitizeMol(mol, Chem.SANITIZE_ALL ^ Chem.SANITIZE_PROPERTIES, catchErrors=True)
     for coords in (component.ideal_coords, component.model_coords):
         if len(coords) and np.isfinite(coords).all():
             conformer = Chem.Conformer(mol.GetNumAtoms())
@@ -201,7 +204,7 @@ def _embed(mol: Chem.Mol, seed: int) -> bool:
         params.randomSeed = seed % 2**31
         params.useRandomCoords = random_coords
         params.numThreads = 1
-        params.timeout = 30  # seconds; very large ligands fall back to CCD coordinates
+        params.maxIterations = _MAX_EMBED_ITERATIONS
         if rdDistGeom.EmbedMolecule(mol, params) == 0:
             return True
     return False
