@@ -190,6 +190,8 @@ def _polymer_chain_type(polymer_type: str, names: list[str], ccd: Ccd) -> str:
         return "dna"
     if polymer_type == "Rna":
         return "rna"
+    if "Saccharide" in polymer_type:
+        return "branched"  # old entries model glycans as polysaccharide polymers
     # Hybrids and unusual polymers: the most common residue class decides.
     counts: dict[str, int] = defaultdict(int)
     for n in names:
