@@ -104,7 +104,33 @@ def test_values_that_do_not_fit_narrow_types_survive(tmp_path: Path, feats: dict
     path = store.write_features(tmp_path / "small.h5", small, META, ATTRS)
     with h5py.File(path) as f:
         assert f["msa/deletion_matrix"].dtype == np.uint8
-        assert f["token/token_bonds"].shape == (int(feats["token_bonds"].sum()), 2)  # stored as pairs
+
+
+def test_mostly_zero_arrays_are_stored_sparse(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    sparse = random_features(n_token=40, n_atom_per_token=2, n_msa=1000, n_templ=1)
+    sparse["token_bonds"] = np.zeros_like(sparse["token_bonds"])
+    sparse["token_bonds"][[1, 2, 5], [2, 1, 9]] = True
+    sparse["deletion_matrix"] = np.where(rng.random(sparse["msa"].shape) < 0.005, 7.0, 0.0).astype(np.float32)
+    sparse["deletion_matrix"][0, 0] = 70000.0  # beyond uint16: the sparse form keeps it
+    path = store.write_features(tmp_path / "sparse.h5", sparse, META, ATTRS)
+    with h5py.File(path) as f:
+        assert f["token/token_bonds"].shape == (3, 3)  # (i, j, value) rows
+        assert f["msa/deletion_matrix"].shape == (int((sparse["deletion_matrix"] != 0).sum()), 3)
+    loaded = store.load_features(path)
+    for name in ("token_bonds", "deletion_matrix"):
+        np.testing.assert_array_equal(loaded[name].numpy(), sparse[name], err_msg=name)
+    assert loaded["deletion_matrix"].dtype == torch.float32 and loaded["token_bonds"].dtype == torch.bool
+    assert store.is_valid(path)
+
+
+def test_max_msa_rows_reads_the_first_rows(tmp_path: Path, feats: dict) -> None:
+    feats = dict(feats, deletion_matrix=np.where(feats["deletion_matrix"] > 290, 4.0, 0.0).astype(np.float32))
+    path = store.write_features(tmp_path / "rows.h5", feats, META, ATTRS)
+    loaded = store.load_features(path, max_msa_rows=10)
+    np.testing.assert_array_equal(loaded["msa"].numpy(), feats["msa"][:10])
+    np.testing.assert_array_equal(loaded["deletion_matrix"].numpy(), feats["deletion_matrix"][:10])
+    np.testing.assert_array_equal(loaded["profile"].numpy(), feats["profile"])  # full-MSA statistics
 
 
 def test_rejects_bad_contract_and_leaves_nothing(tmp_path: Path, feats: dict) -> None:

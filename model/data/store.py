@@ -41,7 +41,9 @@ DISK_DTYPES: dict[str, tuple[type, ...]] = {
     "ref_element": (np.uint8,),
     "ref_atom_name_chars": (np.uint8,),
 }
-SPARSE = ("token_bonds",)  # [T, T] bool stored as its true (i, j) pairs; dense T² is GBs for capsids
+# Stored as [nnz, ndim + 1] int32 rows (index..., value) when mostly zero: dense token_bonds is GBs
+# for a capsid, and a deletion matrix is ~98% zeros that gzip still has to inflate.
+SPARSE = ("token_bonds", "deletion_matrix")
 COMPRESS_MIN_BYTES = 64 * 1024  # smaller arrays stay uncompressed: decompression costs more than it saves
 CHUNK_BYTES = 2**20  # row-blocked chunks of about 1 MiB decompress fastest for [M, T] arrays
 GZIP_LEVEL = 4
@@ -76,11 +78,29 @@ def code_version() -> str:
     return f"{model.__version__}+g{commit}" if commit else model.__version__
 
 
-def _to_disk(name: str, array: np.ndarray) -> np.ndarray:
-    """`array` in the narrowest listed dtype that holds its values exactly (else unchanged)."""
+def _sparse(array: np.ndarray) -> np.ndarray | None:
+    """[nnz, ndim + 1] int32 (indices, value) if that is exact and at most a quarter of the size."""
+    index = np.argwhere(array)
+    values = array[tuple(index.T)]
+    if len(index) * (array.ndim + 1) * 4 > array.size // 4 or not np.array_equal(values, np.round(values)):
+        return None
+    if len(values) and np.abs(values).max() > np.iinfo(np.int32).max:
+        return None
+    return np.concatenate([index, values[:, None]], axis=1).astype(np.int32)
+
+
+def _to_disk(name: str, array: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(stored array, is_sparse): sparse where listed and worth it, else the narrowest listed
+    dtype that holds every value exactly, else the contract dtype."""
     array = np.asarray(array)
-    if name in SPARSE:
-        return np.argwhere(array).astype(np.int32)
+    if name in SPARSE and array.size:
+        sparse = _sparse(array)
+        if sparse is not None:
+            return sparse, True
+    return _narrow(name, array), False
+
+
+def _narrow(name: str, array: np.ndarray) -> np.ndarray:
     for disk in map(np.dtype, DISK_DTYPES.get(name, ())):
         if array.size == 0:
             return array.astype(disk)
@@ -92,14 +112,19 @@ def _to_disk(name: str, array: np.ndarray) -> np.ndarray:
     return array.astype(FEATURES[name][2])
 
 
-def _from_disk(name: str, dataset: h5py.Dataset) -> np.ndarray:
-    """A stored feature in its contract dtype (dense again if stored sparse)."""
-    array = dataset[()]
-    if name in SPARSE:
-        dense = np.zeros(tuple(dataset.attrs["dense_shape"]), dtype=bool)
-        dense[array[:, 0], array[:, 1]] = True
-        return dense
+def _from_disk(name: str, dataset: h5py.Dataset, max_rows: int | None = None) -> np.ndarray:
+    """A stored feature in its contract dtype (dense again if stored sparse), first `max_rows` rows."""
     contract = np.dtype(FEATURES[name][2])
+    if "dense_shape" in dataset.attrs:
+        shape = tuple(int(n) for n in dataset.attrs["dense_shape"])
+        if max_rows is not None:
+            shape = (min(shape[0], max_rows), *shape[1:])
+        entries = dataset[()]
+        entries = entries[entries[:, 0] < shape[0]]
+        dense = np.zeros(shape, dtype=contract)
+        dense[tuple(entries[:, :-1].T)] = entries[:, -1]
+        return dense
+    array = dataset[()] if max_rows is None else dataset[:max_rows]
     return array if array.dtype == contract else array.astype(contract)
 
 
@@ -160,9 +185,9 @@ def write_features(
                 f.create_group(group)
             for name, value in features.items():
                 value = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-                array = _to_disk(name, value)
+                array, sparse = _to_disk(name, value)
                 dataset = f[FEATURES[name][0]].create_dataset(name, data=array, **_dataset_kwargs(array))
-                if name in SPARSE:
+                if sparse:
                     dataset.attrs["dense_shape"] = value.shape
             _write_meta(f.create_group(META_GROUP), meta or {})
             for key, value in attrs.items():
@@ -182,9 +207,16 @@ def _as_tensor(array: np.ndarray, device: str | torch.device | None) -> torch.Te
 
 
 def load_features(
-    path: str | Path, device: str | torch.device | None = None, groups: Iterable[str] = GROUPS
+    path: str | Path,
+    device: str | torch.device | None = None,
+    groups: Iterable[str] = GROUPS,
+    max_msa_rows: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """All features of `groups` as torch tensors in the contract dtypes (truth only if stored)."""
+    """All features of `groups` as torch tensors in the contract dtypes (truth only if stored).
+
+    `max_msa_rows` keeps only the first rows of `msa` / `deletion_matrix` (the query and paired
+    rows come first; `profile` and `deletion_mean` still describe the full MSA) and reads only those.
+    """
     out: dict[str, torch.Tensor] = {}
     try:
         with h5py.File(path, "r") as f:
@@ -192,7 +224,8 @@ def load_features(
                 if group not in f:
                     continue
                 for name, dataset in f[group].items():
-                    out[name] = _as_tensor(_from_disk(name, dataset), device)
+                    rows = max_msa_rows if FEATURES[name][1][0] == "M" else None
+                    out[name] = _as_tensor(_from_disk(name, dataset, rows), device)
     except OSError as err:
         raise FeatureStoreError(f"{Path(path).name}: cannot read feature file ({err})") from err
     return out
