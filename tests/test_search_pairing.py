@@ -1,0 +1,77 @@
+"""Species pairing of heteromer MSAs (model.search.pairing) on the shared Protenix pairing MSAs."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from model.data.msa import parse_a3m
+from model.search.pairing import pair_msas, species_id
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("UniRef100_UPI00186459A6_118141/\t154\t0.287", "taxid:118141"),
+        (
+            "UniRef90_A0A024R161 Guanine nucleotide-binding n=1 Tax=Homo sapiens TaxID=9606 RepID=X",
+            "taxid:9606",
+        ),
+        (
+            "tr|A0A3A3JCS5|A0A3A3JCS5_SALMO Octaprenyl synthase OS=Salmonella montevideo OX=115981 GN=ispB",
+            "taxid:115981",
+        ),
+        ("sp|P69905|HBA_HUMAN Hemoglobin subunit alpha OS=Homo sapiens GN=HBA1 PE=1", "os:Homo sapiens"),
+        ("sp|P69905|HBA_HUMAN Hemoglobin subunit alpha", "mnemonic:HUMAN"),
+        ("MGYP000012345 some metagenomic protein", None),
+    ],
+)
+def test_species_id(header: str, expected: str | None) -> None:
+    assert species_id(header) == expected
+
+
+def _taxid(header: str) -> str | None:
+    """The test's own reading of Protenix pairing headers: >UniRef100_<accession>_<taxid>/..."""
+    match = re.match(r"UniRef100_[^_]+_(\d+)/", header)
+    return match.group(1) if match else None
+
+
+def test_heterodimer_rows_share_species(shared_data: Path) -> None:
+    # two different proteins of the shared set treated as the chains of one heterodimer
+    chains = {
+        "A": parse_a3m((shared_data / "msa" / "5zyh_1" / "pairing.a3m").read_text()),
+        "B": parse_a3m((shared_data / "msa" / "7zzx_1" / "pairing.a3m").read_text()),
+    }
+    counts = {name: Counter(_taxid(desc) for desc, _ in rows[1:]) for name, rows in chains.items()}
+    common = (set(counts["A"]) & set(counts["B"])) - {None}
+    assert common, "the two shared MSAs have species in common"
+    expected_rows = 1 + sum(min(counts["A"][t], counts["B"][t]) for t in common)
+
+    paired = pair_msas(chains)
+    assert len(paired["A"]) == len(paired["B"]) == expected_rows
+    assert paired["A"][0] == chains["A"][0] and paired["B"][0] == chains["B"][0]
+    for (desc_a, row_a), (desc_b, row_b) in zip(paired["A"][1:], paired["B"][1:], strict=True):
+        assert _taxid(desc_a) == _taxid(desc_b) is not None
+        assert (desc_a, row_a) in chains["A"] and (desc_b, row_b) in chains["B"]
+    # every species contributes as many rows as the chain with fewer hits of it has
+    assert Counter(_taxid(d) for d, _ in paired["A"][1:]) == {
+        t: min(counts["A"][t], counts["B"][t]) for t in common
+    }
+
+
+def test_rows_ranked_by_identity_and_missing_chains_gapped() -> None:
+    query_a, query_b, query_c = "AAAA", "CCCC", "GGGG"
+    chains = {
+        "A": [("q", query_a), ("x OX=1", "AAAC"), ("y OX=1", "AAAA"), ("z OX=2", "AACC")],
+        "B": [("q", query_b), ("u OX=1", "CCCD"), ("v OX=2", "CCDD"), ("w OX=2", "CCCC")],
+        "C": [("q", query_c), ("s OX=1", "GGGG")],
+    }
+    paired = pair_msas(chains)
+    # species 1 is in all three chains, so it comes first; then species 2 (A and B only)
+    assert [d for d, _ in paired["A"]] == ["q", "y OX=1", "z OX=2"]
+    assert [d for d, _ in paired["B"]] == ["q", "u OX=1", "w OX=2"]  # best identity first within species
+    assert paired["C"][1] == ("s OX=1", "GGGG") and paired["C"][2][1] == "----"
+    assert len(pair_msas(chains, max_rows=2)["A"]) == 2

@@ -1,0 +1,121 @@
+"""Content-addressed MSA store: keys, one search per key, and the rule scripts around it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import model.search.store as store
+from model.data.msa import parse_a3m
+from model.search.store import msa_key, msa_path, search_msa
+
+MYOGLOBIN = (
+    "MVLSEGEWQLVLHVWAKVEADVAGHGQDILIRLFKSHPETLEKFDRFKHLKTEAEMKASEDLKKAGVTVLTALGAILKKKGHHEAELKPLAQSHATKHK"
+    "IPIKYLEFISEAIIHVLHSRHPGNFGADAQGAMNKALELFRKDIAAKYKELGYQG"
+)
+SETTINGS = {
+    "threads": 2,
+    "max_hits": {"uniref90": 10000},
+    "template_max_date": "2100-01-01",
+    "max_templates": 4,
+}
+
+
+@pytest.fixture()
+def databases(shared_data: Path) -> dict:
+    seqdb = shared_data / "seqdb"
+    return {
+        "protein": {
+            "uniref90": str(seqdb / "msa_hits_for_shared_queries.fasta"),
+            "mgnify": str(seqdb / "mgy_clusters__subsampled_1000.fa"),
+            "uniprot": str(seqdb / "uniprot_all__subsampled_1000.fasta"),
+        },
+        "rna": {"rfam": str(seqdb / "rfam_14_4_clustered_rep_seq__subsampled_1000.fasta")},
+        "templates": {"seqres": str(shared_data / "template_db" / "pdb_seqres_shared_structures.fasta")},
+    }
+
+
+def test_key_depends_on_content_not_location(databases: dict, tmp_path: Path) -> None:
+    key = msa_key(MYOGLOBIN, "protein", databases, SETTINGS)
+    assert len(key) == 64 and key == msa_key(MYOGLOBIN.lower(), "protein", databases, SETTINGS)
+    assert key == msa_key(MYOGLOBIN, "protein", databases, {**SETTINGS, "threads": 16})  # threads: no effect
+    moved = json.loads(json.dumps(databases))
+    copy = tmp_path / "elsewhere.fasta"
+    shutil.copy(databases["protein"]["mgnify"], copy)
+    moved["protein"]["mgnify"] = str(copy)
+    # same bytes under another name and folder: the name is part of the identity, the folder is not
+    assert msa_key(MYOGLOBIN, "protein", moved, SETTINGS) != key
+    (tmp_path / "sub").mkdir()
+    same_name = tmp_path / "sub" / Path(databases["protein"]["mgnify"]).name
+    shutil.copy(databases["protein"]["mgnify"], same_name)
+    moved["protein"]["mgnify"] = str(same_name)
+    assert msa_key(MYOGLOBIN, "protein", moved, SETTINGS) == key
+    changes = [
+        msa_key(MYOGLOBIN[:-1], "protein", databases, SETTINGS),
+        msa_key(MYOGLOBIN, "protein", databases, {**SETTINGS, "max_hits": {"uniref90": 10}}),
+        msa_key(MYOGLOBIN, "protein", databases, {**SETTINGS, "template_max_date": "2020-01-01"}),
+        msa_key(
+            MYOGLOBIN,
+            "protein",
+            {**databases, "protein": {"uniref90": databases["protein"]["uniref90"]}},
+            SETTINGS,
+        ),
+    ]
+    assert len({key, *changes}) == len(changes) + 1
+    with pytest.raises(ValueError, match="molecule 'dna'"):
+        msa_key("ACGT", "dna", databases, SETTINGS)
+
+
+def test_second_search_does_no_search(databases: dict, tmp_path: Path, monkeypatch) -> None:
+    sha = msa_key(MYOGLOBIN, "protein", databases, SETTINGS)
+    out = msa_path(tmp_path, "protein", sha)
+    assert search_msa(MYOGLOBIN, "protein", databases, SETTINGS, out, threads=2)
+    rows = parse_a3m(out.read_text())
+    assert rows[0] == ("query", MYOGLOBIN) and len(rows) > 50
+    # deduplicated on query columns
+    columns = ["".join(c for c in seq if not c.islower()) for _, seq in rows]
+    assert len(columns) == len(set(columns))
+    paired = out.with_name(f"{sha}.paired.a3m")
+    assert parse_a3m(paired.read_text())[0] == ("query", MYOGLOBIN)
+    stamp = out.stat().st_mtime_ns
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("searched again")
+
+    monkeypatch.setattr(store, "search_protein", no_search)
+    assert not search_msa(MYOGLOBIN, "protein", databases, SETTINGS, out, threads=2)
+    assert out.stat().st_mtime_ns == stamp
+
+
+def test_rna_search_into_store(databases: dict, tmp_path: Path, shared_data: Path) -> None:
+    records = (
+        (shared_data / "seqdb" / "rfam_14_4_clustered_rep_seq__subsampled_1000.fasta").read_text().split(">")
+    )
+    query = "".join(records[5].splitlines()[1:])[:120].upper()
+    sha = msa_key(query, "rna", databases, SETTINGS)
+    out = msa_path(tmp_path, "rna", sha)
+    assert search_msa(query, "rna", databases, SETTINGS, out)
+    rows = parse_a3m(out.read_text())
+    assert rows[0] == ("query", query.replace("T", "U")) and len(rows) > 5
+
+
+def test_scripts_run_standalone(databases: dict, tmp_path: Path, repo_root: Path, shared_data: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"databases": databases, "search": SETTINGS}))  # JSON is YAML
+    out = tmp_path / "msa" / "protein" / "x.a3m"
+    run = [sys.executable, str(repo_root / "scripts" / "search_msa.py"), "--sequence", MYOGLOBIN]
+    subprocess.run([*run, "--molecule", "protein", "--config", str(config), "--out", str(out)], check=True)
+    npz = tmp_path / "templates" / "x.npz"
+    cmd = [sys.executable, str(repo_root / "scripts" / "search_templates.py"), "--msa", str(out)]
+    cmd += ["--seqres", databases["templates"]["seqres"], "--mmcif-dir", str(shared_data / "mmcif")]
+    subprocess.run([*cmd, "--max-date", "2000-01-01", "--out", str(npz)], check=True)
+    with np.load(npz) as data:
+        assert data["template_restype"].shape[1] == len(MYOGLOBIN)
+        # 102m (1998) is an exact copy of the query (AF3 drops it); 8f9h is too recent
+        assert not {"102m_A", "8f9h_A"} & set(data["template_names"])
