@@ -304,20 +304,24 @@ def symmetric_swaps(feats: dict[str, np.ndarray], names: np.ndarray) -> np.ndarr
 
 
 def ligand_bond_pairs(
-    feats: dict[str, np.ndarray], atom_bonds: np.ndarray | None, atom_idx: np.ndarray
+    feats: dict[str, np.ndarray],
+    atom_bonds: np.ndarray | None,
+    is_link: np.ndarray | None,
+    atom_idx: np.ndarray,
 ) -> np.ndarray:
-    """Bonded-ligand atom pairs for the bond loss (AF3 eq. 5): covalent bonds between two tokens,
-    at least one of them a ligand token, both atoms inside the crop. `atom_bonds` [B, 2] are the
-    uncropped file's atom indices, `atom_idx` the kept original atoms. Returns [P, 2] crop indices."""
-    if atom_bonds is None or len(atom_bonds) == 0:
+    """Bonded-ligand atom pairs for the bond loss (AF3 eq. 5): inter-residue covalent bonds
+    (`atom_bond_is_link`, e.g. a glycan or a covalent ligand to its residue) with at least one atom
+    in a ligand token, both atoms inside the crop. `atom_bonds` [B, 2] are the uncropped file's atom
+    indices, `atom_idx` the kept original atoms. Returns [P, 2] crop atom indices."""
+    if atom_bonds is None or is_link is None or len(atom_bonds) == 0:
         return np.zeros((0, 2), dtype=np.int64)
-    new = np.full(int(max(atom_idx.max(initial=0), atom_bonds.max())) + 1, -1, dtype=np.int64)
+    links = np.asarray(atom_bonds, dtype=np.int64)[np.asarray(is_link, dtype=bool)]
+    new = np.full(int(max(atom_idx.max(initial=0), links.max(initial=0))) + 1, -1, dtype=np.int64)
     new[atom_idx] = np.arange(len(atom_idx))
-    pairs = new[np.asarray(atom_bonds, dtype=np.int64)]
+    pairs = new[links].reshape(-1, 2)
     pairs = pairs[(pairs >= 0).all(1)]
-    tok = feats["atom_to_token"][pairs]
-    lig = feats["mol_type"][tok] == MOL_LIGAND
-    return pairs[(tok[:, 0] != tok[:, 1]) & lig.any(1)]
+    lig = feats["mol_type"][feats["atom_to_token"][pairs]] == MOL_LIGAND
+    return pairs[lig.any(1)]
 
 
 def slot_rng(seed: int, stage_index: int, slot: int) -> np.random.Generator:
@@ -361,7 +365,9 @@ def load_example(
     aux = {
         "frame_atoms": frames,
         "frame_mask": frame_mask,
-        "bond_pairs": ligand_bond_pairs(cropped, meta.get("atom_bonds"), atom_idx),
+        "bond_pairs": ligand_bond_pairs(
+            cropped, meta.get("atom_bonds"), meta.get("atom_bond_is_link"), atom_idx
+        ),
         "swap_pairs": symmetric_swaps(cropped, names),
     }
     return {

@@ -117,19 +117,18 @@ class TrainingLoss(torch.nn.Module):
         """Total loss (scalar, differentiable) and every term as floats (NaN when weight is 0)."""
         net, w, cfg = self.net, self.weight, self.cfg
         device = feats["atom_pos"].device
-        torch.manual_seed(seed)  # dropout and anything else drawing from the global generator
-        gen = torch.Generator(device=device).manual_seed(seed)
-        amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+        dtype = amp_dtype or torch.float32
+        torch.manual_seed(seed)  # anything drawing from the global generator
+        gen = torch.Generator(device=device).manual_seed(seed)  # dropout, noise, augmentation
         frozen = torch.no_grad() if self.confidence_only else contextlib.nullcontext()
         terms = dict.fromkeys(LOSS_TERMS, float("nan"))
-        with amp, frozen:
-            trunk = net.run_trunk(feats, n_cycle)
-            cond = net.diffusion.prepare(feats, trunk)
+        with frozen:
+            trunk = net.run_trunk(feats, n_cycle, dtype=dtype, generator=gen)
+            cond = net.diffusion.prepare(feats, trunk, dtype)
         n_atom = feats["atom_pos"].shape[0]
 
         def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            with amp:
-                return net.diffusion.denoise(x, sigma, cond)
+            return net.diffusion.denoise(x, sigma, cond)
 
         with torch.no_grad():
             x_roll = sample_diffusion(
@@ -152,29 +151,27 @@ class TrainingLoss(torch.nn.Module):
             mse = losses.mse_loss(x_den, x_aug, mse_w, resolved)
             edm = losses.edm_loss_weight(sigma, sigma_data)
             diffusion = edm * mse
-            terms["mse"] = float(mse.mean())
+            terms["mse"] = float(mse.mean().detach())
             if w["alpha_bond"] > 0:
                 bond = losses.bond_loss(x_den, x_aug, aux["bond_pairs"], resolved)
                 diffusion = diffusion + w["alpha_bond"] * edm * bond
-                terms["bond"] = float(bond.mean())
+                terms["bond"] = float(bond.mean().detach())
             diffusion = diffusion.mean()
             if w["smooth_lddt"] > 0:
                 smooth = losses.smooth_lddt_loss(x_den, x_gt, is_nuc, resolved).mean()
                 diffusion = diffusion + w["smooth_lddt"] * smooth
-                terms["smooth_lddt"] = float(smooth)
+                terms["smooth_lddt"] = float(smooth.detach())
             total = total + w["alpha_diffusion"] * diffusion
-            terms["diffusion"] = float(diffusion)
+            terms["diffusion"] = float(diffusion.detach())
 
         if w["alpha_distogram"] > 0:
-            with amp:
-                logits = net.distogram(trunk.z)
+            logits = net.distogram(trunk.z)
             disto = losses.distogram_loss(logits, x_gt, feats["token_rep_atom"], resolved)
             total = total + w["alpha_distogram"] * disto
-            terms["distogram"] = float(disto)
+            terms["distogram"] = float(disto.detach())
 
         if w["alpha_confidence"] > 0:
-            with amp:
-                out = net.confidence(feats, trunk, x_roll)
+            out = net.confidence(feats, trunk, x_roll, dtype)
             centre = feats["token_center_atom"]
             ref_mask = torch.zeros_like(resolved)
             polymer_centres = centre[feats["mol_type"] != MOL_LIGAND]
@@ -183,17 +180,17 @@ class TrainingLoss(torch.nn.Module):
             pde = losses.pde_loss(out["pde_logits"], x_roll, x_gt, centre, resolved)
             res = losses.resolved_loss(out["resolved_logits"], resolved, torch.ones_like(resolved))
             conf = plddt + pde + res
-            terms.update(plddt=float(plddt), pde=float(pde), resolved=float(res))
+            terms.update(plddt=float(plddt.detach()), pde=float(pde.detach()), resolved=float(res.detach()))
             if w["alpha_pae"] > 0:
                 frame_ok = aux["frame_mask"] & resolved[aux["frame_atoms"]].all(-1)
                 pae = losses.pae_loss(
                     out["pae_logits"], x_roll, x_gt, aux["frame_atoms"], frame_ok, centre, resolved
                 )
                 conf = conf + w["alpha_pae"] * pae
-                terms["pae"] = float(pae)
+                terms["pae"] = float(pae.detach())
             total = total + w["alpha_confidence"] * conf
-            terms["confidence"] = float(conf)
-        terms["loss"] = float(total)
+            terms["confidence"] = float(conf.detach())
+        terms["loss"] = float(total.detach())
         return total, terms
 
 
@@ -294,17 +291,15 @@ def validate(net: torch.nn.Module, examples: list[dict], cfg: dict, device, amp_
     was_training = net.training
     net.eval()
     scores = []
-    amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+    dtype = amp_dtype or torch.float32
     for i, ex in enumerate(examples):
         feats = _to_device(ex["feats"], device)
         gen = torch.Generator(device=device).manual_seed(int(cfg["seed"]) * 1000 + i)
-        with amp:
-            trunk = net.run_trunk(feats, int(cfg["n_cycle_max"]))
-            cond = net.diffusion.prepare(feats, trunk)
+        trunk = net.run_trunk(feats, int(cfg["n_cycle_max"]), dtype=dtype)
+        cond = net.diffusion.prepare(feats, trunk, dtype)
 
         def denoise(x, sigma, cond=cond):
-            with amp:
-                return net.diffusion.denoise(x, sigma, cond)
+            return net.diffusion.denoise(x, sigma, cond)
 
         n_atom = feats["atom_pos"].shape[0]
         x = sample_diffusion(denoise, n_atom, 1, int(cfg["val_steps"]), gen, device=device)
