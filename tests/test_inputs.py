@@ -401,8 +401,8 @@ def test_polymer_atoms_match_the_pdb_entry(entry: str, kind: str, ccd) -> None:
         ours = set(structure.atom_name[structure.res_atom_start[i] : structure.res_atom_end[i]].tolist())
         if kind == "protein" or i > 0:
             assert ours == set(file_atoms), (entry, i + 1)
-        else:  # a 5' nucleotide keeps its phosphate (P, OP1, OP2) that these crystal structures lack
-            assert ours - set(file_atoms) == {"P", "OP1", "OP2"}
+        else:  # AF3 keeps the 5' nucleotide's whole phosphate, which these crystal structures lack
+            assert ours - set(file_atoms) == {"P", "OP1", "OP2", "OP3"}
     links = structure.bonds[structure.bond_type == "polymer"]
     assert len(links) == len(sequence) - 1
     assert structure.res_is_standard.all() and not structure.atom_resolved.any()
@@ -436,6 +436,15 @@ def test_modification_smiles_ion_and_glycan_structure(ccd) -> None:
     heavy = [gemmi.cif.as_string(r[0]) for r in table if r[1] != "H"]
     atp = s.chain_res_start[4]
     assert s.atom_name[s.res_atom_start[atp] : s.res_atom_end[atp]].tolist() == heavy
+    # NAG(1) O4 - NAG(2) C1: the second sugar loses its anomeric O1 (the leaving atom at C1)
+    block = gemmi.cif.read(str(SHARED_DATA / "ccd/pdbe_ccd_samples/NAG.cif")).sole_block()
+    table = block.find("_chem_comp_atom.", ["atom_id", "type_symbol"])
+    nag = [gemmi.cif.as_string(r[0]) for r in table if r[1] != "H"]
+    first, second = s.chain_res_start[8], s.chain_res_start[8] + 1
+    assert s.atom_name[s.res_atom_start[first] : s.res_atom_end[first]].tolist() == nag
+    assert s.atom_name[s.res_atom_start[second] : s.res_atom_end[second]].tolist() == [
+        a for a in nag if a != "O1"
+    ]
 
 
 def test_user_ccd_defines_a_new_component(tmp_path: Path, ccd) -> None:

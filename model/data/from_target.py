@@ -1,12 +1,13 @@
 """Build the atom-level `Structure` of a prediction `Target` (no coordinates yet).
 
-Polymers are chains of CCD components: hydrogens are dropped, and so are the leaving atoms that
-polymer linkage removes (OXT except on a protein's last residue, OP3 of nucleotides), as AF3 builds
-them. Modified residues replace the residue at their position. Ligands come from CCD codes (several
+Polymers are chains of CCD components without hydrogens. As AF3 builds them, linkage removes
+OXT from every protein residue but the C-terminal one and OP3 from every nucleotide but the 5' one.
+Modified residues replace the residue at their position. Ligands come from CCD codes (several
 codes make one multi-residue ligand, linked only by the target's bonds), from SMILES or from a
 ligand file (their `Component`s are kept in `structure.components`). Bonds: the CCD's
 intra-residue bonds (`ccd`), polymer links C-N / O3'-P (`polymer`) and the target's bonded atom
-pairs (`covale`). Coordinates are NaN and every atom is unresolved.
+pairs (`covale`); at each end of a bonded pair one CCD leaving atom next to the bonded atom goes
+(a glycan's anomeric O1 when its C1 is bonded). Coordinates are NaN and every atom is unresolved.
 """
 
 from __future__ import annotations
@@ -101,16 +102,40 @@ def normalize_target(target: Target, ccd: Ccd | None = None) -> Target:
     return replace(target, entities=tuple(entities))
 
 
-def _polymer_atoms(component: Component, kind: str, is_last: bool) -> list[int]:
-    """Indices of the component atoms a polymer residue keeps."""
-    keep = []
-    for i in np.flatnonzero(component.heavy_atom_mask):
-        if component.leaving_atom[i] and not (
-            kind == "protein" and is_last and component.atom_names[i] == "OXT"
-        ):
-            continue
-        keep.append(int(i))
-    return keep
+def _kept_atoms(component: Component, kind: str, position: int, length: int) -> list[int]:
+    """Component atom indices a residue keeps before bonds: heavy atoms, minus the linkage's leaving atoms.
+
+    As AF3 (`atom_layout.get_link_drop_atoms`): a protein residue loses OXT unless it is the C-terminus,
+    a nucleotide loses OP3 unless it is the 5' end; ligands keep all heavy atoms.
+    """
+    dropped = set()
+    if kind == "protein" and position < length:
+        dropped.add("OXT")
+    elif kind in ("rna", "dna") and position > 1:
+        dropped.add("OP3")
+    return [
+        int(i) for i in np.flatnonzero(component.heavy_atom_mask) if component.atom_names[i] not in dropped
+    ]
+
+
+def _leaving_partners(component: Component, centres: set[str], kept: set[str]) -> set[str]:
+    """Leaving atoms that covalent bonds at `centres` replace: one kept CCD leaving neighbour per centre.
+
+    E.g. the anomeric O1 of a glycan whose C1 is bonded, as Protenix removes leaving groups at
+    bond centres. `kept` holds the residue's (heavy) atom names still present.
+    """
+    dropped: set[str] = set()
+    for centre in sorted(centres):
+        for a, b in component.bonds.tolist():
+            names = component.atom_names[a], component.atom_names[b]
+            if centre not in names:
+                continue
+            other = b if names[0] == centre else a
+            name = component.atom_names[other]
+            if component.leaving_atom[other] and name in kept and name not in centres | dropped:
+                dropped.add(name)
+                break
+    return dropped
 
 
 def _ligand_component(target: Target, index: int, entity: Entity, code: str) -> Component:
@@ -174,6 +199,43 @@ def structure_from_target(target: Target, ccd: Ccd | None = None) -> Structure:
     lookup = _Lookup(ccd, user)
     per_entity = _entity_components(target, lookup, own)
 
+    # Pass 1: the atoms each residue keeps, by name.
+    kept: dict[tuple[str, int], list[int]] = {}
+    for entity, components in zip(target.entities, per_entity, strict=True):
+        for chain in entity.chain_ids:
+            for position, component in enumerate(components, start=1):
+                kind = entity.kind if entity.is_polymer else "ligand"
+                kept[(chain, position)] = _kept_atoms(component, kind, position, len(components))
+
+    # Pass 2: the target's bonds, by atom name; their centres shed one leaving atom each.
+    links = []
+    centres: dict[tuple[str, int], set[str]] = {}
+    for pair in dict.fromkeys(target.bonds):  # de-duplicated, order kept
+        ends = []
+        for chain, position, atom in pair:
+            index, entity = target.entity_of_chain(chain)
+            component = per_entity[index][position - 1]
+            if atom.startswith("#"):  # Protenix SMILES atom-map number or ligand-file atom index
+                mapped = component.extra.get("atom_map", {}).get(int(atom[1:]))
+                atom = component.atom_names[mapped] if mapped is not None else atom
+            if atom not in {component.atom_names[k] for k in kept[(chain, position)]}:
+                where = f"residue {position} ({component.code}) of chain {chain}"
+                raise _entity_error(
+                    target, index, entity, "bonds", f"bond to atom {atom!r} that does not exist in {where}"
+                )
+            ends.append((chain, position, atom))
+        if ends[0] == ends[1]:
+            raise _entity_error(target, index, entity, "bonds", f"bond from atom {pair[0]} to itself")
+        links.append(tuple(ends))
+        for chain, position, atom in ends:
+            centres.setdefault((chain, position), set()).add(atom)
+    for key, names in centres.items():
+        index, _entity = target.entity_of_chain(key[0])
+        component = per_entity[index][key[1] - 1]
+        gone = _leaving_partners(component, names, {component.atom_names[k] for k in kept[key]})
+        kept[key] = [k for k in kept[key] if component.atom_names[k] not in gone]
+
+    # Pass 3: the tables.
     atom_name, atom_element, atom_charge, atom_residue = [], [], [], []
     res_name, res_seq_id, res_chain, res_start, res_end, res_standard = [], [], [], [], [], []
     chain_name, chain_entity, chain_type, chain_start, chain_end = [], [], [], [], []
@@ -188,22 +250,17 @@ def structure_from_target(target: Target, ccd: Ccd | None = None) -> Structure:
             bonds.append(pair)
             bond_type.append(kind)
 
-    # (chain, residue number) -> {atom name: atom index}, for links and user bonds
-    residue_atoms: dict[tuple[str, int], dict[str, int]] = {}
-
+    residue_atoms: dict[tuple[str, int], dict[str, int]] = {}  # atom name -> atom index
     for i, (entity, components) in enumerate(zip(target.entities, per_entity, strict=True)):
         for chain in entity.chain_ids:
             chain_start.append(len(res_name))
             previous: dict[str, int] | None = None
             for position, component in enumerate(components, start=1):
-                if entity.is_polymer:
-                    kept = _polymer_atoms(component, entity.kind, position == len(components))
-                else:
-                    kept = [int(k) for k in np.flatnonzero(component.heavy_atom_mask)]
+                keep = kept[(chain, position)]
                 first = len(atom_name)
-                local = {int(k): first + n for n, k in enumerate(kept)}
-                names = {component.atom_names[k]: first + n for n, k in enumerate(kept)}
-                for k in kept:
+                local = {k: first + n for n, k in enumerate(keep)}
+                names = {component.atom_names[k]: first + n for n, k in enumerate(keep)}
+                for k in keep:
                     atom_name.append(component.atom_names[k])
                     atom_element.append(component.elements[k])
                     atom_charge.append(int(component.charges[k]))
@@ -227,24 +284,9 @@ def structure_from_target(target: Target, ccd: Ccd | None = None) -> Structure:
             chain_entity.append(str(i + 1))
             chain_type.append(_chain_type(entity))
             chain_end.append(len(res_name))
-
-    for pair in dict.fromkeys(target.bonds):  # de-duplicated, order kept
-        ends = []
-        for chain, position, atom in pair:
-            index, entity = target.entity_of_chain(chain)
-            names = residue_atoms[(chain, position)]
-            component = per_entity[index][position - 1]
-            if atom.startswith("#"):  # Protenix SMILES atom-map number or ligand-file atom index
-                mapped = component.extra.get("atom_map", {}).get(int(atom[1:]))
-                atom = component.atom_names[mapped] if mapped is not None else atom
-            if atom not in names:
-                where = f"residue {position} ({component.code}) of chain {chain}"
-                reason = f"bond to atom {atom!r} that does not exist in {where}"
-                raise _entity_error(target, index, entity, "bonds", reason)
-            ends.append(names[atom])
-        if ends[0] == ends[1]:
-            raise _entity_error(target, index, entity, "bonds", f"bond from atom {pair[0]} to itself")
-        add_bond(ends[0], ends[1], "covale")
+    for ends in links:
+        (c1, p1, a1), (c2, p2, a2) = ends
+        add_bond(residue_atoms[(c1, p1)][a1], residue_atoms[(c2, p2)][a2], "covale")
 
     n_atom = len(atom_name)
     used = {c.code for comps in per_entity for c in comps}
