@@ -482,3 +482,15 @@ def test_write_gzip_and_atomic(tmp_path):
     write_mmcif(s, out)
     assert [p.name for p in tmp_path.iterdir()] == ["x.cif.gz"]
     assert parse_mmcif(out, ccd(), assembly=None).num_atoms == s.num_atoms
+
+
+@pytest.mark.parametrize("name", ["5y2e", "6s61", "6ydw", "7rye"])
+def test_reduced_template_mmcif(name):
+    # AlphaFold 3's reduced mmCIFs carry a revision date without an ordinal.
+    path = SHARED_DATA / "template_db" / "pdb_mmcif" / f"{name}.cif.gz"
+    block = gemmi.cif.read(str(path)).sole_block()
+    s = parse_mmcif(path, ccd())
+    assert s.release_date == min(
+        _s(v) for v in block.find_values("_pdbx_audit_revision_history.revision_date")
+    )
+    assert s.num_chains >= 1 and s.atom_resolved.sum() > 0

@@ -213,16 +213,23 @@ def _first(block, tags: list[str]) -> str | None:
 
 
 def _release_date(block) -> str | None:
+    """Initial release: the first revision of pdbx_audit_revision_history (or, in old-style
+    entries, _database_PDB_rev). Without a revision number the earliest date counts."""
     import gemmi
 
-    table = block.find("_pdbx_audit_revision_history.", ["ordinal", "revision_date"])
-    if len(table):
-        rows = [(int(r[0]), r[1]) for r in table if r[1] not in ("?", ".")]
-        return min(rows)[1] if rows else None
-    table = block.find("_database_PDB_rev.", ["num", "date"])
-    if len(table):
-        rows = [(int(r[0]), gemmi.cif.as_string(r[1])) for r in table if r[1] not in ("?", ".")]
-        return min(rows)[1] if rows else None
+    for prefix, date, num in (
+        ("_pdbx_audit_revision_history.", "revision_date", "?ordinal"),
+        ("_database_PDB_rev.", "date", "?num"),
+    ):
+        table = block.find(prefix, [date, num])
+        rows = []
+        for r in table:
+            value = gemmi.cif.as_string(r[0])
+            if value:
+                order = int(r[1]) if r.has(1) and r[1] not in ("?", ".") else 0
+                rows.append((order, value))
+        if rows:
+            return min(rows)[1]
     return None
 
 
