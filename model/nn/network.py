@@ -90,13 +90,16 @@ class Foldline(nn.Module):
         if dtype is None:
             dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         with precision(device, dtype):
-            s_inputs = self.input_embedder(feats)
+            s_inputs = self.input_embedder(feats).float()
+        # The embeddings are cheap: FP32. The residual streams stay FP32 too (bf16 block updates are
+        # promoted when added), so only block internals run in bf16.
+        with precision(device, torch.float32):
             s_init = self.linear_no_bias_sinit(s_inputs)
             z_init = self.linear_no_bias_zinit1(s_init)[:, None] + self.linear_no_bias_zinit2(s_init)[None]
             z_init = z_init + self.relative_position_encoding(feats)
-            bonds = feats["token_bonds"].to(z_init.dtype)[..., None]
-            z_init = z_init + self.linear_no_bias_token_bond(bonds)
-            s, z = torch.zeros_like(s_init), torch.zeros_like(z_init)
+            z_init = z_init + self.linear_no_bias_token_bond(feats["token_bonds"].float()[..., None])
+        s, z = torch.zeros_like(s_init), torch.zeros_like(z_init)
+        with precision(device, dtype):
             for cycle in range(n_cycle):
                 with torch.set_grad_enabled(torch.is_grad_enabled() and cycle == n_cycle - 1):
                     s, z = self._cycle(

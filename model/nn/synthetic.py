@@ -53,9 +53,7 @@ def synthetic_features(
     msa[rng.random(msa.shape) < 0.1] = GAP
     deletions = np.where(rng.random(msa.shape) < 0.05, rng.integers(1, 10, size=msa.shape), 0)
     profile = np.stack([np.bincount(col, minlength=NUM_RESTYPES) for col in msa.T]) / msa.shape[0]
-    templ_ca = np.stack([ca + rng.normal(scale=1.0, size=ca.shape) for _ in range(n_templ)]).reshape(
-        n_templ, t, 3
-    )
+    templ_ca = ca[None] + rng.normal(scale=1.0, size=(n_templ, t, 3))
     offsets = np.array([[-1.2, 0.8, 0.0], [0.0, 0.0, 0.0], [1.3, 0.6, 0.2]])
     backbone = templ_ca[:, :, None, :] + offsets
     bonds = np.zeros((t, t), dtype=bool)  # a few disulfide-like cross-links (AF3 token_bonds)
@@ -83,7 +81,7 @@ def synthetic_features(
         "deletion_matrix": deletions[:n_msa],
         "profile": profile,
         "deletion_mean": deletions.mean(axis=0),
-        "template_restype": np.stack([restype] * n_templ).reshape(n_templ, t),
+        "template_restype": np.broadcast_to(restype, (n_templ, t)),
         "template_pseudo_beta": templ_ca,
         "template_pseudo_beta_mask": np.ones((n_templ, t), dtype=bool),
         "template_backbone": backbone,

@@ -1,0 +1,294 @@
+"""Unit tests of the network modules (model/nn): shapes, chunking, checkpointing, memory, presets."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from model.nn.atom_attention import AtomAttentionDecoder, AtomAttentionEncoder, atom_windows
+from model.nn.config import load_preset
+from model.nn.embedders import FourierEmbedding, InputFeatureEmbedder, RelativePositionEncoding
+from model.nn.heads import DistogramHead, position_in_token
+from model.nn.msa import MSAModule, MSAPairWeightedAveraging, OuterProductMean
+from model.nn.network import Foldline
+from model.nn.pairformer import PairformerStack, TriangleAttention, TriangleMultiplication
+from model.nn.primitives import AdaptiveLayerNorm, Transition, dropout
+from model.nn.synthetic import synthetic_features
+from model.nn.template import TemplateEmbedder, backbone_unit_vectors, template_distogram
+from model.nn.transformer import ConditionedTransitionBlock, DiffusionTransformer
+
+TINY = load_preset("tiny")
+
+
+@pytest.fixture(scope="module")
+def feats() -> dict[str, torch.Tensor]:
+    return synthetic_features(24, atoms_per_token=7, n_msa=9, n_templ=2, seed=3)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach(), b.detach()
+    return float((a - b).norm() / b.norm()) if b.norm() > 0 else float((a - b).norm())
+
+
+def test_base_preset_parameter_count_matches_protenix_base_v1():
+    with torch.device("meta"):
+        net = Foldline(load_preset("base"))
+    n = sum(p.numel() for p in net.parameters())
+    print(f"base preset parameters: {n} = {n / 1e6:.2f} M")
+    assert round(n / 1e6, 2) == 368.48
+    # Spot checks of the released Protenix base v1.0.0 layout (names and shapes from its state_dict).
+    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    assert shapes["input_embedder.atom_attention_encoder.linear_no_bias_f.weight"] == (128, 385)
+    assert shapes["relative_position_encoding.linear_no_bias.weight"] == (128, 139)
+    assert shapes["template_embedder.linear_no_bias_a.weight"] == (64, 108)
+    assert shapes["msa_module.linear_no_bias_m.weight"] == (64, 34)
+    assert shapes["diffusion_module.diffusion_conditioning.linear_no_bias_s.weight"] == (384, 833)
+    assert shapes["confidence_head.plddt_weight"] == (24, 384, 50)
+    assert shapes["pairformer_stack.blocks.47.attention_pair_bias.linear_nobias_z.weight"] == (16, 128)
+    assert "msa_module.blocks.3.msa_stack.transition_m.linear_no_bias.weight" not in shapes
+    assert shapes[
+        "diffusion_module.diffusion_transformer.blocks.23.conditioned_transition_block.linear_nobias_b.weight"
+    ] == (768, 1536)
+    assert len(shapes) == 4174  # every state_dict entry of Protenix base v1.0.0
+
+
+def test_load_preset_rejects_unknown_keys(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("c_s: 8\npairformer: {n_blok: 2}\n")
+    with pytest.raises(ValueError, match="n_blok"):
+        load_preset(bad)
+    with pytest.raises(FileNotFoundError):
+        load_preset("no_such_preset")
+
+
+def test_primitive_shapes_and_adaln_conditioning():
+    x = torch.randn(5, 6, 16)
+    assert Transition(16, 4)(x).shape == x.shape
+    ada = AdaptiveLayerNorm(16, 8)
+    s1, s2 = torch.randn(6, 8), torch.randn(6, 8)
+    assert ada(x, s1).shape == x.shape
+    assert not torch.allclose(ada(x, s1), ada(x, s2))
+    ctb = ConditionedTransitionBlock(16, 8)
+    assert ctb(x, s1).shape == x.shape
+
+
+def test_dropout_generator_determinism_and_shared_masks():
+    x = torch.ones(4, 5, 6)
+    a = dropout(x, 0.5, True, torch.Generator().manual_seed(1), shared_dim=-3)
+    b = dropout(x, 0.5, True, torch.Generator().manual_seed(1), shared_dim=-3)
+    assert torch.equal(a, b)
+    assert torch.equal(a[0], a[3])  # rowwise: one mask for every row
+    assert set(a.unique().tolist()) <= {0.0, 2.0}
+    assert torch.equal(dropout(x, 0.5, False), x)
+
+
+def test_triangle_and_pairformer_shapes_and_chunking():
+    torch.manual_seed(0)
+    z = torch.randn(13, 13, 16)
+    s = torch.randn(13, 32)
+    for mod in (
+        TriangleMultiplication(16, 12, outgoing=True),
+        TriangleMultiplication(16, 12, outgoing=False),
+        TriangleAttention(16, 8, 2, starting=True),
+        TriangleAttention(16, 8, 2, starting=False),
+        Transition(16, 4),
+    ):
+        full = mod(z)
+        assert full.shape == z.shape
+        assert rel_err(mod(z, chunk_size=4), full) <= 1e-5, type(mod).__name__
+    stack = PairformerStack(16, 32, 2, TINY).eval()
+    s_full, z_full = stack(s, z)
+    s_ch, z_ch = stack(s, z, chunk_size=5)
+    assert s_full.shape == s.shape and z_full.shape == z.shape
+    assert rel_err(s_ch, s_full) <= 1e-5 and rel_err(z_ch, z_full) <= 1e-5
+
+
+def test_triangle_multiplication_matches_the_algorithm_sums():
+    torch.manual_seed(0)
+    z = torch.randn(6, 6, 16)
+    for outgoing, eq in ((True, "ikc,jkc->ijc"), (False, "kic,kjc->ijc")):
+        m = TriangleMultiplication(16, 12, outgoing)
+        zn = m.layer_norm_in(z)
+        a = torch.sigmoid(m.linear_a_g(zn)) * m.linear_a_p(zn)
+        b = torch.sigmoid(m.linear_b_g(zn)) * m.linear_b_p(zn)
+        ref = torch.sigmoid(m.linear_g(zn)) * m.linear_z(m.layer_norm_out(torch.einsum(eq, a, b)))
+        torch.testing.assert_close(m(z), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_triangle_attention_ending_node_is_starting_node_on_the_transpose():
+    torch.manual_seed(0)
+    z = torch.randn(7, 7, 16)
+    start = TriangleAttention(16, 8, 2, starting=True)
+    end = TriangleAttention(16, 8, 2, starting=False)
+    end.load_state_dict(start.state_dict())
+    torch.testing.assert_close(end(z), start(z.transpose(0, 1)).transpose(0, 1))
+
+
+def test_msa_modules_shapes_and_chunking(feats):
+    torch.manual_seed(0)
+    m, z = torch.randn(9, 11, 8), torch.randn(11, 11, 16)
+    opm = OuterProductMean(8, 16, 4)
+    assert opm(m).shape == z.shape
+    assert rel_err(opm(m, chunk_size=3), opm(m)) <= 1e-5
+    pwa = MSAPairWeightedAveraging(8, 16, 2, 4)
+    assert pwa(m, z).shape == m.shape
+    assert rel_err(pwa(m, z, chunk_size=4), pwa(m, z)) <= 1e-5
+    module = MSAModule(TINY).eval()
+    t = feats["restype"].shape[0]
+    z = torch.randn(t, t, TINY.c_z)
+    s_inputs = torch.randn(t, TINY.c_s_inputs)
+    full = module(feats, z, s_inputs)
+    assert full.shape == z.shape
+    assert rel_err(module(feats, z, s_inputs, chunk_size=5), full) <= 1e-5
+    empty = dict(feats, msa=feats["msa"][:0], deletion_matrix=feats["deletion_matrix"][:0])
+    assert torch.equal(module(empty, z, s_inputs), z)
+
+
+def test_template_features_and_embedder(feats):
+    pb = torch.tensor([[[0.0, 0, 0], [3.0, 0, 0], [4.0, 0, 0], [60.0, 0, 0]]])
+    dg = template_distogram(pb)
+    assert dg.shape == (1, 4, 4, 39)
+    assert dg[0, 0, 0].argmax() == 0  # 0 Å: below the first edge
+    assert dg[0, 0, 2].argmax() == 1  # 4 Å: between 3.25 and 4.53 Å
+    assert dg[0, 0, 3].argmax() == 38  # beyond 50.75 Å
+    # Ideal frame: CA at origin, C along +x, N in the xy-plane -> local = global coordinates.
+    bb = torch.tensor([[[[0.0, 1, 0], [0, 0, 0], [1, 0, 0]], [[0, 1, 5], [0, 0, 5], [1, 0, 5]]]])
+    uv = backbone_unit_vectors(bb)
+    torch.testing.assert_close(uv[0, 0, 1], torch.tensor([0.0, 0.0, 1.0]))
+    emb = TemplateEmbedder(TINY).eval()
+    t = feats["restype"].shape[0]
+    z = torch.randn(t, t, TINY.c_z)
+    out = emb(feats, z)
+    assert out.shape == z.shape and out.abs().sum() > 0
+    assert rel_err(emb(feats, z, chunk_size=7), out) <= 1e-5
+    none = {k: (v[:0] if k.startswith("template_") else v) for k, v in feats.items()}
+    assert torch.equal(emb(none, z), torch.zeros_like(z))
+
+
+def test_embedders_shapes(feats):
+    t = feats["restype"].shape[0]
+    assert InputFeatureEmbedder(TINY)(feats).shape == (t, TINY.c_s_inputs)
+    relpe = RelativePositionEncoding(32, 2, TINY.c_z)
+    assert relpe(feats).shape == (t, t, TINY.c_z)
+    assert FourierEmbedding(256)(torch.rand(5)).shape == (5, 256)
+
+
+def test_relative_position_one_hot_columns():
+    f = {
+        "asym_id": torch.tensor([0, 0, 1]),
+        "residue_index": torch.tensor([1, 40, 1]),
+        "token_index": torch.tensor([0, 1, 2]),
+        "entity_id": torch.tensor([0, 0, 0]),
+        "sym_id": torch.tensor([0, 0, 1]),
+    }
+    relpe = RelativePositionEncoding(32, 2, 139)
+    relpe.linear_no_bias.weight.data = torch.eye(139)  # identity: the output is the one-hot input
+    rel = relpe(f)
+    assert rel[0, 1, :66].argmax() == 0  # 1 - 40 + 32 clipped to 0
+    assert rel[1, 0, :66].argmax() == 64  # clipped to 2·r_max
+    assert rel[0, 2, :66].argmax() == 65  # other chain
+    assert rel[0, 0, 66:132].argmax() == 32  # same residue, same token
+    assert rel[0, 2, 132] == 1  # same entity
+    assert rel[0, 2, 133:].argmax() == 1  # sym 0 - 1 + 2
+    assert rel[0, 1, 133:].argmax() == 5  # same chain
+
+
+def test_diffusion_transformer_and_atom_attention_shapes(feats):
+    torch.manual_seed(0)
+    dt = DiffusionTransformer(16, 8, 4, n_blocks=2, n_heads=2)
+    a, s, z = torch.randn(3, 10, 16), torch.randn(3, 10, 8), torch.randn(10, 10, 4)
+    assert dt(a, s, dt.pair_biases(z)).shape == a.shape
+    t, n_atom = feats["restype"].shape[0], feats["ref_pos"].shape[0]
+    enc = AtomAttentionEncoder(16, 8, 32, 1, 2, 32, 128, c_s=20, c_z=12)
+    s_trunk, z_trunk = torch.randn(t, 20), torch.randn(t, t, 12)
+    cond = enc.condition(feats, s_trunk, z_trunk)
+    r = torch.randn(2, n_atom, 3)
+    a, q = enc(feats, cond, r)
+    assert a.shape == (2, t, 32) and q.shape == (2, n_atom, 16)
+    assert cond.p.shape == (-(-n_atom // 32), 32, 128, 8)
+    dec = AtomAttentionDecoder(16, 8, 32, 1, 2)
+    out = dec(feats, a, q, cond, dec.atom_transformer.pair_biases(cond.p, cond.windows))
+    assert out.shape == (2, n_atom, 3)
+
+
+def test_local_attention_windows_follow_algorithm_7():
+    w = atom_windows(100, 32, 128, torch.device("cpu"))
+    assert w.n_pad == 28
+    assert w.query_atom.shape == (4, 32) and w.key_atom.shape == (4, 128)
+    # Block 1 holds atoms 32..63; its keys are centred on them: 48 - 64 = -16 .. 111 (valid 0..99).
+    assert w.key_valid[1].sum() == 100 and w.key_atom[1, 16] == 0
+    assert int(w.query_valid.sum()) == 100
+
+
+def test_local_atom_attention_matches_dense_masked_attention(feats):
+    """Each query attends exactly to its window: compare against a dense masked reference."""
+    torch.manual_seed(0)
+    n_atom = 150
+    enc = AtomAttentionEncoder(16, 8, 32, 1, 2, 32, 128)
+    blk = enc.atom_transformer.diffusion_transformer.blocks[0].attention_pair_bias
+    q_in = torch.randn(n_atom, 16)
+    win = atom_windows(n_atom, 32, 128, torch.device("cpu"))
+    n_blk = win.key_atom.shape[0]
+    bias = torch.randn(n_blk, 2, 32, 128)
+    mask = win.query_valid[:, :, None] & win.key_valid[:, None, :]
+    bias = bias.masked_fill(~mask[:, None], -1e9)
+    from model.nn.transformer import local_attention
+
+    local = local_attention(blk.attention, q_in, q_in, bias, win.n_pad, win.key_atom)
+    dense_bias = torch.full((2, n_atom, n_atom), -1e9)
+    for b in range(n_blk):
+        for i in range(32):
+            qi = b * 32 + i
+            if qi >= n_atom:
+                continue
+            for k in range(128):
+                if win.key_valid[b, k]:
+                    dense_bias[:, qi, win.key_atom[b, k]] = bias[b, :, i, k]
+    dense = blk.attention(q_in, q_in, dense_bias)
+    torch.testing.assert_close(local, dense, rtol=1e-5, atol=1e-5)
+
+
+class _LargestTensor(TorchDispatchMode):
+    """Records the element count of the largest tensor any op produces."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+def _largest_atom_intermediate(n_token: int) -> tuple[int, int]:
+    f = synthetic_features(n_token, atoms_per_token=10, n_msa=1, n_templ=0, seed=0)
+    cfg = copy.deepcopy(TINY)
+    enc = AtomAttentionEncoder(cfg.c_atom, cfg.c_atompair, 32, 1, 2, 32, 128)
+    with torch.no_grad(), _LargestTensor() as probe:
+        cond = enc.condition(f)
+        enc(f, cond)
+    return f["ref_pos"].shape[0], probe.largest
+
+
+def test_atom_attention_memory_is_linear_in_atoms():
+    n_small, big_small = _largest_atom_intermediate(64)  # 640 atoms
+    n_large, big_large = _largest_atom_intermediate(256)  # 2560 atoms
+    ratio = big_large / big_small
+    print(f"largest atom intermediate: {big_small} at {n_small} atoms, {big_large} at {n_large} atoms")
+    assert ratio <= 1.1 * n_large / n_small  # linear (quadratic would be 16x)
+    assert big_large < n_large * n_large  # never an N_atom x N_atom tensor
+
+
+def test_heads_shapes_and_position_in_token():
+    a2t = torch.tensor([0, 0, 0, 1, 2, 2])
+    assert position_in_token(a2t, 3).tolist() == [0, 1, 2, 0, 0, 1]
+    z = torch.randn(5, 5, 16)
+    logits = DistogramHead(16, 64)(z)
+    assert logits.shape == (5, 5, 64)
+    torch.testing.assert_close(logits, logits.transpose(0, 1))
