@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         total = time.perf_counter() - t0
-        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
         row = {
             "preset": args.preset,
             "n_param_M": round(n_param / 1e6, 2),
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             "samples": args.samples,
             "seconds": round(total, 2),
             "stage_seconds": {k: round(v, 2) for k, v in seeds[0].seconds.items()},
-            "peak_gib": round(peak, 2),
+            "peak_gib": round(peak, 2) if peak is not None else None,
             "precision": plan.as_dict(),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "torch": torch.__version__,

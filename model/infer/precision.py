@@ -12,8 +12,6 @@ be overridden from the config.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -32,8 +30,8 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 @dataclass(frozen=True)
 class PrecisionPlan:
-    """What one target runs with. `sampler`/`confidence`/`trunk` are torch dtypes for autocast
-    (float32 = autocast off); `pair_chunk` is the pair-stack chunk size (None = unchunked);
+    """What one target runs with. `sampler`/`confidence`/`trunk` are the torch dtypes the network's
+    stages run in (passed as their `dtype`); `pair_chunk` is the pair-stack chunk size (None = unchunked);
     `sample_chunk` the number of diffusion samples per denoiser call."""
 
     n_token: int
@@ -110,16 +108,3 @@ def choose_precision(
         pair_chunk=pair_chunk,
         sample_chunk=min(sample_chunk, max(n_sample, 1)),
     )
-
-
-@contextlib.contextmanager
-def autocast(device: torch.device | str, dtype: torch.dtype) -> Iterator[None]:
-    """BF16 autocast on the device when dtype is bfloat16; autocast explicitly off for float32
-    (so an FP32 stage inside a BF16 region really runs in FP32)."""
-    device_type = torch.device(device).type
-    if dtype == torch.float32:
-        with torch.autocast(device_type=device_type, enabled=False):
-            yield
-    else:
-        with torch.autocast(device_type=device_type, dtype=dtype):
-            yield

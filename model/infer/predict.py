@@ -4,7 +4,7 @@ torch/numpy only (GPU nodes; the benchmark imports this). Writing files is `mode
 job (gemmi), called by `scripts/predict.py`.
 
 Per seed s: the global torch RNG and a sampler generator are seeded with s; the trunk runs
-N_cycle recycles under the trunk precision; `net.diffusion.prepare` computes every conditioning
+N_cycle recycles in the trunk precision; `net.diffusion.prepare` computes every conditioning
 that does not depend on the noise level once; `sample_diffusion` (AF3 Alg 18) integrates N_step
 steps for N_sample samples in one batch (or in chunks of `sample_chunk`); the confidence head
 scores all samples together; `confidence.summarize` turns logits into AF3's metrics.
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from model.infer import confidence
-from model.infer.precision import PrecisionPlan, autocast, choose_precision
+from model.infer.precision import PrecisionPlan, choose_precision
 from model.infer.sampler import sample_diffusion
 
 
@@ -80,12 +80,6 @@ def _sync(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def _set_chunk(net: torch.nn.Module, chunk: int | None) -> None:
-    # The network reads its pair-stack chunk size from `chunk_size` when it has one.
-    if hasattr(net, "chunk_size"):
-        net.chunk_size = chunk
-
-
 @torch.no_grad()
 def predict_seed(
     net: torch.nn.Module,
@@ -102,30 +96,24 @@ def predict_seed(
     """
     torch.manual_seed(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
-    _set_chunk(net, plan.pair_chunk)
     t0 = _sync(device)
-    with autocast(device, plan.trunk):
-        trunk = net.run_trunk(feats, n_cycle=settings.n_cycle)
+    trunk = net.run_trunk(feats, n_cycle=settings.n_cycle, dtype=plan.trunk, chunk_size=plan.pair_chunk)
     t1 = _sync(device)
-    with autocast(device, plan.sampler):
-        cond = net.diffusion.prepare(feats, trunk)
+    cond = net.diffusion.prepare(feats, trunk, dtype=plan.sampler, chunk_size=plan.pair_chunk)
 
     def denoise(x_noisy: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        with autocast(device, plan.sampler):
-            parts = [
-                net.diffusion.denoise(
-                    x_noisy[i : i + plan.sample_chunk], sigma[i : i + plan.sample_chunk], cond
-                )
-                for i in range(0, x_noisy.shape[0], plan.sample_chunk)
-            ]
+        step = plan.sample_chunk
+        parts = [
+            net.diffusion.denoise(x_noisy[i : i + step], sigma[i : i + step], cond)
+            for i in range(0, x_noisy.shape[0], step)
+        ]
         return torch.cat(parts).float()
 
     n_atom = int(feats["atom_to_token"].shape[0])
     coords = sample_diffusion(denoise, n_atom, settings.n_sample, settings.n_step, generator, device=device)
     t2 = _sync(device)
-    with autocast(device, plan.confidence):
-        logits = net.confidence(feats, trunk, coords)
-        distogram = net.distogram(trunk.z)
+    logits = net.confidence(feats, trunk, coords, dtype=plan.confidence, chunk_size=plan.pair_chunk)
+    distogram = net.distogram(trunk.z)
     logits = {k: v.float() for k, v in logits.items()}
     t3 = _sync(device)
     return coords, logits, distogram.float(), {"trunk": t1 - t0, "diffusion": t2 - t1, "confidence": t3 - t2}

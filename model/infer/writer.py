@@ -200,6 +200,7 @@ def build_structure(
     st.add_model(model)
 
     entities: dict[str, gemmi.Entity] = {}
+    subchains: dict[str, list[str]] = {}
     for chain_idx in sorted(chains):
         ent_id = str(layout.chain_entity_id[chain_idx])
         ctype = str(layout.chain_type[chain_idx])
@@ -210,11 +211,12 @@ def build_structure(
                 ent.polymer_type = POLYMER_TYPE[ctype]
                 ent.full_sequence = sequences[chain_idx]
             entities[ent_id] = ent
-        entities[ent_id].subchains.append(str(layout.chain_name[chain_idx]))
-    for ent in entities.values():
+        subchains.setdefault(ent_id, []).append(str(layout.chain_name[chain_idx]))
+    for ent_id, ent in entities.items():
+        ent.subchains = subchains[ent_id]  # gemmi returns copies of lists: assign, do not append
         st.entities.append(ent)
 
-    _add_links(st, layout)
+    _add_links(st, layout, coords)
     st.setup_cell_images()
     return st
 
@@ -230,15 +232,25 @@ def _atom_address(layout: TargetLayout, atom: int, res_names: np.ndarray) -> gem
     )
 
 
-def _add_links(st: gemmi.Structure, layout: TargetLayout) -> None:
-    """Inter-residue covalent bonds that are not plain polymer links -> struct_conn."""
+def _add_links(st: gemmi.Structure, layout: TargetLayout, coords: np.ndarray) -> None:
+    """Inter-residue covalent bonds that are not plain polymer links -> struct_conn (disulf for
+    CYS SG-SG, covale otherwise), with the distance in this sample."""
     res_names = layout.token_res_name[layout.atom_to_token]
-    for n, (i, j) in enumerate(layout.atom_bonds[layout.atom_bond_is_link]):
+    counts = {gemmi.ConnectionType.Covale: 0, gemmi.ConnectionType.Disulf: 0}
+    for i, j in layout.atom_bonds[layout.atom_bond_is_link]:
+        i, j = int(i), int(j)
+        disulf = {str(layout.atom_name[i]), str(layout.atom_name[j])} == {"SG"} and {
+            str(res_names[i]),
+            str(res_names[j]),
+        } == {"CYS"}
+        kind = gemmi.ConnectionType.Disulf if disulf else gemmi.ConnectionType.Covale
+        counts[kind] += 1
         con = gemmi.Connection()
-        con.name = f"covale{n + 1}"
-        con.type = gemmi.ConnectionType.Covale
-        con.partner1 = _atom_address(layout, int(i), res_names)
-        con.partner2 = _atom_address(layout, int(j), res_names)
+        con.name = f"{'disulf' if disulf else 'covale'}{counts[kind]}"
+        con.type = kind
+        con.partner1 = _atom_address(layout, i, res_names)
+        con.partner2 = _atom_address(layout, j, res_names)
+        con.reported_distance = round(float(np.linalg.norm(coords[i] - coords[j])), 3)
         st.connections.append(con)
 
 
@@ -278,15 +290,23 @@ def write_mmcif(
     write_text(path, mmcif_text(layout, coords, atom_plddts, name))
 
 
+def _round(values: np.ndarray, decimals: int, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    """Round in float64 (float32 values would print as 0.18000000715...), optionally clipped."""
+    out = np.asarray(values, dtype=np.float64)
+    if lo is not None:
+        out = np.clip(out, lo, hi)
+    return np.round(out, decimals)
+
+
 def confidences_json(layout: TargetLayout, conf: dict, k: int) -> dict:
     """confidences.json of sample k (AF3 keys and rounding, plus pde)."""
     token_chain = layout.chain_name[layout.asym_id]
     return {
         "atom_chain_ids": layout.chain_name[layout.atom_chain].tolist(),
-        "atom_plddts": np.round(np.clip(conf["atom_plddts"][k], 0, 99.99), 2),
-        "contact_probs": np.round(np.clip(conf["contact_probs"], 0, 1), 2),
-        "pae": np.round(conf["pae"][k], 1),
-        "pde": np.round(conf["pde"][k], 1),
+        "atom_plddts": _round(conf["atom_plddts"][k], 2, 0.0, 99.99),
+        "contact_probs": _round(conf["contact_probs"], 2, 0.0, 1.0),
+        "pae": _round(conf["pae"][k], 1),
+        "pde": _round(conf["pde"][k], 1),
         "token_chain_ids": token_chain.tolist(),
         "token_res_ids": layout.residue_index.tolist(),
     }
@@ -296,10 +316,10 @@ def summary_json(conf: dict, k: int, n_cycle: int) -> dict:
     """summary_confidences.json of sample k (AF3 keys; [C] and [C, C] arrays as lists)."""
     iptm = float(conf["iptm"][k])
     return {
-        "chain_iptm": np.round(conf["chain_iptm"][k], 2),
-        "chain_pair_iptm": np.round(conf["chain_pair_iptm"][k], 2),
-        "chain_pair_pae_min": np.round(conf["chain_pair_pae_min"][k], 2),
-        "chain_ptm": np.round(conf["chain_ptm"][k], 2),
+        "chain_iptm": _round(conf["chain_iptm"][k], 2),
+        "chain_pair_iptm": _round(conf["chain_pair_iptm"][k], 2),
+        "chain_pair_pae_min": _round(conf["chain_pair_pae_min"][k], 2),
+        "chain_ptm": _round(conf["chain_ptm"][k], 2),
         "fraction_disordered": round(float(conf["fraction_disordered"][k]), 2),
         "has_clash": float(conf["has_clash"][k]),
         "iptm": None if math.isnan(iptm) else round(iptm, 2),
