@@ -202,9 +202,10 @@ class _BcifColumn:
             self._values = decode_stepwise(
                 data["data"], [deserialize_encoding(e) for e in enc["dataEncoding"]]
             )
-            self._offsets = decode_stepwise(
+            offsets = decode_stepwise(
                 enc["offsets"], [deserialize_encoding(e) for e in enc["offsetEncoding"]]
             )
+            self._offsets = offsets.tolist()  # Python ints: slicing with numpy scalars is slow
             self._string_data = enc["stringData"]
         else:
             self._values = decode_stepwise(data["data"], [deserialize_encoding(e) for e in encodings])
@@ -260,16 +261,16 @@ class _BcifSource:
 
     def _first_rows(self, category: str, column: str) -> dict[str, int]:
         col = self._cols[category][column]
-        return {col.string(int(i)): row for row, i in enumerate(col.values)}
+        return {col.string(i): row for row, i in enumerate(col.values.tolist())}
 
     def _row_ranges(self, category: str) -> dict[str, tuple[int, int]]:
         # Rows of one component are contiguous; a change of the comp_id index starts the next one.
         col = self._cols[category]["comp_id"]
         idx = col.values
         starts = np.concatenate(([0], np.flatnonzero(idx[1:] != idx[:-1]) + 1, [len(idx)]))
-        return {
-            col.string(int(idx[s])): (int(s), int(e)) for s, e in zip(starts[:-1], starts[1:], strict=True)
-        }
+        bounds = starts.tolist()
+        codes = idx[starts[:-1]].tolist()
+        return {col.string(c): (s, e) for c, s, e in zip(codes, bounds[:-1], bounds[1:], strict=True)}
 
     def __contains__(self, code: str) -> bool:
         return code in self._comp_row
