@@ -494,3 +494,25 @@ def test_reduced_template_mmcif(name):
         _s(v) for v in block.find_values("_pdbx_audit_revision_history.revision_date")
     )
     assert s.num_chains >= 1 and s.atom_resolved.sum() > 0
+
+
+def test_no_water_or_hydrogen():
+    for entry in ("1l2y", "1gya", "102m", "1ehz"):  # NMR with hydrogens, crystal entries with waters
+        s = parsed(entry)
+        assert not np.isin(s.atom_element, ["H", "D"]).any()
+        assert not np.isin(s.res_name, ["HOH", "DOD"]).any()
+
+
+def test_select_chains_keeps_links():
+    s = parsed("1igy")
+    sugar = int(np.flatnonzero(s.chain_type == "branched")[0])
+    chains = [int(c) for c in np.unique(s.atom_chain[s.bonds[s.bond_type == "covale"].ravel()])]
+    assert sugar in chains and len(chains) >= 2
+    sub = s.select_chains(chains)
+    assert list(sub.chain_name) == [s.chain_name[c] for c in chains]
+    cross = sub.atom_chain[sub.bonds[:, 0]] != sub.atom_chain[sub.bonds[:, 1]]
+    assert cross.any()
+    twice = s.select_chains([sugar, sugar], names=["X", "Y"])
+    assert list(twice.chain_name) == ["X", "Y"]
+    assert twice.num_atoms == 2 * (s.atom_chain == sugar).sum()
+    assert not (twice.atom_chain[twice.bonds[:, 0]] != twice.atom_chain[twice.bonds[:, 1]]).any()
