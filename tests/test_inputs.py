@@ -101,9 +101,12 @@ BAD_INPUTS = [
      with_protein(modifications=[{"ptmType": NOT_IN_CCD, "ptmPosition": 2}]),
      "target bad: entity 1 (protein, chain A): modifications: "
      f"unknown CCD code '{NOT_IN_CCD}' at position 2"),
-    ("modification_wrong_type", "json", with_protein(modifications=[{"ptmType": "HEM", "ptmPosition": 2}]),
-     "target bad: entity 1 (protein, chain A): modifications: HEM at position 2 is a NON-POLYMER component, "
-     "not a protein residue"),
+    ("modification_other_polymer", "json", with_protein(modifications=[{"ptmType": "DA", "ptmPosition": 2}]),
+     "target bad: entity 1 (protein, chain A): modifications: "
+     "DA at position 2 is a DNA LINKING component, not a protein residue"),
+    ("modification_cannot_link", "json", with_protein(modifications=[{"ptmType": "HEM", "ptmPosition": 2}]),
+     "target bad: entity 1 (protein, chain A): modifications: "
+     "HEM at position 2 is a NON-POLYMER component with no C or N atom to link into a protein chain"),
     ("bond_to_missing_atom", "json", af3_job(bondedAtomPairs=[[["A", 1, "XX"], ["B", 1, "PG"]]]),
      "target bad: entity 1 (protein, chain A): bonds: "
      "bond to atom 'XX' that does not exist in residue 1 (MET) of chain A"),

@@ -148,6 +148,22 @@ def _ligand_component(target: Target, index: int, entity: Entity, code: str) -> 
         raise _entity_error(target, index, entity, field, str(exc)) from None
 
 
+def _modification_problem(component: Component, kind: str) -> str | None:
+    """Why a component cannot stand in a `kind` chain, or None.
+
+    A residue of another polymer class never can. A component of no polymer class (caps such as
+    NH2 or ACE, a 5' GTP in RNA; all seen in PDB polymers) can when it has a linking atom.
+    """
+    if component.polymer_class == kind:
+        return None
+    if component.polymer_class is not None:
+        return f"is a {component.type} component, not a {kind} residue"
+    if not set(POLYMER_LINK[kind]) & set(component.atom_names):
+        link = " or ".join(POLYMER_LINK[kind])
+        return f"is a {component.type} component with no {link} atom to link into a {kind} chain"
+    return None
+
+
 def _entity_components(target: Target, lookup: _Lookup, own: dict[str, Component]) -> list[list[Component]]:
     """The component of every residue of every entity (one list per entity); checks CCD codes."""
     out = []
@@ -171,10 +187,8 @@ def _entity_components(target: Target, lookup: _Lookup, own: dict[str, Component
                 )
                 raise _entity_error(target, i, entity, field, reason)
             component = lookup[code]
-            if position in modified:
-                if component.polymer_class != entity.kind:
-                    reason = f"{code} at position {position} is a {component.type} component"
-                    raise _entity_error(target, i, entity, field, f"{reason}, not a {entity.kind} residue")
+            if position in modified and (reason := _modification_problem(component, entity.kind)):
+                raise _entity_error(target, i, entity, field, f"{code} at position {position} {reason}")
             residues.append(component)
         out.append(residues)
     return out
