@@ -10,9 +10,10 @@ from pathlib import Path
 import gemmi
 import numpy as np
 import pytest
-from conftest import MMCIF_DIR, SHARED_DATA
+from conftest import MMCIF_DIR, SHARED_DATA, shared_entries
 
 from model.data.ccd import load_ccd
+from model.data.constants import DNA_RESIDUES, RNA_RESIDUES, THREE_TO_ONE_PROTEIN
 from model.data.from_target import structure_from_target, user_msas
 from model.data.inputs import (
     Entity,
@@ -496,3 +497,45 @@ def test_unchecked_targets_build_the_same_structure(ccd) -> None:
     protenix = load_job_json(FIXTURES / "protenix_complex.json", check=False)[0]
     assert af3.entities[5].kind == "ligand" and protenix.entities[5].kind == "ion"
     _same_structure(structure_from_target(af3, ccd), structure_from_target(protenix, ccd))
+
+
+@pytest.fixture(scope="module")
+def parsed_entries(ccd) -> dict:
+    from model.data.structure import parse_mmcif
+
+    return {e: parse_mmcif(next(MMCIF_DIR.glob(f"{e}.cif*")), ccd, assembly=None) for e in shared_entries()}
+
+
+_LETTER_OF = {"protein": THREE_TO_ONE_PROTEIN, "rna": {n: n for n in RNA_RESIDUES},
+              "dna": {n: n[1] for n in DNA_RESIDUES}}  # fmt: skip
+
+
+def test_polymers_built_from_sequence_match_parsed_entries(parsed_entries, ccd) -> None:
+    """Every polymer chain of every shared entry, rebuilt from its sequence (modified residues as
+    modifications), has the atoms parse_mmcif gives it, except the terminal leaving atoms (OXT, OP3)
+    that the deposited files usually lack. Training and prediction thus see the same atoms."""
+    mismatches = []
+    for entry, parsed in parsed_entries.items():
+        for c in range(parsed.num_chains):
+            kind = str(parsed.chain_type[c])
+            if kind not in _LETTER_OF:
+                continue
+            names = parsed.res_name[parsed.chain_res_start[c] : parsed.chain_res_end[c]].tolist()
+            unknown = "X" if kind == "protein" else "N"
+            sequence = "".join(_LETTER_OF[kind].get(n, unknown) for n in names)
+            mods = tuple((i + 1, n) for i, n in enumerate(names) if n not in _LETTER_OF[kind])
+            mods = tuple(m for m in mods if m[1] not in ("UNK", "N", "DN"))
+            built = structure_from_target(
+                Target(entry, (Entity(kind, ("A",), sequence=sequence, modifications=mods),)), ccd
+            )
+            assert built.res_name.tolist() == names
+            for i in range(built.num_residues):
+                r = parsed.chain_res_start[c] + i
+                ours = set(built.atom_name[built.res_atom_start[i] : built.res_atom_end[i]].tolist())
+                theirs = set(parsed.atom_name[parsed.res_atom_start[r] : parsed.res_atom_end[r]].tolist())
+                terminal = (
+                    {"OXT"} if kind == "protein" and i == len(names) - 1 else {"OP3"} if i == 0 else set()
+                )
+                if not (theirs <= ours and ours - theirs <= terminal):
+                    mismatches.append((entry, str(parsed.chain_name[c]), i + 1, names[i], ours ^ theirs))
+    assert mismatches == []
