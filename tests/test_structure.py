@@ -516,3 +516,12 @@ def test_select_chains_keeps_links():
     assert list(twice.chain_name) == ["X", "Y"]
     assert twice.num_atoms == 2 * (s.atom_chain == sugar).sum()
     assert not (twice.atom_chain[twice.bonds[:, 0]] != twice.atom_chain[twice.bonds[:, 1]]).any()
+
+
+def test_unreadable_file_is_a_one_line_error(tmp_path):
+    junk = tmp_path / "junk.cif"
+    junk.write_text("not a cif\n")
+    for path in (junk, tmp_path / "missing.cif"):
+        with pytest.raises(ValueError, match=rf"^{path.stem}: mmCIF .*cannot read") as info:
+            parse_mmcif(path, ccd())
+        assert "\n" not in str(info.value)
