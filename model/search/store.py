@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from model.search.a3m import merge_rows, write_a3m
-from model.search.databases import quick_identity
+from model.search.databases import quick_identity, sidecar_path
 from model.search.jackhmmer import JackhmmerSettings, search_protein
 from model.search.nhmmer import NhmmerSettings, search_rna
 
@@ -80,6 +80,20 @@ def _key_settings(molecule: str, databases: Mapping, settings: Mapping) -> dict:
     else:
         key["nhmmer"] = asdict(NhmmerSettings())
     return key
+
+
+def database_paths(databases: Mapping) -> list[str]:
+    """Every FASTA database config `databases` names: protein and RNA MSA databases, template seqres."""
+    paths = [str(p) for group in MOLECULES for p in databases.get(group, {}).values() if p]
+    if databases.get("templates", {}).get("seqres"):
+        paths.append(str(databases["templates"]["seqres"]))
+    return sorted(set(paths))
+
+
+def search_inputs(molecule: str, databases: Mapping) -> list[str]:
+    """What the search of one molecule reads: its databases and their statistics sidecars."""
+    paths = list(molecule_databases(molecule, databases).values())
+    return paths + [str(sidecar_path(p)) for p in paths]
 
 
 def msa_key(sequence: str, molecule: str, databases: Mapping, settings: Mapping) -> str:

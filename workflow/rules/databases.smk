@@ -13,20 +13,9 @@
 
 import re
 
+from model.search.store import database_paths
 
-def database_paths() -> list[str]:
-    """Every FASTA database the config names: protein and RNA MSA databases, template seqres."""
-    dbs = config["databases"]
-    paths = [
-        p for group in ("protein", "rna") for p in dbs.get(group, {}).values() if p
-    ]
-    if dbs.get("templates", {}).get("seqres"):
-        paths.append(dbs["templates"]["seqres"])
-    return sorted(set(paths))
-
-
-def database_sidecar(path: str) -> str:
-    return f"{path}.foldline.json"
+DATABASE_PATHS = database_paths(config["databases"])
 
 
 for _name, _spec in sorted((config["databases"].get("download") or {}).items()):
@@ -59,7 +48,7 @@ rule prepare_database:
     log:
         f"{LOGS}/databases/{{db}}.log",
     wildcard_constraints:
-        db="|".join(re.escape(p) for p in database_paths()) or "(?!)",
+        db="|".join(re.escape(p) for p in DATABASE_PATHS) or "(?!)",
     conda:
         "../../envs/search.yaml"
     params:
@@ -71,7 +60,7 @@ rule prepare_database:
 rule databases:
     """Every configured database downloaded (if configured) and prepared."""
     input:
-        [database_sidecar(p) for p in database_paths()],
+        [f"{p}.foldline.json" for p in DATABASE_PATHS],
 
 
 localrules:

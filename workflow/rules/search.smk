@@ -14,42 +14,17 @@
 #                            results/msa/paired/{target}/{chain}.a3m
 #   templates         target: template features of every protein sequence of every target
 #
-# Helpers for other rule files: msa_files_for_target(wildcards) (a3m + paired a3m of a target),
-# template_files(target_id) (its template npz files).
+# The store paths come from model.search.store (msa_key, msa_path, paired_msa_path, template_path);
+# common.smk's MSA_QUERIES / TARGET_MSA_KEYS map targets and chains to "{molecule}/{sha}" keys.
 
 
-def _search_databases(wildcards) -> list[str]:
-    """The databases (and sidecars) the search of one molecule reads."""
-    from model.search.store import molecule_databases
-
-    paths = list(molecule_databases(wildcards.molecule, config["databases"]).values())
-    return paths + [database_sidecar(p) for p in paths]
-
-
-def msa_files_for_target(wildcards) -> list[str]:
-    """Every store file a target's MSAs come from (unpaired and paired a3m)."""
-    keys = sorted(set(TARGET_MSA_KEYS[wildcards.target].values()))
-    return [
-        f"{RESULTS}/msa/{key}{suffix}"
-        for key in keys
-        for suffix in (".a3m", ".paired.a3m")
-    ]
-
-
-def template_files(target_id: str) -> list[str]:
-    """Template features of a target's searched protein chains (none without a template database)."""
-    if not config["databases"].get("templates", {}).get("seqres"):
-        return []
-    keys = sorted(
-        {k for k in TARGET_MSA_KEYS[target_id].values() if k.startswith("protein/")}
-    )
-    return [f"{RESULTS}/templates/{key}.npz" for key in keys]
+from model.search.store import search_inputs
 
 
 rule search_msa:
     """jackhmmer (protein) or nhmmer (RNA) of one unique sequence against its databases."""
     input:
-        _search_databases,
+        lambda w: search_inputs(w.molecule, config["databases"]),
     output:
         a3m=f"{RESULTS}/msa/{{molecule}}/{{sha}}.a3m",
         paired=f"{RESULTS}/msa/{{molecule}}/{{sha}}.paired.a3m",
@@ -76,7 +51,7 @@ rule search_templates:
     input:
         msa=f"{RESULTS}/msa/protein/{{sha}}.a3m",
         seqres=config["databases"]["templates"]["seqres"],
-        sidecar=database_sidecar(config["databases"]["templates"]["seqres"]),
+        sidecar=f'{config["databases"]["templates"]["seqres"]}.foldline.json',
     output:
         npz=f"{RESULTS}/templates/protein/{{sha}}.npz",
     log:
@@ -97,7 +72,11 @@ rule pair_msas:
     """Species pairing of a target's chains (AF3 §2.3): row i of every chain's paired a3m is one species."""
     input:
         manifest=f"{RESULTS}/msa/targets/{{target}}.json",
-        msas=msa_files_for_target,
+        msas=lambda w: [
+            f"{RESULTS}/msa/{key}{suffix}"
+            for key in sorted(set(TARGET_MSA_KEYS[w.target].values()))
+            for suffix in (".a3m", ".paired.a3m")
+        ],
     output:
         manifest=f"{RESULTS}/msa/targets/{{target}}.paired.json",
         paired_dir=directory(f"{RESULTS}/msa/paired/{{target}}"),
@@ -112,7 +91,14 @@ rule pair_msas:
 rule templates:
     """Template features of every target's protein chains."""
     input:
-        [f for t in sorted(TARGETS) for f in template_files(t)],
+        sorted(
+            {
+                f"{RESULTS}/templates/{key}.npz"
+                for keys in TARGET_MSA_KEYS.values()
+                for key in keys.values()
+                if key.startswith("protein/")
+            }
+        ),
 
 
 localrules:
