@@ -205,8 +205,9 @@ def _embed(mol: Chem.Mol, seed: int) -> bool:
         params.useRandomCoords = random_coords
         params.numThreads = 1
         params.maxIterations = _MAX_EMBED_ITERATIONS
-        if rdDistGeom.EmbedMolecule(mol, params) == 0:
-            return True
+        with rdBase.BlockLogs():  # e.g. UFF has no types for the metals of HEM or IRI
+            if rdDistGeom.EmbedMolecule(mol, params) == 0:
+                return True
     return False
 
 
