@@ -857,9 +857,11 @@ def load_targets(
     errors: list[TargetError] = []
     for number, row in enumerate(rows, start=2):
         target_id = (row.get("target_id") or "").strip()
-        ctx = replace(file_ctx, target_id=target_id or f"(row {number})")
+        reason = check_target_id(target_id)
+        # An unsafe id never names a file (failed/{target}.txt); its row number does instead.
+        ctx = replace(file_ctx, target_id=f"invalid-row-{number}" if reason else target_id)
         try:
-            if reason := check_target_id(target_id):
+            if reason:
                 raise ctx.error("target_id", reason)
             if folded[target_id.lower()] > 1:
                 raise ctx.error(
