@@ -16,6 +16,7 @@ from model.nn.msa import MSAModule, MSAPairWeightedAveraging, OuterProductMean
 from model.nn.network import Foldline
 from model.nn.pairformer import PairformerStack, TriangleAttention, TriangleMultiplication
 from model.nn.primitives import AdaptiveLayerNorm, Transition, dropout
+from model.nn.synthetic import randomize_parameters as rnd
 from model.nn.synthetic import synthetic_features
 from model.nn.template import TemplateEmbedder, backbone_unit_vectors, template_distogram
 from model.nn.transformer import ConditionedTransitionBlock, DiffusionTransformer
@@ -67,7 +68,7 @@ def test_load_preset_rejects_unknown_keys(tmp_path):
 def test_primitive_shapes_and_adaln_conditioning():
     x = torch.randn(5, 6, 16)
     assert Transition(16, 4)(x).shape == x.shape
-    ada = AdaptiveLayerNorm(16, 8)
+    ada = rnd(AdaptiveLayerNorm(16, 8))
     s1, s2 = torch.randn(6, 8), torch.randn(6, 8)
     assert ada(x, s1).shape == x.shape
     assert not torch.allclose(ada(x, s1), ada(x, s2))
@@ -96,10 +97,11 @@ def test_triangle_and_pairformer_shapes_and_chunking():
         TriangleAttention(16, 8, 2, starting=False),
         Transition(16, 4),
     ):
+        rnd(mod)
         full = mod(z)
         assert full.shape == z.shape
         assert rel_err(mod(z, chunk_size=4), full) <= 1e-5, type(mod).__name__
-    stack = PairformerStack(16, 32, 2, TINY).eval()
+    stack = rnd(PairformerStack(16, 32, 2, TINY).eval())
     s_full, z_full = stack(s, z)
     s_ch, z_ch = stack(s, z, chunk_size=5)
     assert s_full.shape == s.shape and z_full.shape == z.shape
@@ -110,7 +112,7 @@ def test_triangle_multiplication_matches_the_algorithm_sums():
     torch.manual_seed(0)
     z = torch.randn(6, 6, 16)
     for outgoing, eq in ((True, "ikc,jkc->ijc"), (False, "kic,kjc->ijc")):
-        m = TriangleMultiplication(16, 12, outgoing)
+        m = rnd(TriangleMultiplication(16, 12, outgoing))
         zn = m.layer_norm_in(z)
         a = torch.sigmoid(m.linear_a_g(zn)) * m.linear_a_p(zn)
         b = torch.sigmoid(m.linear_b_g(zn)) * m.linear_b_p(zn)
@@ -121,7 +123,7 @@ def test_triangle_multiplication_matches_the_algorithm_sums():
 def test_triangle_attention_ending_node_is_starting_node_on_the_transpose():
     torch.manual_seed(0)
     z = torch.randn(7, 7, 16)
-    start = TriangleAttention(16, 8, 2, starting=True)
+    start = rnd(TriangleAttention(16, 8, 2, starting=True))
     end = TriangleAttention(16, 8, 2, starting=False)
     end.load_state_dict(start.state_dict())
     torch.testing.assert_close(end(z), start(z.transpose(0, 1)).transpose(0, 1))
@@ -130,13 +132,13 @@ def test_triangle_attention_ending_node_is_starting_node_on_the_transpose():
 def test_msa_modules_shapes_and_chunking(feats):
     torch.manual_seed(0)
     m, z = torch.randn(9, 11, 8), torch.randn(11, 11, 16)
-    opm = OuterProductMean(8, 16, 4)
+    opm = rnd(OuterProductMean(8, 16, 4))
     assert opm(m).shape == z.shape
     assert rel_err(opm(m, chunk_size=3), opm(m)) <= 1e-5
-    pwa = MSAPairWeightedAveraging(8, 16, 2, 4)
+    pwa = rnd(MSAPairWeightedAveraging(8, 16, 2, 4))
     assert pwa(m, z).shape == m.shape
     assert rel_err(pwa(m, z, chunk_size=4), pwa(m, z)) <= 1e-5
-    module = MSAModule(TINY).eval()
+    module = rnd(MSAModule(TINY).eval())
     t = feats["restype"].shape[0]
     z = torch.randn(t, t, TINY.c_z)
     s_inputs = torch.randn(t, TINY.c_s_inputs)
@@ -158,7 +160,7 @@ def test_template_features_and_embedder(feats):
     bb = torch.tensor([[[[0.0, 1, 0], [0, 0, 0], [1, 0, 0]], [[0, 1, 5], [0, 0, 5], [1, 0, 5]]]])
     uv = backbone_unit_vectors(bb)
     torch.testing.assert_close(uv[0, 0, 1], torch.tensor([0.0, 0.0, 1.0]))
-    emb = TemplateEmbedder(TINY).eval()
+    emb = rnd(TemplateEmbedder(TINY).eval())
     t = feats["restype"].shape[0]
     z = torch.randn(t, t, TINY.c_z)
     out = emb(feats, z)
@@ -227,7 +229,7 @@ def test_local_atom_attention_matches_dense_masked_attention(feats):
     """Each query attends exactly to its window: compare against a dense masked reference."""
     torch.manual_seed(0)
     n_atom = 150
-    enc = AtomAttentionEncoder(16, 8, 32, 1, 2, 32, 128)
+    enc = rnd(AtomAttentionEncoder(16, 8, 32, 1, 2, 32, 128))
     blk = enc.atom_transformer.diffusion_transformer.blocks[0].attention_pair_bias
     q_in = torch.randn(n_atom, 16)
     win = atom_windows(n_atom, 32, 128, torch.device("cpu"))
@@ -289,6 +291,17 @@ def test_heads_shapes_and_position_in_token():
     a2t = torch.tensor([0, 0, 0, 1, 2, 2])
     assert position_in_token(a2t, 3).tolist() == [0, 1, 2, 0, 0, 1]
     z = torch.randn(5, 5, 16)
-    logits = DistogramHead(16, 64)(z)
+    logits = rnd(DistogramHead(16, 64))(z)
     assert logits.shape == (5, 5, 64)
     torch.testing.assert_close(logits, logits.transpose(0, 1))
+
+
+def test_fresh_blocks_start_as_the_identity():
+    """Final projections are zero-initialised (AF2/AF3 init): untrained residual blocks change nothing."""
+    torch.manual_seed(0)
+    s, z = torch.randn(9, 32), torch.randn(9, 9, 16)
+    s_out, z_out = PairformerStack(16, 32, 2, TINY).eval()(s, z)
+    torch.testing.assert_close(s_out, s)
+    torch.testing.assert_close(z_out, z)
+    m = torch.randn(4, 9, 8)
+    assert OuterProductMean(8, 16, 4)(m).abs().max() == 0

@@ -19,7 +19,7 @@ class DistogramHead(nn.Module):
 
     def __init__(self, c_z: int, n_bins: int) -> None:
         super().__init__()
-        self.linear = linear(c_z, n_bins, bias=True)
+        self.linear = linear(c_z, n_bins, bias=True, init="final")
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         logits = self.linear(z)
@@ -77,12 +77,11 @@ class ConfidenceHead(nn.Module):
         self.pde_ln = layer_norm(c_z)
         self.plddt_ln = layer_norm(c_s)
         self.resolved_ln = layer_norm(c_s)
-        self.linear_no_bias_pae = linear(c_z, cc.pae_bins)
-        self.linear_no_bias_pde = linear(c_z, cc.pde_bins)
-        self.plddt_weight = nn.Parameter(torch.empty(cc.max_atoms_per_token, c_s, cc.plddt_bins))
-        self.resolved_weight = nn.Parameter(torch.empty(cc.max_atoms_per_token, c_s, 2))
-        nn.init.normal_(self.plddt_weight, std=c_s**-0.5)
-        nn.init.normal_(self.resolved_weight, std=c_s**-0.5)
+        # Output projections start at zero: uniform predictions until the head has learnt something.
+        self.linear_no_bias_pae = linear(c_z, cc.pae_bins, init="final")
+        self.linear_no_bias_pde = linear(c_z, cc.pde_bins, init="final")
+        self.plddt_weight = nn.Parameter(torch.zeros(cc.max_atoms_per_token, c_s, cc.plddt_bins))
+        self.resolved_weight = nn.Parameter(torch.zeros(cc.max_atoms_per_token, c_s, 2))
 
     def forward(
         self,

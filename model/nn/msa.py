@@ -28,7 +28,7 @@ class OuterProductMean(nn.Module):
         self.layer_norm = layer_norm(c_m)
         self.linear_1 = linear(c_m, c_hidden)
         self.linear_2 = linear(c_m, c_hidden)
-        self.linear_out = linear(c_hidden * c_hidden, c_z, bias=True)
+        self.linear_out = linear(c_hidden * c_hidden, c_z, bias=True, init="final")
 
     def forward(self, m: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
         m = self.layer_norm(m)
@@ -54,8 +54,8 @@ class MSAPairWeightedAveraging(nn.Module):
         self.linear_no_bias_mv = linear(c_m, n_heads * c_hidden)
         self.layernorm_z = layer_norm(c_z)
         self.linear_no_bias_z = linear(c_z, n_heads)
-        self.linear_no_bias_mg = linear(c_m, n_heads * c_hidden)
-        self.linear_no_bias_out = linear(n_heads * c_hidden, c_m)
+        self.linear_no_bias_mg = linear(c_m, n_heads * c_hidden, init="gating")
+        self.linear_no_bias_out = linear(n_heads * c_hidden, c_m, init="final")
 
     def forward(self, m: torch.Tensor, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
         m = self.layernorm_m(m)

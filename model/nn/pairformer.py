@@ -27,12 +27,12 @@ class TriangleMultiplication(nn.Module):
         self.outgoing = outgoing
         self.layer_norm_in = layer_norm(c_z)
         self.linear_a_p = linear(c_z, c_hidden)
-        self.linear_a_g = linear(c_z, c_hidden)
+        self.linear_a_g = linear(c_z, c_hidden, init="gating")
         self.linear_b_p = linear(c_z, c_hidden)
-        self.linear_b_g = linear(c_z, c_hidden)
-        self.linear_g = linear(c_z, c_z)
+        self.linear_b_g = linear(c_z, c_hidden, init="gating")
+        self.linear_g = linear(c_z, c_z, init="gating")
         self.layer_norm_out = layer_norm(c_hidden)
-        self.linear_z = linear(c_hidden, c_z)
+        self.linear_z = linear(c_hidden, c_z, init="final")
 
     def forward(self, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
         z = self.layer_norm_in(z)

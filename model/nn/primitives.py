@@ -16,9 +16,27 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 
-def linear(c_in: int, c_out: int, bias: bool = False) -> nn.Linear:
-    """`LinearNoBias` of the paper by default."""
-    return nn.Linear(c_in, c_out, bias=bias)
+def linear(c_in: int, c_out: int, bias: bool = False, init: str = "default") -> nn.Linear:
+    """`LinearNoBias` of the paper by default, initialised as AF2/AF3 do (AF2 suppl. §1.11.4).
+
+    init: "default" LeCun normal; "relu" He normal (before SiLU/ReLU); "final" zeros, for the last
+    projection of a residual update so every block starts as the identity; "gating" zero weights and
+    bias 1 (sigmoid gates start open; no-bias gates start at 0.5).
+    """
+    layer = nn.Linear(c_in, c_out, bias=bias)
+    with torch.no_grad():
+        if init in ("final", "gating"):
+            layer.weight.zero_()
+        elif init in ("default", "relu"):
+            std = (1.0 if init == "default" else 2.0) / c_in
+            nn.init.trunc_normal_(
+                layer.weight, std=std**0.5 / 0.8796, a=-2 * std**0.5 / 0.8796, b=2 * std**0.5 / 0.8796
+            )
+        else:
+            raise ValueError(f"linear: unknown init {init!r}")
+        if bias:
+            layer.bias.fill_(1.0 if init == "gating" else 0.0)
+    return layer
 
 
 def layer_norm(c: int, bias: bool = True, affine: bool = True) -> nn.LayerNorm:
@@ -102,9 +120,9 @@ class Transition(nn.Module):
     def __init__(self, c: int, n: int) -> None:
         super().__init__()
         self.layernorm1 = layer_norm(c)
-        self.linear_no_bias_a = linear(c, n * c)
-        self.linear_no_bias_b = linear(c, n * c)
-        self.linear_no_bias = linear(n * c, c)
+        self.linear_no_bias_a = linear(c, n * c, init="relu")
+        self.linear_no_bias_b = linear(c, n * c, init="relu")
+        self.linear_no_bias = linear(n * c, c, init="final")
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layernorm1(x)
@@ -126,8 +144,8 @@ class AdaptiveLayerNorm(nn.Module):
         super().__init__()
         self.layernorm_a = layer_norm(c_a, affine=False)
         self.layernorm_s = layer_norm(c_s, bias=False)
-        self.linear_s = linear(c_s, c_a, bias=True)
-        self.linear_nobias_s = linear(c_s, c_a)
+        self.linear_s = linear(c_s, c_a, bias=True, init="final")
+        self.linear_nobias_s = linear(c_s, c_a, init="final")
 
     def forward(self, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         s = self.layernorm_s(s)
@@ -141,14 +159,17 @@ class Attention(nn.Module):
     bias broadcastable to `[*, H, Q, K]` -> `[*, Q, c_q]`.
     """
 
-    def __init__(self, c_q: int, c_kv: int, c_hidden: int, n_heads: int, q_bias: bool = False) -> None:
+    def __init__(
+        self, c_q: int, c_kv: int, c_hidden: int, n_heads: int, q_bias: bool = False, zero_out: bool = True
+    ) -> None:
         super().__init__()
         self.n_heads, self.c_hidden = n_heads, c_hidden
         self.linear_q = linear(c_q, n_heads * c_hidden, bias=q_bias)
         self.linear_k = linear(c_kv, n_heads * c_hidden)
         self.linear_v = linear(c_kv, n_heads * c_hidden)
-        self.linear_o = linear(n_heads * c_hidden, c_q)
-        self.linear_g = linear(c_q, n_heads * c_hidden)
+        # zero_out=False where an adaLN-Zero gate already starts the update near zero (Alg 24 line 13).
+        self.linear_o = linear(n_heads * c_hidden, c_q, init="final" if zero_out else "default")
+        self.linear_g = linear(c_q, n_heads * c_hidden, init="gating")
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.n_heads, self.c_hidden)).transpose(-2, -3)  # [*, H, N, c]

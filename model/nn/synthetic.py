@@ -94,3 +94,26 @@ def synthetic_features(
         name: torch.from_numpy(np.ascontiguousarray(np.asarray(value).astype(FEATURES[name][2])))
         for name, value in feats.items()
     }
+
+
+def randomize_parameters(module: torch.nn.Module, seed: int = 0, scale: float = 1.0) -> torch.nn.Module:
+    """Overwrite every trainable parameter with random values (in place), for tests of numerics.
+
+    A fresh network zero-initialises its final projections (every residual block starts as the
+    identity), which would make chunked/unchunked or bf16/fp32 comparisons trivially equal. Matrices
+    get N(0, scale²/fan_in), vectors (norm weights, biases) 1 or 0 plus N(0, 0.1²).
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if not p.requires_grad:
+                continue
+            noise = torch.randn(p.shape, generator=g)
+            if p.dim() >= 2:
+                p.copy_(
+                    noise * scale / p.shape[-1] ** 0.5 if p.dim() == 2 else noise * scale / p.shape[-2] ** 0.5
+                )
+            else:
+                base = 1.0 if name.endswith("weight") else 0.0
+                p.copy_(base + 0.1 * noise)
+    return module

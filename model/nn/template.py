@@ -65,7 +65,7 @@ class TemplateEmbedder(nn.Module):
             dropout_p=cfg.template.dropout,
         )
         self.layernorm_v = layer_norm(c)
-        self.linear_no_bias_u = linear(c, c_z)
+        self.linear_no_bias_u = linear(c, c_z, init="final")
 
     def forward(
         self,

@@ -44,12 +44,12 @@ class AttentionPairBias(nn.Module):
                 self.layernorm_kv = AdaptiveLayerNorm(c_a, c_s)
         else:
             self.layernorm_a = layer_norm(c_a)
-        self.attention = Attention(c_a, c_a, c_a // n_heads, n_heads, q_bias=True)
+        self.attention = Attention(c_a, c_a, c_a // n_heads, n_heads, q_bias=True, zero_out=not self.has_s)
         self.layernorm_z = layer_norm(c_z, bias=ln_z_bias)
         self.linear_nobias_z = linear(c_z, n_heads)
         if self.has_s:
-            self.linear_a_last = linear(c_s, c_a, bias=True)
-            nn.init.constant_(self.linear_a_last.bias, -2.0)
+            self.linear_a_last = linear(c_s, c_a, bias=True, init="final")
+            nn.init.constant_(self.linear_a_last.bias, -2.0)  # adaLN-Zero: gate starts near closed
 
     def pair_bias(self, z: torch.Tensor) -> torch.Tensor:
         """`[*, Q, K, c_z]` -> `[*, H, Q, K]` (independent of a, so precomputable per denoising call)."""
@@ -104,10 +104,10 @@ class ConditionedTransitionBlock(nn.Module):
     def __init__(self, c_a: int, c_s: int, n: int = 2) -> None:
         super().__init__()
         self.adaln = AdaptiveLayerNorm(c_a, c_s)
-        self.linear_nobias_a1 = linear(c_a, n * c_a)
-        self.linear_nobias_a2 = linear(c_a, n * c_a)
+        self.linear_nobias_a1 = linear(c_a, n * c_a, init="relu")
+        self.linear_nobias_a2 = linear(c_a, n * c_a, init="relu")
         self.linear_nobias_b = linear(n * c_a, c_a)
-        self.linear_s = linear(c_s, c_a, bias=True)
+        self.linear_s = linear(c_s, c_a, bias=True, init="final")
         nn.init.constant_(self.linear_s.bias, -2.0)
 
     def forward(self, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
