@@ -75,3 +75,43 @@ def test_rows_ranked_by_identity_and_missing_chains_gapped() -> None:
     assert [d for d, _ in paired["B"]] == ["q", "u OX=1", "w OX=2"]  # best identity first within species
     assert paired["C"][1] == ("s OX=1", "GGGG") and paired["C"][2][1] == "----"
     assert len(pair_msas(chains, max_rows=2)["A"]) == 2
+
+
+def test_searched_heterodimer_gets_species_paired_msa(
+    shared_data: Path, tmp_path: Path, repo_root: Path
+) -> None:
+    """Search two chains against a UniProt-like database built from the shared pairing hits, pair them
+    with the rule script, and check that every paired row of the two chains is one species."""
+    import json
+    import sys
+
+    from model.search.store import msa_key, msa_path, search_msa
+
+    sys.path.insert(0, str(repo_root / "scripts"))
+    from search_pairing import run as pair_target
+
+    queries, records = {}, []
+    for chain, entry in (("A", "5zyh_1"), ("B", "7zzx_1")):
+        rows = parse_a3m((shared_data / "msa" / entry / "pairing.a3m").read_text())
+        queries[chain] = rows[0][1]
+        for desc, seq in rows[1:301]:  # 300 hits each: about 40 species in common
+            residues = "".join(c for c in seq if c.isalpha()).upper()
+            records.append(f">{desc.split()[0]}\n{residues}\n")
+    uniprot = tmp_path / "uniprot.fasta"
+    uniprot.write_text("".join(records))
+    databases = {"protein": {"uniprot": str(uniprot)}}
+    settings = {"max_hits": {"uniprot": 50000}}
+    manifest = {"target_id": "dimer", "chains": {}}
+    for chain, sequence in queries.items():
+        out = msa_path(tmp_path / "results", "protein", msa_key(sequence, "protein", databases, settings))
+        search_msa(sequence, "protein", databases, settings, out, threads=2)
+        manifest["chains"][chain] = str(out)
+    (tmp_path / "dimer.json").write_text(json.dumps(manifest))
+    pair_target(tmp_path / "dimer.json", tmp_path / "dimer.paired.json", tmp_path / "paired")
+
+    result = json.loads((tmp_path / "dimer.paired.json").read_text())["chains"]
+    paired = {chain: parse_a3m(Path(result[chain]["paired"]).read_text()) for chain in "AB"}
+    assert len(paired["A"]) == len(paired["B"]) > 10
+    assert paired["A"][0][1] == queries["A"] and paired["B"][0][1] == queries["B"]
+    for (desc_a, _), (desc_b, _) in zip(paired["A"][1:], paired["B"][1:], strict=True):
+        assert _taxid(desc_a) is not None and _taxid(desc_a) == _taxid(desc_b)
