@@ -1,0 +1,240 @@
+"""The AF3 input features of one `Structure` (supplement §2.8, Table 5), per `feature_spec`.
+
+Token features come from `tokens.tokenize`; reference features from a seeded RDKit conformer of each
+residue's CCD component (`conformers.reference_conformer`, one `ref_space_uid` per residue
+instance, no random rotation: that is an augmentation applied at training time); MSA features from
+per-chain a3m records (`msa.assemble_msa`) or the query alone; template features from per-chain
+arrays already in the template-group format; ground truth from the structure's coordinates.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import gemmi
+import numpy as np
+
+from model.data.conformers import heavy_atom_indices, reference_conformer
+from model.data.constants import (
+    ATOM_NAME_CHARS,
+    GAP,
+    MAX_TEMPLATES,
+    THREE_TO_ONE_PROTEIN,
+)
+from model.data.feature_spec import FEATURES, META, check_features
+from model.data.msa import POLYMER_TYPES, ChainAlignment, MsaInput, assemble_msa, chain_alignment, msa_profile
+from model.data.structure import Structure
+from model.data.tokens import tokenize
+
+FEATURIZER_VERSION = "1"
+TEMPLATE_FEATURES = tuple(name for name, spec in FEATURES.items() if spec[0] == "template")
+# one-letter codes of standard nucleotides (the a3m query alphabet); anything else reads as X
+_NUCLEOTIDE_LETTER = {"A": "A", "G": "G", "C": "C", "U": "U", "DA": "A", "DG": "G", "DC": "C", "DT": "T"}
+
+
+class FeaturizeError(ValueError):
+    """A structure that cannot be featurized (message names the structure and the reason)."""
+
+
+class Featurized(NamedTuple):
+    """`features` per `feature_spec.FEATURES`, `meta` per `feature_spec.META`, and the store
+    attributes the featurizer knows (`msa_paired_rows`, `featurizer_version`)."""
+
+    features: dict[str, np.ndarray]
+    meta: dict[str, np.ndarray]
+    attrs: dict[str, Any]
+
+
+def atom_name_chars(names: np.ndarray) -> np.ndarray:
+    """AF3 `ref_atom_name_chars`: 4 characters per name, space-padded, each ord(c) - 32.
+    [N_atom] str -> [N_atom, 4] int32"""
+    padded = np.char.ljust(np.asarray(names, dtype=f"<U{ATOM_NAME_CHARS}"), ATOM_NAME_CHARS)
+    codes = np.frombuffer(padded.astype(f"S{ATOM_NAME_CHARS}").tobytes(), dtype=np.uint8)
+    return np.clip(codes.reshape(-1, ATOM_NAME_CHARS).astype(np.int32) - 32, 0, 63)
+
+
+def atomic_numbers(elements: np.ndarray) -> np.ndarray:
+    """Atomic number per upper-case element symbol (0 for unknown). [N_atom] -> [N_atom] int32"""
+    table = {e: gemmi.Element(e).atomic_number for e in set(elements.tolist())}
+    return np.array([table[e] for e in elements.tolist()], dtype=np.int32)
+
+
+def reference_features(structure: Structure, ccd: Any, seed: int) -> dict[str, np.ndarray]:
+    """`ref_pos` [N_atom, 3] and `ref_mask` [N_atom]: each residue's atoms placed by name on one
+    seeded conformer of its component (atoms the component lacks are masked); the rest of the
+    reference group (element, charge, name characters, space uid)."""
+    n_atom = structure.num_atoms
+    pos = np.zeros((n_atom, 3), dtype=np.float32)
+    mask = np.zeros(n_atom, dtype=bool)
+    per_code: dict[str, tuple[dict[str, int], np.ndarray, np.ndarray]] = {}
+    for res, code in enumerate(structure.res_name.tolist()):
+        if code not in per_code:
+            component = structure.components.get(code) or _component(ccd, code, structure)
+            coords, ok = reference_conformer(component, seed)
+            names = [component.atom_names[i] for i in heavy_atom_indices(component)]
+            per_code[code] = ({n: i for i, n in enumerate(names)}, coords, ok)
+        index, coords, ok = per_code[code]
+        start, end = int(structure.res_atom_start[res]), int(structure.res_atom_end[res])
+        for atom in range(start, end):
+            k = index.get(str(structure.atom_name[atom]))
+            if k is not None:
+                pos[atom], mask[atom] = coords[k], ok[k]
+    return {
+        "ref_pos": pos,
+        "ref_mask": mask,
+        "ref_element": atomic_numbers(structure.atom_element),
+        "ref_charge": structure.atom_charge.astype(np.float32),
+        "ref_atom_name_chars": atom_name_chars(structure.atom_name),
+        "ref_space_uid": structure.atom_residue.astype(np.int32),
+    }
+
+
+def _component(ccd: Any, code: str, structure: Structure):
+    try:
+        return ccd[code]
+    except KeyError as err:
+        raise FeaturizeError(f"{structure.name or 'structure'}: residue {code!r} is not in the CCD") from err
+
+
+def chain_sequence(structure: Structure, chain: int) -> str:
+    """One-letter sequence of a polymer chain as an a3m query would spell it (X for non-standard)."""
+    names = structure.res_name[structure.chain_res_start[chain] : structure.chain_res_end[chain]].tolist()
+    if structure.chain_type[chain] == "protein":
+        return "".join(THREE_TO_ONE_PROTEIN.get(n, "X") for n in names)
+    return "".join(_NUCLEOTIDE_LETTER.get(n, "X") for n in names)
+
+
+def _chain_columns(structure: Structure, token_residue: np.ndarray, asym_id: np.ndarray, chain: int):
+    """Token indices of a chain and each token's 0-based residue position in the chain."""
+    tokens = np.flatnonzero(asym_id == chain)
+    return tokens, token_residue[tokens] - int(structure.chain_res_start[chain])
+
+
+def msa_features(
+    structure: Structure,
+    restype: np.ndarray,
+    token_residue: np.ndarray,
+    asym_id: np.ndarray,
+    msas: dict[str, MsaInput] | None,
+) -> tuple[dict[str, np.ndarray], int]:
+    """`msa`, `deletion_matrix`, `profile`, `deletion_mean` and the number of paired rows (query
+    included). Chains without an entry in `msas` (and all ligands) contribute the query row only."""
+    alignments: list[ChainAlignment] = []
+    entity_index = {e: i for i, e in enumerate(dict.fromkeys(structure.chain_entity_id.tolist()))}
+    for chain, name in enumerate(structure.chain_name.tolist()):
+        kind = str(structure.chain_type[chain])
+        if not msas or name not in msas or kind not in POLYMER_TYPES:
+            continue
+        tokens, positions = _chain_columns(structure, token_residue, asym_id, chain)
+        alignments.append(
+            chain_alignment(
+                msas[name],
+                kind,
+                chain_sequence(structure, chain),
+                entity_index[str(structure.chain_entity_id[chain])],
+                tokens,
+                positions,
+                f"{structure.name}/{name}",
+            )
+        )
+    msa, deletions, n_paired = assemble_msa(restype.astype(np.int32), alignments)
+    profile, deletion_mean = msa_profile(msa, deletions)
+    out = {"msa": msa, "deletion_matrix": deletions, "profile": profile, "deletion_mean": deletion_mean}
+    return out, n_paired
+
+
+def template_features(
+    structure: Structure,
+    token_residue: np.ndarray,
+    asym_id: np.ndarray,
+    templates: dict[str, dict[str, np.ndarray]] | None,
+) -> dict[str, np.ndarray]:
+    """Per-chain template arrays [K_c, L_c, ...] (L_c = chain residues, template-group names) placed
+    at the chain's token columns; K = max K_c (at most `MAX_TEMPLATES`), missing slots masked."""
+    n_token = len(asym_id)
+    chains = {name: i for i, name in enumerate(structure.chain_name.tolist())}
+    templates = templates or {}
+    for name in templates:
+        if name not in chains:
+            raise FeaturizeError(f"{structure.name}: templates given for unknown chain {name!r}")
+    n_templ = min(MAX_TEMPLATES, max([len(t["template_restype"]) for t in templates.values()], default=0))
+    out = {}
+    for feature in TEMPLATE_FEATURES:
+        dims = FEATURES[feature][1]
+        shape = (n_templ, n_token, *dims[2:])
+        fill = GAP if feature == "template_restype" else 0
+        out[feature] = np.full(shape, fill, dtype=FEATURES[feature][2])
+    for name, arrays in templates.items():
+        chain = chains[name]
+        tokens, positions = _chain_columns(structure, token_residue, asym_id, chain)
+        length = int(structure.chain_res_end[chain] - structure.chain_res_start[chain])
+        for feature in TEMPLATE_FEATURES:
+            if feature not in arrays:
+                raise FeaturizeError(f"{structure.name}: chain {name} templates lack {feature!r}")
+            value = np.asarray(arrays[feature])
+            trailing = tuple(FEATURES[feature][1][2:])
+            if value.ndim < 2 or value.shape[1] != length or value.shape[2:] != trailing:
+                raise FeaturizeError(
+                    f"{structure.name}: chain {name} {feature} has shape {value.shape}, "
+                    f"expected [K, {length}, *{trailing}]"
+                )
+            k = min(len(value), n_templ)
+            out[feature][:k, tokens] = value[:k][:, positions]
+    return out
+
+
+def featurize(
+    structure: Structure,
+    ccd: Any,
+    msas: dict[str, MsaInput] | None = None,
+    templates: dict[str, dict[str, np.ndarray]] | None = None,
+    seed: int = 0,
+    with_truth: bool = False,
+) -> Featurized:
+    """All features of one structure (prediction target or training entry).
+
+    `msas` and `templates` are keyed by chain name (`structure.chain_name`, label_asym_id).
+    With `with_truth`, `atom_pos` (0 where unresolved) and `atom_resolved` are added.
+    """
+    tok = tokenize(structure)
+    n_atom = structure.num_atoms
+    if len(tok.atom_to_token) != n_atom:
+        raise FeaturizeError(f"{structure.name}: tokenizer covers {len(tok.atom_to_token)} of {n_atom} atoms")
+    features: dict[str, np.ndarray] = {}
+    for name in (
+        "residue_index",
+        "token_index",
+        "asym_id",
+        "entity_id",
+        "sym_id",
+        "restype",
+        "mol_type",
+        "token_center_atom",
+        "token_rep_atom",
+        "token_bonds",
+        "atom_to_token",
+    ):
+        features[name] = np.asarray(getattr(tok, name)).astype(FEATURES[name][2])
+    token_residue = structure.atom_residue[features["token_center_atom"]].astype(np.int64)
+    features.update(reference_features(structure, ccd, seed))
+    msa, n_paired = msa_features(structure, features["restype"], token_residue, features["asym_id"], msas)
+    features.update(msa)
+    features.update(template_features(structure, token_residue, features["asym_id"], templates))
+    if with_truth:
+        resolved = structure.atom_resolved.astype(bool) & np.isfinite(structure.atom_coords).all(axis=1)
+        features["atom_pos"] = np.where(resolved[:, None], structure.atom_coords, 0).astype(np.float32)
+        features["atom_resolved"] = resolved
+    check_features(features, require_truth=with_truth)
+    link = ~np.isin(structure.bond_type.astype(str), ("ccd", "polymer"))
+    meta = {
+        "token_res_name": np.asarray(tok.token_res_name, dtype=np.str_),
+        "atom_name": structure.atom_name.astype(np.str_),
+        "atom_element": structure.atom_element.astype(np.str_),
+        "chain_name": structure.chain_name.astype(np.str_),
+        "chain_type": structure.chain_type.astype(np.str_),
+        "chain_entity_id": structure.chain_entity_id.astype(np.str_),
+        "atom_bonds": structure.bonds.astype(np.int32).reshape(-1, 2),
+        "atom_bond_is_link": link,
+    }
+    assert set(meta) == set(META)
+    return Featurized(features, meta, {"msa_paired_rows": n_paired, "featurizer_version": FEATURIZER_VERSION})

@@ -1,0 +1,246 @@
+"""Build the HDF5 feature file of prediction targets or training entries.
+
+Prediction target(s), from a targets.csv or an AF3/Protenix job JSON:
+    build_features.py --inputs targets.csv --target-id T [--msa-manifest results/msa/targets/T.json]
+        [--template-dir results/templates] --ccd "" --out results/features/T.h5 --failed-dir results/failed
+    build_features.py --inputs targets.csv --out-dir results/features --failed-dir results/failed
+Training entries (with ground truth):
+    build_features.py --mmcif 1ubq.cif.gz [more.cif ...] --out-dir results/features/train ...
+
+A bad target writes {failed-dir}/{target}.txt (one-line reason) and the others go on. With one
+--target-id the exit status is 0 when either file was written (the workflow's summary reports
+failures); in batch mode it is 1 when any target failed, after printing the failures. An existing
+valid h5 with the same content hash is kept. Also runs as a Snakemake rule script (`snakemake`
+object: input.inputs|mmcif, input.manifest, output[0], params.*).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make the repository's `model` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model.data import store  # noqa: E402
+from model.data.msa import MsaInput, parse_a3m  # noqa: E402
+
+
+@dataclass
+class Job:
+    """One unit of work: a prediction target or a training entry."""
+
+    name: str
+    out: Path
+    target: object | None = None  # inputs.Target
+    mmcif: Path | None = None
+    error: str | None = None  # a bad input found while reading, reported as this job's failure
+    msas: dict[str, MsaInput] = field(default_factory=dict)
+    templates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    hash_parts: list[bytes | str] = field(default_factory=list)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if isinstance(err, ValueError | KeyError | OSError) else f"{type(err).__name__}: {text}"
+
+
+def _read_manifest(path: Path | None) -> dict:
+    """The search step's manifest: {"chains": {chain: a3m path | {"unpaired": p, "paired": p}},
+    optional "templates": {chain: npz path}}."""
+    if path is None or str(path) == "":
+        return {}
+    return json.loads(Path(path).read_text())
+
+
+def _load_templates(path: Path) -> dict[str, np.ndarray]:
+    from model.data.features import TEMPLATE_FEATURES
+
+    with np.load(path) as data:
+        return {name: data[name] for name in TEMPLATE_FEATURES if name in data}
+
+
+def attach_inputs(job: Job, manifest: dict, template_dir: Path | None) -> None:
+    """Per-chain MSAs and templates of a target: the entity's own (user MSA in the job), else the
+    manifest's searched a3m; templates from the manifest or {template_dir}/{molecule}/{sha}.npz."""
+    chains = manifest.get("chains", {})
+    for entity in job.target.entities:
+        for chain in entity.chain_ids:
+            unpaired = paired = None
+            if entity.unpaired_msa is not None or entity.unpaired_msa_path is not None:
+                unpaired = entity.unpaired_msa
+                if unpaired is None:
+                    unpaired = Path(entity.unpaired_msa_path).read_text()
+                paired = entity.paired_msa
+                if paired is None and entity.paired_msa_path is not None:
+                    paired = Path(entity.paired_msa_path).read_text()
+            elif chain in chains:
+                entry = chains[chain]
+                entry = {"unpaired": entry} if isinstance(entry, str) else entry
+                unpaired = Path(entry["unpaired"]).read_text() if entry.get("unpaired") else None
+                paired = Path(entry["paired"]).read_text() if entry.get("paired") else None
+            if unpaired or paired:
+                job.msas[chain] = MsaInput(parse_a3m(unpaired or ""), parse_a3m(paired or ""))
+                job.hash_parts += [f"msa:{chain}", unpaired or "", paired or ""]
+            template_path = manifest.get("templates", {}).get(chain)
+            if template_path is None and template_dir is not None and chain in chains:
+                a3m = chains[chain] if isinstance(chains[chain], str) else chains[chain].get("unpaired", "")
+                candidate = template_dir / Path(a3m).parent.name / (Path(a3m).stem + ".npz")
+                template_path = candidate if candidate.is_file() else None
+            if template_path is not None:
+                job.templates[chain] = _load_templates(Path(template_path))
+                job.hash_parts += [f"templates:{chain}", Path(template_path).read_bytes()]
+
+
+def content_hash(job: Job, ccd_release: str, seed: int) -> str:
+    from model.data.features import FEATURIZER_VERSION
+
+    if job.mmcif is not None:
+        source: list[bytes | str] = ["mmcif", job.mmcif.read_bytes()]
+    else:
+        source = ["target", repr(job.target)]
+    head = [f"featurizer {FEATURIZER_VERSION}", ccd_release, f"seed {seed}"]
+    return store.content_hash([*head, *source, *job.hash_parts])
+
+
+def build(job: Job, ccd, seed: int, failed_dir: Path, assembly: str | None) -> tuple[str, str]:
+    """Featurize one job; returns ("ok" | "cached" | "failed", detail)."""
+    failed = failed_dir / f"{job.name}.txt"
+    try:
+        if job.error is not None:
+            raise ValueError(job.error)
+        digest = content_hash(job, ccd.release, seed)
+        if store.is_valid(job.out, expected_hash=digest):
+            failed.unlink(missing_ok=True)
+            return "cached", str(job.out)
+        if job.mmcif is not None:
+            from model.data.structure import parse_mmcif
+
+            structure = parse_mmcif(job.mmcif, ccd, assembly=assembly)
+        else:
+            from model.data.from_target import structure_from_target
+
+            structure = structure_from_target(job.target, ccd)
+        structure.name = structure.name or job.name
+        from model.data.features import featurize
+
+        truth = job.mmcif is not None
+        result = featurize(structure, ccd, job.msas or None, job.templates or None, seed, with_truth=truth)
+        attrs = {**result.attrs, "target_id": job.name, "content_hash": digest, "ccd_release": ccd.release}
+        store.write_features(job.out, result.features, result.meta, attrs)
+    except Exception as err:  # any failure is this target's, written down; the others go on
+        reason = _one_line(err)
+        if not reason.startswith(f"target {job.name}"):
+            reason = f"target {job.name}: {reason}"
+        failed_dir.mkdir(parents=True, exist_ok=True)
+        tmp = failed.with_name(f".{failed.name}.tmp")
+        tmp.write_text(reason + "\n")
+        tmp.replace(failed)
+        job.out.unlink(missing_ok=True)
+        return "failed", reason
+    failed.unlink(missing_ok=True)
+    return "ok", str(job.out)
+
+
+def make_jobs(args: argparse.Namespace) -> list[Job]:
+    out_dir = Path(args.out_dir) if args.out_dir else None
+    single = args.out is not None
+
+    def out_path(name: str) -> Path:
+        return Path(args.out) if single else out_dir / f"{name}.h5"
+
+    if args.mmcif:
+        return [Job(name=Path(p).name.split(".")[0], out=out_path(Path(p).name.split(".")[0]), mmcif=Path(p))
+                for p in args.mmcif]  # fmt: skip
+    from model.data.inputs import load_targets
+
+    roots = [Path(r) for r in args.allowed_root] or None
+    targets, errors = load_targets(args.inputs, allowed_roots=roots, ccd=None, check=False)
+    jobs = [Job(name=t.target_id, out=out_path(t.target_id), target=t) for t in targets]
+    jobs += [Job(name=e.target_id, out=out_path(e.target_id), error=str(e)) for e in errors if e.target_id]
+    if args.target_id:
+        jobs = [j for j in jobs if j.name == args.target_id]
+        if not jobs:
+            jobs = [Job(name=args.target_id, out=out_path(args.target_id),
+                        error=f"target {args.target_id}: not found in {args.inputs}")]  # fmt: skip
+    manifest = _read_manifest(args.msa_manifest)
+    template_dir = Path(args.template_dir) if args.template_dir else None
+    for job in jobs:
+        if job.error is None:
+            try:
+                attach_inputs(job, manifest, template_dir)
+            except (OSError, ValueError, KeyError) as err:
+                job.error = f"target {job.name}: MSA/template input: {_one_line(err)}"
+    return jobs
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--inputs", help="targets.csv or an AF3/Protenix job JSON")
+    source.add_argument("--mmcif", nargs="+", help="training entries (mmCIF, .cif or .cif.gz)")
+    parser.add_argument("--target-id", help="featurize only this target of --inputs")
+    parser.add_argument("--msa-manifest", help="results/msa/targets/{target}.json written by the search step")
+    parser.add_argument("--template-dir", help="template features per sequence: {molecule}/{sha}.npz")
+    parser.add_argument("--allowed-root", action="append", default=[], help="root that input paths may use")
+    parser.add_argument("--ccd", default="", help="user components.cif over the built-in CCD ('' = none)")
+    out = parser.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", help="the h5 of the single target/entry")
+    out.add_argument("--out-dir", help="folder for {target}.h5 of every target/entry")
+    parser.add_argument("--failed-dir", required=True, help="folder for {target}.txt failure notes")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the reference conformers")
+    parser.add_argument("--assembly", default="1", help="mmCIF assembly ('' = asymmetric unit)")
+    args = parser.parse_args(argv)
+    if args.out and (args.mmcif and len(args.mmcif) > 1 or args.inputs and not args.target_id):
+        parser.error("--out needs exactly one target (--target-id) or one --mmcif; use --out-dir")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    failed_dir = Path(args.failed_dir)
+    from model.data.ccd import load_ccd  # chemistry imports after --help
+
+    ccd = load_ccd(args.ccd or None)
+    results = []
+    for job in make_jobs(args):
+        start = time.perf_counter()
+        status, detail = build(job, ccd, args.seed, failed_dir, args.assembly or None)
+        print(f"{job.name}\t{status}\t{time.perf_counter() - start:.2f}s\t{detail}", flush=True)
+        results.append((job.name, status, detail))
+    failures = [(name, detail) for name, status, detail in results if status == "failed"]
+    if failures:
+        print(f"\n{len(failures)} of {len(results)} failed:", file=sys.stderr)
+        for name, detail in failures:
+            print(f"  {name}: {detail}", file=sys.stderr)
+    single = args.out is not None
+    return 0 if single or not failures else 1
+
+
+def _snakemake_argv(smk) -> list[str]:
+    """Command line equivalent of a Snakemake rule's input/output/params."""
+    argv = ["--out", str(smk.output[0]), "--failed-dir", str(smk.params.failed_dir)]
+    if "mmcif" in smk.input.keys():
+        argv += ["--mmcif", str(smk.input.mmcif)]
+    else:
+        argv += ["--inputs", str(smk.params.inputs), "--target-id", str(smk.wildcards.target)]
+    if "manifest" in smk.input.keys():
+        argv += ["--msa-manifest", str(smk.input.manifest)]
+    for key in ("template_dir", "ccd", "seed", "assembly"):
+        if key in smk.params.keys():
+            argv += [f"--{key.replace('_', '-')}", str(smk.params[key])]
+    return argv
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        sys.exit(main(_snakemake_argv(snakemake)))  # noqa: F821
+    sys.exit(main())

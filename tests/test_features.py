@@ -1,0 +1,338 @@
+"""Features of real shared entries: the contract, values checked against gemmi, MSA, templates,
+truth, determinism, the store round trip and scripts/build_features.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import gemmi
+import numpy as np
+import pytest
+from conftest import MMCIF_DIR, REPO, SHARED_DATA, shared_entries
+
+from model.data import constants as C
+from model.data import store
+from model.data.ccd import load_ccd
+from model.data.feature_spec import META, check_features
+from model.data.features import FeaturizeError, atom_name_chars, featurize
+from model.data.msa import MsaInput
+from model.data.structure import parse_mmcif
+
+FAST_ENTRIES = ("1ubq", "1tqh", "102m", "2q2k", "1ehz", "5i55", "7gsa", "1c4q")
+
+
+@pytest.fixture(scope="module")
+def ccd():
+    return load_ccd()
+
+
+@pytest.fixture(scope="module")
+def featurized(ccd) -> dict:
+    """entry -> (structure, Featurized), built once per module."""
+    out = {}
+    for entry in FAST_ENTRIES:
+        structure = parse_mmcif(MMCIF_DIR / f"{entry}.cif.gz", ccd)
+        out[entry] = (structure, featurize(structure, ccd, seed=0, with_truth=True))
+    return out
+
+
+def gemmi_block(entry: str):
+    return gemmi.cif.read(str(MMCIF_DIR / f"{entry}.cif.gz")).sole_block()
+
+
+def entity_sequence(entry: str, entity: str = "1") -> str:
+    for row in gemmi_block(entry).find("_entity_poly.", ["entity_id", "pdbx_seq_one_letter_code_can"]):
+        if row[0] == entity:
+            return gemmi.cif.as_string(row[1]).replace("\n", "")
+    raise KeyError(entity)
+
+
+@pytest.mark.parametrize("entry", FAST_ENTRIES)
+def test_contract_and_sizes(featurized: dict, entry: str) -> None:
+    structure, result = featurized[entry]
+    feats = result.features
+    sizes = check_features(feats, require_truth=True)
+    assert sizes["A"] == structure.num_atoms
+    assert sizes["M"] == 1 and result.attrs["msa_paired_rows"] == 1  # query-only without a3m
+    assert sizes["K"] == 0
+    # every token's atoms are contiguous and its centre/representative atoms are its own
+    a2t = feats["atom_to_token"]
+    assert np.all(np.diff(a2t) >= 0) and a2t[0] == 0 and a2t[-1] == sizes["T"] - 1
+    assert np.array_equal(a2t[feats["token_center_atom"]], np.arange(sizes["T"]))
+    assert np.array_equal(a2t[feats["token_rep_atom"]], np.arange(sizes["T"]))
+    # reference space: one uid per residue instance, shared by all of its atoms
+    assert np.array_equal(feats["ref_space_uid"], structure.atom_residue)
+    assert feats["ref_mask"].mean() > 0.95
+    # ligand tokens have gap MSA columns only below the query row (there is just the query here)
+    np.testing.assert_array_equal(feats["msa"][0], feats["restype"])
+    np.testing.assert_allclose(feats["profile"].sum(1), 1.0, rtol=1e-6)
+    assert set(result.meta) == set(META)
+    assert len(result.meta["token_res_name"]) == sizes["T"]
+    assert list(result.meta["chain_name"]) == list(structure.chain_name)
+
+
+def test_1ubq_restype_residue_index_and_atoms_vs_gemmi(featurized: dict) -> None:
+    _, result = featurized["1ubq"]
+    feats = result.features
+    seq = entity_sequence("1ubq")
+    expected = [C.RESTYPE_INDEX[C.ONE_TO_THREE_PROTEIN[a]] for a in seq]
+    np.testing.assert_array_equal(feats["restype"], expected)
+    np.testing.assert_array_equal(feats["residue_index"], np.arange(1, len(seq) + 1))
+    assert (feats["mol_type"] == C.MOL_PROTEIN).all() and not feats["token_bonds"].any()
+    # atoms and coordinates straight from gemmi: first model, no waters, no hydrogens
+    st = gemmi.read_structure(str(MMCIF_DIR / "1ubq.cif.gz"))
+    st.setup_entities()
+    st.remove_waters()
+    st.remove_hydrogens()
+    gemmi_atoms = {
+        (res.label_seq, atom.name): atom.pos.tolist()
+        for chain in st[0]
+        for res in chain
+        if res.entity_type == gemmi.EntityType.Polymer
+        for atom in res
+    }
+    names = result.meta["atom_name"]
+    res_seq = feats["residue_index"][feats["atom_to_token"]]
+    ours = {(int(r), str(n)): p for r, n, p in zip(res_seq, names, feats["atom_pos"], strict=True)}
+    resolved = {k for k, ok in zip(ours, feats["atom_resolved"], strict=True) if ok}
+    assert resolved == set(gemmi_atoms)
+    for key, xyz in gemmi_atoms.items():
+        np.testing.assert_allclose(ours[key], xyz, atol=1e-3)
+    # element and atom-name encodings decode back to the names
+    ca = names == "CA"
+    assert ca.sum() == 76 and (feats["ref_element"][ca] == 6).all()
+    decoded = ["".join(chr(c + 32) for c in row).rstrip() for row in feats["ref_atom_name_chars"]]
+    assert decoded == [str(n)[:4] for n in names]
+
+
+def test_reference_conformer_has_real_bond_lengths(featurized: dict) -> None:
+    _, result = featurized["1ubq"]
+    feats, names = result.features, result.meta["atom_name"]
+    uid = feats["ref_space_uid"]
+    dists = []
+    for res in np.unique(uid):
+        idx = {str(names[i]): i for i in np.flatnonzero(uid == res)}
+        dists.append(np.linalg.norm(feats["ref_pos"][idx["N"]] - feats["ref_pos"][idx["CA"]]))
+    np.testing.assert_allclose(dists, 1.46, atol=0.06)  # N-CA single bond in any amino acid
+    # the reference conformer is not the crystal pose (no leak of ground truth)
+    assert not np.allclose(feats["ref_pos"], feats["atom_pos"], atol=0.5)
+
+
+def test_1tqh_covalent_4pa_link_in_token_bonds(featurized: dict) -> None:
+    structure, result = featurized["1tqh"]
+    feats = result.features
+    conn = [
+        list(r)
+        for r in gemmi_block("1tqh").find(
+            "_struct_conn.",
+            ["conn_type_id", "ptnr1_label_asym_id", "ptnr1_label_seq_id", "ptnr1_label_atom_id",
+             "ptnr2_label_asym_id", "ptnr2_label_comp_id", "ptnr2_label_atom_id"],
+        )  # fmt: skip
+        if r[0] == "covale"
+    ]
+    assert conn, "1tqh has a covalent link in its struct_conn"
+    _, chain1, seq1, atom1, chain2, comp2, atom2 = conn[0]
+    chains = list(result.meta["chain_name"])
+    names = result.meta["atom_name"]
+    res_names = result.meta["token_res_name"][feats["atom_to_token"]]
+    asym = feats["asym_id"][feats["atom_to_token"]]
+    res_idx = feats["residue_index"][feats["atom_to_token"]]
+    a = np.flatnonzero((asym == chains.index(chain1)) & (res_idx == int(seq1)) & (names == atom1))
+    b = np.flatnonzero((asym == chains.index(chain2)) & (res_names == comp2) & (names == atom2))
+    assert len(a) == 1 and len(b) == 1
+    ta, tb = feats["atom_to_token"][a[0]], feats["atom_to_token"][b[0]]
+    assert feats["token_bonds"][ta, tb] and feats["token_bonds"][tb, ta]
+    # the link is a meta link bond; polymer neighbours are never token-bonded
+    bonds = {tuple(sorted(p)) for p in result.meta["atom_bonds"][result.meta["atom_bond_is_link"]].tolist()}
+    assert tuple(sorted((int(a[0]), int(b[0])))) in bonds
+    protein = np.flatnonzero(feats["mol_type"] == C.MOL_PROTEIN)
+    assert not feats["token_bonds"][protein[:-1], protein[1:]].any()
+    # 4PA is atomised: one token per heavy atom, one ref_space_uid for all of them
+    lig_tokens = np.flatnonzero(result.meta["token_res_name"] == comp2)
+    heavy = [e for e in load_ccd()[comp2].elements if e not in ("H", "D")]
+    assert len(lig_tokens) == len(heavy)
+    assert len(np.unique(feats["ref_space_uid"][feats["token_center_atom"][lig_tokens]])) == 1
+
+
+def test_102m_msa_from_real_a3m(ccd) -> None:
+    structure = parse_mmcif(MMCIF_DIR / "102m.cif.gz", ccd)
+    folder = SHARED_DATA / "msa" / "102m_1"
+    msa_in = MsaInput.from_files(folder / "non_pairing.a3m", folder / "pairing.a3m")
+    protein_chain = str(structure.chain_name[list(structure.chain_type).index("protein")])
+    result = featurize(structure, ccd, {protein_chain: msa_in}, seed=0)
+    feats = result.features
+    protein = feats["mol_type"] == C.MOL_PROTEIN
+    ligand = ~protein
+    # distinct hit rows of both files (query excluded), counted independently from the text
+    hits = {seq.translate(str.maketrans("", "", "abcdefghijklmnopqrstuvwxyz"))
+            for records in (msa_in.unpaired[1:], msa_in.paired[1:]) for _, seq in records}  # fmt: skip
+    hits.discard(msa_in.unpaired[0][1])
+    assert feats["msa"].shape[0] == 1 + len(hits)
+    assert result.attrs["msa_paired_rows"] == 1  # one chain: nothing to pair
+    np.testing.assert_array_equal(feats["msa"][0], feats["restype"])
+    assert (feats["msa"][1:, ligand] == C.GAP).all()
+    assert feats["deletion_matrix"][:, protein].sum() > 0
+    np.testing.assert_allclose(feats["deletion_mean"], feats["deletion_matrix"].mean(0), rtol=1e-6)
+    # wrong sequence for the chain: a one-line error naming the chain
+    with pytest.raises(ValueError, match=f"chain .*{protein_chain}"):
+        featurize(structure, ccd, {protein_chain: MsaInput.from_text(">q\nMKV\n")}, seed=0)
+
+
+def test_templates_placed_at_chain_columns(featurized: dict, ccd) -> None:
+    structure, _ = featurized["102m"]
+    chain = list(structure.chain_type).index("protein")
+    name = str(structure.chain_name[chain])
+    length = int(structure.chain_res_end[chain] - structure.chain_res_start[chain])
+    rng = np.random.default_rng(0)
+    arrays = {
+        "template_restype": rng.integers(0, 20, (2, length)),
+        "template_pseudo_beta": rng.normal(size=(2, length, 3)),
+        "template_pseudo_beta_mask": np.ones((2, length), bool),
+        "template_backbone": rng.normal(size=(2, length, 3, 3)),
+        "template_backbone_mask": np.ones((2, length), bool),
+    }
+    feats = featurize(structure, ccd, templates={name: arrays}, seed=0).features
+    assert check_features(feats)["K"] == 2
+    tokens = np.flatnonzero(feats["asym_id"] == chain)
+    np.testing.assert_array_equal(feats["template_restype"][:, tokens], arrays["template_restype"])
+    np.testing.assert_allclose(feats["template_backbone"][:, tokens], arrays["template_backbone"], rtol=1e-6)
+    others = np.setdiff1d(np.arange(len(feats["restype"])), tokens)
+    assert (feats["template_restype"][:, others] == C.GAP).all()
+    assert not feats["template_pseudo_beta_mask"][:, others].any()
+    bad = dict(arrays, template_restype=arrays["template_restype"][:, :-1])
+    with pytest.raises(FeaturizeError, match="template_restype has shape"):
+        featurize(structure, ccd, templates={name: bad}, seed=0)
+
+
+def test_deterministic_per_seed(featurized: dict, ccd) -> None:
+    structure, first = featurized["102m"]
+    again = featurize(structure, ccd, seed=0, with_truth=True)
+    for key, value in first.features.items():
+        np.testing.assert_array_equal(again.features[key], value, err_msg=key)
+    other = featurize(structure, ccd, seed=2, with_truth=True)
+    lys = first.meta["token_res_name"][first.features["atom_to_token"]] == "LYS"  # flexible side chain
+    assert lys.any() and not np.allclose(other.features["ref_pos"][lys], first.features["ref_pos"][lys])
+
+
+def test_atom_name_chars_pads_and_truncates() -> None:
+    got = atom_name_chars(np.array(["C", "C1'", "OXT", "ABCDE"]))
+    assert got.shape == (4, 4)
+    assert got[0].tolist() == [ord("C") - 32, 0, 0, 0]
+    assert got[1].tolist() == [ord(c) - 32 for c in "C1' "]
+    assert got[3].tolist() == [ord(c) - 32 for c in "ABCD"]
+
+
+def test_store_round_trip_of_real_features(featurized: dict, tmp_path: Path) -> None:
+    _, result = featurized["1tqh"]
+    attrs = {**result.attrs, "target_id": "1tqh", "content_hash": "x", "ccd_release": "test"}
+    path = store.write_features(tmp_path / "1tqh.h5", result.features, result.meta, attrs)
+    loaded = store.load_features(path)
+    for key, value in result.features.items():
+        np.testing.assert_array_equal(loaded[key].numpy(), value, err_msg=key)
+    meta = store.load_meta(path)
+    for key, value in result.meta.items():
+        np.testing.assert_array_equal(meta[key], value, err_msg=key)
+    assert store.read_attrs(path)["msa_paired_rows"] == 1
+
+
+# ---------------------------------------------------------------- scripts/build_features.py
+SCRIPT = REPO / "scripts" / "build_features.py"
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def script():
+    """The script as a module, to call `main(argv)` in-process (no interpreter start-up per test)."""
+    spec = importlib.util.spec_from_file_location("build_features", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_script_help() -> None:
+    out = run_script("--help")
+    assert out.returncode == 0 and "--target-id" in out.stdout and "--mmcif" in out.stdout
+
+
+def test_script_batch_mixes_good_and_bad_targets(tmp_path: Path, script, capsys) -> None:
+    csv = tmp_path / "targets.csv"
+    csv.write_text(
+        "target_id,chains\n"
+        "good_peptide,protein:NLYIQWLKDGGPSSGRPPPS\n"
+        "bad_letter,protein:NLYIQWLKDGGJPSS\n"
+        "good_dna_ion,dna:CGCGAATT;ion:MG\n"
+        "bad_ligand,protein:MKV;ligand:ZZZZZ\n"
+    )
+    out_dir, failed = tmp_path / "features", tmp_path / "failed"
+    result = run_script("--inputs", str(csv), "--out-dir", str(out_dir), "--failed-dir", str(failed))
+    assert result.returncode == 1, result.stderr
+    assert sorted(p.name for p in out_dir.glob("*.h5")) == ["good_dna_ion.h5", "good_peptide.h5"]
+    assert sorted(p.name for p in failed.glob("*.txt")) == ["bad_letter.txt", "bad_ligand.txt"]
+    for name in ("bad_letter", "bad_ligand"):
+        text = (failed / f"{name}.txt").read_text()
+        assert text.count("\n") == 1 and text.startswith(f"target {name}")
+        assert name in result.stderr
+    assert "ZZZZZ" in (failed / "bad_ligand.txt").read_text()
+    feats = store.load_features(out_dir / "good_peptide.h5")
+    expected = [C.RESTYPE_INDEX[C.ONE_TO_THREE_PROTEIN[a]] for a in "NLYIQWLKDGGPSSGRPPPS"]
+    assert feats["restype"].tolist() == expected
+    assert "atom_pos" not in feats
+    attrs = store.read_attrs(out_dir / "good_dna_ion.h5")
+    assert attrs["target_id"] == "good_dna_ion" and len(attrs["content_hash"]) == 64
+    assert store.is_valid(out_dir / "good_dna_ion.h5", attrs["content_hash"])
+    # a second run keeps the valid files (same content hash) and rebuilds a corrupt one
+    (out_dir / "good_peptide.h5").write_bytes(b"not hdf5")
+    capsys.readouterr()
+    assert script.main(["--inputs", str(csv), "--out-dir", str(out_dir), "--failed-dir", str(failed)]) == 1
+    lines = dict(line.split("\t")[:2] for line in capsys.readouterr().out.splitlines() if "\t" in line)
+    assert lines == {
+        "good_peptide": "ok", "bad_letter": "failed", "good_dna_ion": "cached", "bad_ligand": "failed"
+    }  # fmt: skip
+    assert store.is_valid(out_dir / "good_peptide.h5")
+
+
+def test_script_single_target_with_manifest_msa(tmp_path: Path, script) -> None:
+    seq = entity_sequence("102m")
+    csv = tmp_path / "targets.csv"
+    csv.write_text(f"target_id,chains\nmyo,protein:{seq};ligand:HEM\nbroken,protein:MKJ\n")
+    manifest = tmp_path / "myo.json"
+    a3m = SHARED_DATA / "msa" / "102m_1" / "non_pairing.a3m"
+    manifest.write_text(f'{{"target_id": "myo", "chains": {{"A": "{a3m}"}}}}')
+    out, failed = tmp_path / "myo.h5", tmp_path / "failed"
+    args = ["--inputs", str(csv), "--msa-manifest", str(manifest), "--failed-dir", str(failed), "--ccd", ""]
+    assert script.main([*args, "--target-id", "myo", "--out", str(out)]) == 0
+    feats = store.load_features(out)
+    n_rows = sum(line.startswith(">") for line in a3m.read_text().splitlines())
+    assert 1 < feats["msa"].shape[0] <= n_rows
+    # a bad single target: exit 0 (the workflow summary reports it), failure file written, no h5
+    assert script.main([*args, "--target-id", "broken", "--out", str(tmp_path / "broken.h5")]) == 0
+    assert (failed / "broken.txt").read_text().startswith("target broken")
+    assert not (tmp_path / "broken.h5").exists()
+
+
+def test_script_mmcif_entry_has_truth(tmp_path: Path, script) -> None:
+    out = tmp_path / "1ubq.h5"
+    mmcif = str(MMCIF_DIR / "1ubq.cif.gz")
+    assert script.main(["--mmcif", mmcif, "--out", str(out), "--failed-dir", str(tmp_path)]) == 0
+    feats = store.load_features(out)
+    assert feats["atom_resolved"].all() and feats["restype"].shape == (76,)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", shared_entries())
+def test_every_shared_entry_featurizes(ccd, entry: str) -> None:
+    structure = parse_mmcif(next(MMCIF_DIR.glob(f"{entry}.cif*")), ccd)
+    result = featurize(structure, ccd, seed=0, with_truth=True)
+    sizes = check_features(result.features, require_truth=True)
+    assert sizes["A"] == structure.num_atoms
+    n_standard = int(structure.res_is_standard.sum())
+    res_atoms = structure.res_atom_end - structure.res_atom_start
+    atomised_atoms = int(res_atoms[~structure.res_is_standard].sum())
+    assert sizes["T"] == n_standard + atomised_atoms
