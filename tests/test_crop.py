@@ -239,3 +239,44 @@ def test_bad_arguments(example: dict) -> None:
         crop.choose_crop(example, 10, mode="random")
     with pytest.raises(ValueError, match="not in feature_spec"):
         crop.apply_crop({**example, "extra": np.zeros(3)}, np.arange(3))
+
+
+@pytest.fixture(scope="module")
+def real_2q2k() -> dict:
+    """Features of 2q2k (ParR dimer copies + DNA strands, assembly 1) with ground truth."""
+    from conftest import MMCIF_DIR
+
+    from model.data.ccd import load_ccd
+    from model.data.features import featurize
+    from model.data.structure import parse_mmcif
+
+    ccd = load_ccd()
+    return featurize(parse_mmcif(MMCIF_DIR / "2q2k.cif.gz", ccd), ccd, seed=0, with_truth=True).features
+
+
+@pytest.mark.parametrize("mode", crop.CROP_MODES)
+def test_real_entry_crops(real_2q2k: dict, mode: str) -> None:
+    feats = real_2q2k
+    assert len(feats["asym_id"]) > 128
+    for seed in range(3):
+        choice = crop.choose_crop(feats, 128, seed=seed, mode=mode)
+        assert choice.mode == mode and 100 < len(choice.token_idx) <= 128
+        assert_whole_units(feats, choice.token_idx)
+        assert_consistent(feats, crop.apply_crop(feats, choice.token_idx), choice.token_idx)
+    if mode == "spatial_interface":
+        # a protein-DNA complex: the interface crop holds tokens of more than one chain
+        idx = crop.choose_crop(feats, 128, seed=0, mode=mode).token_idx
+        assert len(np.unique(feats["asym_id"][idx])) >= 2
+
+
+def test_crop_of_stored_tensors(real_2q2k: dict, tmp_path) -> None:
+    """The training path: store -> load_features (torch) -> crop_features."""
+    from model.data import store
+
+    attrs = {"target_id": "2q2k", "content_hash": "x", "featurizer_version": "1", "ccd_release": "t"}
+    path = store.write_features(tmp_path / "2q2k.h5", real_2q2k, {}, attrs)
+    tensors = store.load_features(path)
+    cropped = crop.crop_features(tensors, 96, seed=4)
+    expected = crop.crop_features(real_2q2k, 96, seed=4)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(cropped[name].numpy(), value, err_msg=name)
