@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         precision=args.precision,
     )
     cfg = load_preset(args.preset)
+    torch.manual_seed(0)  # a `--checkpoint none` run gets the same random weights every time
     net = Foldline(cfg)
     try:
         weights = load_weights(net, args.checkpoint)
