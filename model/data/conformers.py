@@ -103,6 +103,8 @@ def component_from_smiles(smiles: str, code: str) -> Component:
         raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
     if any(a.GetAtomicNum() == 0 for a in mol.GetAtoms()):
         raise ValueError(f"SMILES {smiles!r} has a wildcard atom '*'")
+    if all(a.GetAtomicNum() == 1 for a in mol.GetAtoms()):
+        raise ValueError(f"SMILES {smiles!r} has no heavy atom")
     return component_from_mol(mol, code, smiles=smiles)
 
 
@@ -125,6 +127,8 @@ def read_ligand_file(path: str | Path) -> Chem.Mol:
         mol = reader(str(path))
     if mol is None or mol.GetNumAtoms() == 0:
         raise ValueError(f"RDKit cannot read a molecule from {path.name}")
+    if all(a.GetAtomicNum() == 1 for a in mol.GetAtoms()):
+        raise ValueError(f"{path.name} has no heavy atom")
     if not mol.GetNumConformers() or not mol.GetConformer().Is3D():
         raise ValueError(f"{path.name} has no 3D coordinates")
     return mol
