@@ -305,3 +305,16 @@ def test_fresh_blocks_start_as_the_identity():
     torch.testing.assert_close(z_out, z)
     m = torch.randn(4, 9, 8)
     assert OuterProductMean(8, 16, 4)(m).abs().max() == 0
+
+
+def test_msa_row_subsample_is_seeded_and_a_subset():
+    module = MSAModule(TINY)
+    a = module.sample_rows(50, torch.device("cpu"), torch.Generator().manual_seed(0))
+    b = module.sample_rows(50, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    assert 1 <= a.numel() <= 50 and a.unique().numel() == a.numel() and int(a.max()) < 50
+    sizes = {
+        module.sample_rows(50, torch.device("cpu"), torch.Generator().manual_seed(s)).numel()
+        for s in range(8)
+    }
+    assert len(sizes) > 1  # the number of rows varies too

@@ -157,16 +157,17 @@ class AtomAttentionEncoder(nn.Module):
         f = torch.cat(
             [
                 feats["ref_mask"].float()[:, None],
-                F.one_hot(feats["ref_element"].long(), NUM_ELEMENTS).float(),
+                # Column e-1 for atomic number e, unknown (0) in the last column: Protenix's layout.
+                F.one_hot((feats["ref_element"].long() - 1) % NUM_ELEMENTS, NUM_ELEMENTS).float(),
                 F.one_hot(feats["ref_atom_name_chars"].long(), ATOM_NAME_VOCAB).float().flatten(-2),
             ],
             dim=-1,
         )
         c = (
             self.linear_no_bias_ref_pos(ref_pos)
-            + self.linear_no_bias_ref_charge(feats["ref_charge"].float()[:, None])
+            + self.linear_no_bias_ref_charge(torch.arcsinh(feats["ref_charge"].float())[:, None])
             + self.linear_no_bias_f(f)
-        )
+        ) * feats["ref_mask"].float()[:, None]  # atoms without a reference conformer carry nothing
         win = atom_windows(n_atom, self.n_queries, self.n_keys, ref_pos.device)
         qa, ka = win.query_atom, win.key_atom
         d = ref_pos[qa][:, :, None, :] - ref_pos[ka][:, None, :, :]  # [n_blk, n_q, n_k, 3]

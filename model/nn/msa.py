@@ -125,11 +125,22 @@ class MSAModule(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.checkpoint_blocks = cfg.checkpoint_blocks
+        self.sample_min_rows, self.sample_max_rows = cfg.msa.sample_min_rows, cfg.msa.sample_max_rows
         self.linear_no_bias_m = linear(NUM_RESTYPES + 2, cfg.msa.c_m)
         self.linear_no_bias_s = linear(cfg.c_s_inputs, cfg.msa.c_m)
         self.blocks = nn.ModuleList(
             MSABlock(cfg, is_last=i + 1 == cfg.msa.n_blocks) for i in range(cfg.msa.n_blocks)
         )
+
+    def sample_rows(
+        self, n_rows: int, device: torch.device, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Indices of a random subset of MSA rows (AF3 §3.3: a fresh subsample every cycle)."""
+        gen_device = generator.device if generator is not None else device
+        low = min(self.sample_min_rows, n_rows)
+        size = int(torch.randint(low, n_rows + 1, (1,), generator=generator, device=gen_device))
+        order = torch.randperm(n_rows, generator=generator, device=gen_device)
+        return order[: min(size, self.sample_max_rows)].to(device)
 
     def forward(
         self,
@@ -139,10 +150,15 @@ class MSAModule(nn.Module):
         chunk_size: int | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        msa = feats["msa"]
-        if msa.shape[0] == 0 or len(self.blocks) == 0:
+        msa, deletions = feats["msa"], feats["deletion_matrix"].float()
+        n_rows = msa.shape[0]
+        if n_rows == 0 or len(self.blocks) == 0:
             return z
-        deletions = feats["deletion_matrix"].float()
+        if self.training or generator is not None:
+            rows = self.sample_rows(n_rows, msa.device, generator)
+            msa, deletions = msa[rows], deletions[rows]
+        elif n_rows > self.sample_max_rows:
+            msa, deletions = msa[: self.sample_max_rows], deletions[: self.sample_max_rows]
         m = torch.cat(
             [
                 F.one_hot(msa.long(), NUM_RESTYPES).float(),
