@@ -4,8 +4,9 @@ Prediction target(s), from a targets.csv or an AF3/Protenix job JSON:
     build_features.py --inputs targets.csv --target-id T [--msa-manifest results/msa/targets/T.json]
         [--template-dir results/templates] --ccd "" --out results/features/T.h5 --failed-dir results/failed
     build_features.py --inputs targets.csv --out-dir results/features --failed-dir results/failed
-Training entries (with ground truth):
-    build_features.py --mmcif 1ubq.cif.gz [more.cif ...] --out-dir results/features/train ...
+Training entries (with ground truth; MSAs from --msa-dir in the Protenix layout, optional):
+    build_features.py --mmcif 102m.cif.gz [more.cif ...] [--msa-dir ../shared/data/msa]
+        --out-dir results/features/train --failed-dir results/failed/train
 
 A bad target writes {failed-dir}/{target}.txt (one-line reason) and the others go on. With one
 --target-id the exit status is 0 when either file was written (the workflow's summary reports
@@ -40,6 +41,7 @@ class Job:
     out: Path
     target: object | None = None  # inputs.Target
     mmcif: Path | None = None
+    msa_dir: Path | None = None  # training entries: {msa_dir}/{entry}_{entity or chain}/*.a3m
     error: str | None = None  # a bad input found while reading, reported as this job's failure
     msas: dict[str, MsaInput] = field(default_factory=dict)
     templates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
@@ -98,6 +100,28 @@ def attach_inputs(job: Job, manifest: dict, template_dir: Path | None) -> None:
                 job.hash_parts += [f"templates:{chain}", Path(template_path).read_bytes()]
 
 
+def entry_msa_files(msa_dir: Path, entry: str) -> list[Path]:
+    """The a3m files of a training entry in the Protenix layout, sorted."""
+    return sorted(msa_dir.glob(f"{entry}_*/*.a3m"))
+
+
+def entry_msas(structure, entry: str, msa_dir: Path) -> dict[str, MsaInput]:
+    """Per polymer chain: {msa_dir}/{entry}_{entity id or author chain}/non_pairing.a3m (unpaired)
+    and pairing.a3m (paired), as the shared data and Protenix lay them out."""
+    out = {}
+    for chain, name in enumerate(structure.chain_name.tolist()):
+        if structure.chain_type[chain] not in ("protein", "rna", "dna"):
+            continue
+        for key in (structure.chain_entity_id[chain], structure.chain_auth_name[chain]):
+            folder = msa_dir / f"{entry}_{key}"
+            unpaired, paired = folder / "non_pairing.a3m", folder / "pairing.a3m"
+            if unpaired.is_file() or paired.is_file():
+                out[name] = MsaInput.from_files(unpaired if unpaired.is_file() else None,
+                                                paired if paired.is_file() else None)  # fmt: skip
+                break
+    return out
+
+
 def content_hash(job: Job, ccd_release: str, seed: int) -> str:
     from model.data.features import FEATURIZER_VERSION
 
@@ -123,6 +147,8 @@ def build(job: Job, ccd, seed: int, failed_dir: Path, assembly: str | None) -> t
             from model.data.structure import parse_mmcif
 
             structure = parse_mmcif(job.mmcif, ccd, assembly=assembly)
+            if job.msa_dir is not None:
+                job.msas = entry_msas(structure, job.name, job.msa_dir)
         else:
             from model.data.from_target import structure_from_target
 
@@ -156,8 +182,15 @@ def make_jobs(args: argparse.Namespace) -> list[Job]:
         return Path(args.out) if single else out_dir / f"{name}.h5"
 
     if args.mmcif:
-        return [Job(name=Path(p).name.split(".")[0], out=out_path(Path(p).name.split(".")[0]), mmcif=Path(p))
-                for p in args.mmcif]  # fmt: skip
+        msa_dir = Path(args.msa_dir) if args.msa_dir else None
+        jobs = []
+        for path in map(Path, args.mmcif):
+            entry = path.name.split(".")[0]
+            job = Job(name=entry, out=out_path(entry), mmcif=path, msa_dir=msa_dir)
+            for a3m in entry_msa_files(msa_dir, entry) if msa_dir else []:
+                job.hash_parts += [str(a3m.relative_to(msa_dir)), a3m.read_bytes()]
+            jobs.append(job)
+        return jobs
     from model.data.inputs import load_targets
 
     roots = [Path(r) for r in args.allowed_root] or None
@@ -189,6 +222,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--mmcif", nargs="+", help="training entries (mmCIF, .cif or .cif.gz)")
     parser.add_argument("--target-id", help="featurize only this target of --inputs")
     parser.add_argument("--msa-manifest", help="results/msa/targets/{target}.json written by the search step")
+    parser.add_argument("--msa-dir", help="training entries: {msa-dir}/{entry}_{entity|chain}/*.a3m")
     parser.add_argument("--template-dir", help="template features per sequence: {molecule}/{sha}.npz")
     parser.add_argument("--allowed-root", action="append", default=[], help="root that input paths may use")
     parser.add_argument("--ccd", default="", help="user components.cif over the built-in CCD ('' = none)")
@@ -234,7 +268,7 @@ def _snakemake_argv(smk) -> list[str]:
         argv += ["--inputs", str(smk.params.inputs), "--target-id", str(smk.wildcards.target)]
     if "manifest" in smk.input.keys():
         argv += ["--msa-manifest", str(smk.input.manifest)]
-    for key in ("template_dir", "ccd", "seed", "assembly"):
+    for key in ("msa_dir", "template_dir", "ccd", "seed", "assembly"):
         if key in smk.params.keys():
             argv += [f"--{key.replace('_', '-')}", str(smk.params[key])]
     return argv

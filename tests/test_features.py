@@ -238,6 +238,48 @@ def test_store_round_trip_of_real_features(featurized: dict, tmp_path: Path) -> 
     assert store.read_attrs(path)["msa_paired_rows"] == 1
 
 
+AF3_JOB = """{"dialect": "alphafold3", "version": 2, "name": "cmp", "modelSeeds": [1], "sequences": [
+ {"protein": {"id": ["A", "B"], "sequence": "MKTAYIAKQRQISFVKSHFSRQ",
+              "modifications": [{"ptmType": "SEP", "ptmPosition": 5}]}},
+ {"dna": {"id": "C", "sequence": "ACGTTA"}},
+ {"ligand": {"id": "D", "ccdCodes": ["ATP"]}},
+ {"ligand": {"id": "E", "ccdCodes": ["MG"]}},
+ {"ligand": {"id": "F", "smiles": "C[C@H](N)C(=O)O"}}]}"""
+PROTENIX_JOB = """[{"name": "cmp", "sequences": [
+ {"proteinChain": {"sequence": "MKTAYIAKQRQISFVKSHFSRQ", "count": 2,
+                   "modifications": [{"ptmType": "CCD_SEP", "ptmPosition": 5}]}},
+ {"dnaSequence": {"sequence": "ACGTTA", "count": 1}},
+ {"ligand": {"ligand": "CCD_ATP", "count": 1}},
+ {"ion": {"ion": "MG", "count": 1}},
+ {"ligand": {"ligand": "C[C@H](N)C(=O)O", "count": 1}}]}]"""
+
+
+def test_af3_and_protenix_jobs_give_identical_features(tmp_path: Path, ccd) -> None:
+    from model.data.from_target import structure_from_target
+    from model.data.inputs import load_job_json
+
+    results = []
+    for name, text in (("af3.json", AF3_JOB), ("px.json", PROTENIX_JOB)):
+        (tmp_path / name).write_text(text)
+        (target,) = load_job_json(tmp_path / name)
+        results.append(featurize(structure_from_target(target, ccd), ccd, seed=0))
+    (af3, px) = results
+    assert af3.features.keys() == px.features.keys()
+    for key in af3.features:
+        np.testing.assert_array_equal(af3.features[key], px.features[key], err_msg=key)
+    for key in af3.meta:
+        np.testing.assert_array_equal(af3.meta[key], px.meta[key], err_msg=key)
+    feats = af3.features
+    # 2 x 22 residues (SEP atomised: one token per heavy atom) + 6 nt + ATP + MG + alanine atoms
+    sep_heavy = sum(e not in ("H", "D") for e in ccd["SEP"].elements) - 1  # OXT leaves inside a chain
+    atp_heavy = sum(e not in ("H", "D") for e in ccd["ATP"].elements)
+    assert len(feats["restype"]) == 2 * (21 + sep_heavy) + 6 + atp_heavy + 1 + 6
+    # the SMILES ligand got a real conformer: its 6 heavy atoms are all placed
+    smiles_atoms = feats["asym_id"][feats["atom_to_token"]] == 5
+    assert smiles_atoms.sum() == 6 and feats["ref_mask"][smiles_atoms].all()
+    assert sorted(feats["ref_element"][smiles_atoms].tolist()) == [6, 6, 6, 7, 8, 8]
+
+
 # ---------------------------------------------------------------- scripts/build_features.py
 SCRIPT = REPO / "scripts" / "build_features.py"
 
@@ -317,12 +359,19 @@ def test_script_single_target_with_manifest_msa(tmp_path: Path, script) -> None:
     assert not (tmp_path / "broken.h5").exists()
 
 
-def test_script_mmcif_entry_has_truth(tmp_path: Path, script) -> None:
-    out = tmp_path / "1ubq.h5"
-    mmcif = str(MMCIF_DIR / "1ubq.cif.gz")
-    assert script.main(["--mmcif", mmcif, "--out", str(out), "--failed-dir", str(tmp_path)]) == 0
-    feats = store.load_features(out)
-    assert feats["atom_resolved"].all() and feats["restype"].shape == (76,)
+def test_script_mmcif_entry_has_truth_and_msa_dir(tmp_path: Path, script, capsys) -> None:
+    out = tmp_path / "102m.h5"
+    args = ["--mmcif", str(MMCIF_DIR / "102m.cif.gz"), "--out", str(out), "--failed-dir", str(tmp_path)]
+    assert script.main(args) == 0
+    plain = store.load_features(out)
+    assert plain["msa"].shape[0] == 1 and plain["atom_resolved"].float().mean() > 0.9
+    first_hash = store.read_attrs(out)["content_hash"]
+    # with the Protenix-layout MSA folder: 102m_1/{non_pairing,pairing}.a3m serve entity 1
+    assert script.main([*args, "--msa-dir", str(SHARED_DATA / "msa")]) == 0
+    assert "\tok\t" in capsys.readouterr().out  # a new content hash: rebuilt, not "cached"
+    with_msa = store.load_features(out)
+    assert with_msa["msa"].shape[0] > 100 and store.read_attrs(out)["content_hash"] != first_hash
+    np.testing.assert_array_equal(with_msa["atom_pos"].numpy(), plain["atom_pos"].numpy())
 
 
 @pytest.mark.slow
