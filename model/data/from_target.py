@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gemmi
@@ -100,6 +100,32 @@ def normalize_target(target: Target, ccd: Ccd | None = None) -> Target:
                 entity = replace(entity, kind="ion")
         entities.append(entity)
     return replace(target, entities=tuple(entities))
+
+
+@dataclass(frozen=True)
+class _ResidueTemplate:
+    """One residue's atoms (a component's kept atoms, in CCD order) and its intra-residue bonds."""
+
+    names: list[str]
+    elements: list[str]
+    charges: list[int]
+    index: dict[str, int]  # atom name -> offset in the residue
+    bonds: np.ndarray  # [n, 2] offsets, low-high
+
+    @classmethod
+    def of(cls, component: Component, keep: tuple[int, ...]) -> _ResidueTemplate:
+        offset = np.full(len(component.atom_names), -1, dtype=np.int64)
+        offset[list(keep)] = np.arange(len(keep))
+        pairs = offset[component.bonds].reshape(-1, 2)
+        pairs = np.sort(pairs[(pairs >= 0).all(axis=1)], axis=1)
+        names = [component.atom_names[k] for k in keep]
+        return cls(
+            names=names,
+            elements=[component.elements[k] for k in keep],
+            charges=[int(component.charges[k]) for k in keep],
+            index={name: n for n, name in enumerate(names)},
+            bonds=pairs,
+        )
 
 
 def _kept_atoms(component: Component, kind: str, position: int, length: int) -> list[int]:
@@ -215,11 +241,15 @@ def structure_from_target(target: Target, ccd: Ccd | None = None) -> Structure:
 
     # Pass 1: the atoms each residue keeps, by name.
     kept: dict[tuple[str, int], list[int]] = {}
+    known: dict[tuple, list[int]] = {}  # the same residue type at the same kind of place keeps the same atoms
     for entity, components in zip(target.entities, per_entity, strict=True):
+        kind = entity.kind if entity.is_polymer else "ligand"
         for chain in entity.chain_ids:
             for position, component in enumerate(components, start=1):
-                kind = entity.kind if entity.is_polymer else "ligand"
-                kept[(chain, position)] = _kept_atoms(component, kind, position, len(components))
+                place = (component.code, kind, position == 1, position == len(components))
+                if place not in known:
+                    known[place] = _kept_atoms(component, kind, position, len(components))
+                kept[(chain, position)] = known[place]
 
     # Pass 2: the target's bonds, by atom name; their centres shed one leaving atom each.
     links = []
@@ -249,45 +279,38 @@ def structure_from_target(target: Target, ccd: Ccd | None = None) -> Structure:
         gone = _leaving_partners(component, names, {component.atom_names[k] for k in kept[key]})
         kept[key] = [k for k in kept[key] if component.atom_names[k] not in gone]
 
-    # Pass 3: the tables.
-    atom_name, atom_element, atom_charge, atom_residue = [], [], [], []
+    # Pass 3: the tables, residue by residue from per-(component, kept atoms) templates.
+    atom_name: list[str] = []
+    atom_element: list[str] = []
+    atom_charge: list[int] = []
     res_name, res_seq_id, res_chain, res_start, res_end, res_standard = [], [], [], [], [], []
     chain_name, chain_entity, chain_type, chain_start, chain_end = [], [], [], [], []
-    bonds: list[tuple[int, int]] = []
-    bond_type: list[str] = []
-    seen: set[tuple[int, int]] = set()
-
-    def add_bond(i: int, j: int, kind: str) -> None:
-        pair = (min(i, j), max(i, j))  # stored low-high and once, as parse_mmcif does
-        if pair not in seen:
-            seen.add(pair)
-            bonds.append(pair)
-            bond_type.append(kind)
-
-    residue_atoms: dict[tuple[str, int], dict[str, int]] = {}  # atom name -> atom index
+    bond_blocks: list[np.ndarray] = []  # [n, 2] atom index pairs, low-high
+    bond_kinds: list[str] = []  # one per block
+    templates: dict[tuple[str, tuple[int, ...]], _ResidueTemplate] = {}
+    residue_first: dict[tuple[str, int], tuple[int, dict[str, int]]] = {}  # first atom, name -> offset
     for i, (entity, components) in enumerate(zip(target.entities, per_entity, strict=True)):
         for chain in entity.chain_ids:
             chain_start.append(len(res_name))
-            previous: dict[str, int] | None = None
+            previous: tuple[int, dict[str, int]] | None = None
             for position, component in enumerate(components, start=1):
-                keep = kept[(chain, position)]
+                keep = tuple(kept[(chain, position)])
+                template = templates.get((component.code, keep))
+                if template is None:
+                    template = templates[(component.code, keep)] = _ResidueTemplate.of(component, keep)
                 first = len(atom_name)
-                local = {k: first + n for n, k in enumerate(keep)}
-                names = {component.atom_names[k]: first + n for n, k in enumerate(keep)}
-                for k in keep:
-                    atom_name.append(component.atom_names[k])
-                    atom_element.append(component.elements[k])
-                    atom_charge.append(int(component.charges[k]))
-                    atom_residue.append(len(res_name))
-                for a, b in component.bonds:
-                    if int(a) in local and int(b) in local:
-                        add_bond(local[int(a)], local[int(b)], "ccd")
+                atom_name += template.names
+                atom_element += template.elements
+                atom_charge += template.charges
+                bond_blocks.append(template.bonds + first)
+                bond_kinds.append("ccd")
                 if entity.is_polymer and previous is not None:
                     out_atom, in_atom = POLYMER_LINK[entity.kind]
-                    if out_atom in previous and in_atom in names:
-                        add_bond(previous[out_atom], names[in_atom], "polymer")
-                previous = names
-                residue_atoms[(chain, position)] = names
+                    if out_atom in previous[1] and in_atom in template.index:
+                        link = previous[0] + previous[1][out_atom], first + template.index[in_atom]
+                        bond_blocks.append(np.array([sorted(link)], dtype=np.int64))
+                        bond_kinds.append("polymer")
+                previous = residue_first[(chain, position)] = (first, template.index)
                 res_name.append(component.code)
                 res_seq_id.append(position)
                 res_chain.append(len(chain_name))
@@ -299,8 +322,15 @@ def structure_from_target(target: Target, ccd: Ccd | None = None) -> Structure:
             chain_type.append(_chain_type(entity))
             chain_end.append(len(res_name))
     for ends in links:
-        (c1, p1, a1), (c2, p2, a2) = ends
-        add_bond(residue_atoms[(c1, p1)][a1], residue_atoms[(c2, p2)][a2], "covale")
+        pair = sorted(residue_first[(c, p)][0] + residue_first[(c, p)][1][a] for c, p, a in ends)
+        bond_blocks.append(np.array([pair], dtype=np.int64))
+        bond_kinds.append("covale")
+    bonds = np.concatenate([np.zeros((0, 2), np.int64), *bond_blocks])
+    bond_type = np.repeat(np.array(bond_kinds, dtype=str), [len(b) for b in bond_blocks])
+    # each atom pair once, first occurrence kept (a user bond may repeat a CCD bond), as parse_mmcif
+    _, first_seen = np.unique(bonds, axis=0, return_index=True)
+    order = np.sort(first_seen)
+    bonds, bond_type = bonds[order], bond_type[order]
 
     n_atom = len(atom_name)
     used = {c.code for comps in per_entity for c in comps}
@@ -312,7 +342,7 @@ def structure_from_target(target: Target, ccd: Ccd | None = None) -> Structure:
         atom_resolved=np.zeros(n_atom, dtype=bool),
         atom_occupancy=np.zeros(n_atom, dtype=np.float32),
         atom_b_factor=np.zeros(n_atom, dtype=np.float32),
-        atom_residue=np.array(atom_residue, dtype=np.int64),
+        atom_residue=np.repeat(np.arange(len(res_name)), np.subtract(res_end, res_start)).astype(np.int64),
         res_name=np.array(res_name, dtype=str),
         res_seq_id=np.array(res_seq_id, dtype=np.int64),
         res_auth_seq_id=np.array([str(s) for s in res_seq_id], dtype=str),
@@ -326,8 +356,8 @@ def structure_from_target(target: Target, ccd: Ccd | None = None) -> Structure:
         chain_type=np.array(chain_type, dtype=str),
         chain_res_start=np.array(chain_start, dtype=np.int64),
         chain_res_end=np.array(chain_end, dtype=np.int64),
-        bonds=np.array(bonds, dtype=np.int64).reshape(-1, 2),
-        bond_type=np.array(bond_type, dtype=str),
+        bonds=bonds,
+        bond_type=bond_type,
         name=target.target_id,
         components={**{k: v for k, v in user.items() if k in used}, **own},
     )
