@@ -141,27 +141,22 @@ def search_msa(
     if out_a3m.is_file() and (molecule != "protein" or paired_out.is_file()):
         log.info("%s: already in the store, no search", out_a3m)
         return False
-    sequence = sequence.upper()
+    protein = molecule == "protein"
+    sequence = sequence.upper() if protein else sequence.upper().replace("T", "U")
+    search, make_settings = (search_protein, JackhmmerSettings) if protein else (search_rna, NhmmerSettings)
     max_hits = {**DEFAULT_MAX_HITS, **settings.get("max_hits", {})}
     dbs = molecule_databases(molecule, databases)
     start = time.perf_counter()
+    found = {}
+    for i, (name, path) in enumerate(dbs.items(), start=1):
+        log.info("%s: searching %s (%d of %d)", out_a3m.name, name, i, len(dbs))
+        found[name] = search(sequence, path, make_settings(max_hits=max_hits[name]), threads=threads).rows[1:]
     query = ("query", sequence)
-    if molecule == "protein":
-        found = {}
-        for name in dbs:
-            options = JackhmmerSettings(max_hits=max_hits[name])
-            found[name] = search_protein(sequence, dbs[name], options, threads=threads).rows[1:]
-        unpaired = merge_rows(query, *(found[n] for n in PROTEIN_UNPAIRED if n in found))
+    if protein:
         paired = merge_rows(query, *(found[n] for n in PROTEIN_PAIRED if n in found), deduplicate=False)
         write_a3m(paired_out, paired)
-    else:
-        found = {}
-        for name in dbs:
-            options = NhmmerSettings(max_hits=max_hits[name])
-            found[name] = search_rna(sequence, dbs[name], options, threads=threads).rows[1:]
-        unpaired = merge_rows(
-            ("query", sequence.replace("T", "U")), *(found[n] for n in RNA_DATABASES if n in found)
-        )
+    order = PROTEIN_UNPAIRED if protein else RNA_DATABASES
+    unpaired = merge_rows(query, *(found[n] for n in order if n in found))
     write_a3m(out_a3m, unpaired)
     log.info(
         "%s: %d rows from %s in %.1f s", out_a3m, len(unpaired), ", ".join(dbs), time.perf_counter() - start
