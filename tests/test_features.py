@@ -179,6 +179,8 @@ def test_102m_msa_from_real_a3m(ccd) -> None:
     # wrong sequence for the chain: a one-line error naming the chain
     with pytest.raises(ValueError, match=f"chain .*{protein_chain}"):
         featurize(structure, ccd, {protein_chain: MsaInput.from_text(">q\nMKV\n")}, seed=0)
+    with pytest.raises(FeaturizeError, match="unknown chains \\['Q9'\\]"):
+        featurize(structure, ccd, {"Q9": msa_in}, seed=0)
 
 
 def test_templates_placed_at_chain_columns(featurized: dict, ccd) -> None:

@@ -66,19 +66,23 @@ def reference_features(structure: Structure, ccd: Any, seed: int) -> dict[str, n
     n_atom = structure.num_atoms
     pos = np.zeros((n_atom, 3), dtype=np.float32)
     mask = np.zeros(n_atom, dtype=bool)
-    per_code: dict[str, tuple[dict[str, int], np.ndarray, np.ndarray]] = {}
+    conformers: dict[str, tuple[dict[str, int], np.ndarray, np.ndarray]] = {}
+    placement: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}  # residue layout -> conformer rows
     for res, code in enumerate(structure.res_name.tolist()):
-        if code not in per_code:
+        if code not in conformers:
             component = structure.components.get(code) or _component(ccd, code, structure)
             coords, ok = reference_conformer(component, seed)
             names = [component.atom_names[i] for i in heavy_atom_indices(component)]
-            per_code[code] = ({n: i for i, n in enumerate(names)}, coords, ok)
-        index, coords, ok = per_code[code]
+            conformers[code] = ({n: i for i, n in enumerate(names)}, coords, ok)
+        index, coords, ok = conformers[code]
         start, end = int(structure.res_atom_start[res]), int(structure.res_atom_end[res])
-        for atom in range(start, end):
-            k = index.get(str(structure.atom_name[atom]))
-            if k is not None:
-                pos[atom], mask[atom] = coords[k], ok[k]
+        layout = (code, tuple(structure.atom_name[start:end].tolist()))
+        if layout not in placement:
+            placement[layout] = np.array([index.get(n, -1) for n in layout[1]], dtype=np.int64)
+        rows = placement[layout]
+        found = rows >= 0
+        pos[start:end][found] = coords[rows[found]]
+        mask[start:end][found] = ok[rows[found]]
     return {
         "ref_pos": pos,
         "ref_mask": mask,
@@ -120,6 +124,9 @@ def msa_features(
     """`msa`, `deletion_matrix`, `profile`, `deletion_mean` and the number of paired rows (query
     included). Chains without an entry in `msas` (and all ligands) contribute the query row only."""
     alignments: list[ChainAlignment] = []
+    unknown = sorted(set(msas or ()) - set(structure.chain_name.tolist()))
+    if unknown:
+        raise FeaturizeError(f"{structure.name}: MSAs given for unknown chains {unknown}")
     entity_index = {e: i for i, e in enumerate(dict.fromkeys(structure.chain_entity_id.tolist()))}
     for chain, name in enumerate(structure.chain_name.tolist()):
         kind = str(structure.chain_type[chain])
@@ -214,7 +221,7 @@ def featurize(
         "token_bonds",
         "atom_to_token",
     ):
-        features[name] = np.asarray(getattr(tok, name)).astype(FEATURES[name][2])
+        features[name] = np.asarray(getattr(tok, name)).astype(FEATURES[name][2], copy=False)
     token_residue = structure.atom_residue[features["token_center_atom"]].astype(np.int64)
     features.update(reference_features(structure, ccd, seed))
     msa, n_paired = msa_features(structure, features["restype"], token_residue, features["asym_id"], msas)
