@@ -123,6 +123,8 @@ def spatial_crop(
     pos, resolved = _centre_coords(features)
     if candidates is None:
         candidates = np.flatnonzero(resolved)
+    if len(candidates) == 0:
+        raise ValueError("spatial crop: no candidate reference token with a resolved centre atom")
     ref = int(rng.choice(candidates))
     dist = np.linalg.norm(pos - pos[ref], axis=-1)
     dist[~resolved] = np.inf
