@@ -77,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no command given (put it after --)")
 
     if "SLURM_JOB_ID" in os.environ:
-        print(f"gpu_slot: SLURM job, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}",
-              file=sys.stderr)
+        print(
+            f"gpu_slot: SLURM job, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}",
+            file=sys.stderr,
+        )
         os.execvp(command[0], command)
     cards = machine_cards()
     if args.gpus <= 0 or not cards:
@@ -86,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_slot: no GPU card on this machine; running on CPU", file=sys.stderr)
         os.execvp(command[0], command)
     if args.gpus > len(cards):
-        print(f"gpu_slot: the job asks for {args.gpus} GPUs but this machine has {len(cards)}",
-              file=sys.stderr)
+        print(
+            f"gpu_slot: the job asks for {args.gpus} GPUs but this machine has {len(cards)}", file=sys.stderr
+        )
         return 2
     chosen, fds = acquire(cards, args.gpus, Path(args.lock_dir))
     for fd in fds:

@@ -23,7 +23,15 @@ import tempfile
 from pathlib import Path
 
 SUMMARY_COLUMNS = (
-    "target_id", "status", "stage", "tokens", "best_model", "ranking_score", "ptm", "iptm", "has_clash",
+    "target_id",
+    "status",
+    "stage",
+    "tokens",
+    "best_model",
+    "ranking_score",
+    "ptm",
+    "iptm",
+    "has_clash",
     "reason",
 )
 FAILURE_COLUMNS = ("target_id", "stage", "reason")
@@ -153,9 +161,15 @@ def main(argv: list[str] | None = None) -> int:
 
     targets, errors = load_targets(args.inputs)
     failures = summarize(
-        [t.target_id for t in targets], {e.target_id: str(e) for e in errors}, args.results, {},
-        {"inputs": str(args.inputs)}, args.inputs, args.results / "summary.tsv",
-        args.results / "failures.tsv", args.results / "provenance.json",
+        [t.target_id for t in targets],
+        {e.target_id: str(e) for e in errors},
+        args.results,
+        {},
+        {"inputs": str(args.inputs)},
+        args.inputs,
+        args.results / "summary.tsv",
+        args.results / "failures.tsv",
+        args.results / "provenance.json",
     )
     return 1 if failures else 0
 
@@ -163,9 +177,15 @@ def main(argv: list[str] | None = None) -> int:
 if "snakemake" in globals():
     smk = snakemake  # noqa: F821
     summarize(
-        smk.params.targets, smk.params.invalid, Path(smk.params.results), smk.params.tokens,
-        smk.params.config, Path(smk.params.config["inputs"]), Path(smk.output.summary),
-        Path(smk.output.failures), Path(smk.output.provenance),
+        smk.params.targets,
+        smk.params.invalid,
+        Path(smk.params.results),
+        smk.params.tokens,
+        smk.params.config,
+        Path(smk.params.config["inputs"]),
+        Path(smk.output.summary),
+        Path(smk.output.failures),
+        Path(smk.output.provenance),
     )
 elif __name__ == "__main__":
     sys.exit(main())

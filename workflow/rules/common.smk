@@ -15,8 +15,15 @@ REPO = Path(workflow.basedir).resolve()
 # Rule scripts import the library as `model` (the repository root) and the workflow's own helpers.
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO))
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+# `python` in a rule is the interpreter running Snakemake (e.g. the project's .venv) unless a conda
+# environment (--sdm conda) puts its own first.
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p
+    ),
+    PATH=os.pathsep.join(
+        (str(Path(sys.executable).parent), os.environ.get("PATH", ""))
+    ),
 )
 
 from make_shards import assign_shards, estimate_tokens  # noqa: E402
@@ -156,3 +163,36 @@ def checkpoint_input(wildcards) -> list[str]:
     """The checkpoint as a rule input (nothing for random weights)."""
     ckpt = checkpoint_file()
     return [] if ckpt == "none" else [ckpt]
+
+
+# --------------------------------------------------------------------------- rule helpers
+def target_inputs(wildcards) -> list[str]:
+    """Files a target was read from besides the CSV row (a JSON job), so edits to them rerun it."""
+    source = TARGETS[wildcards.target].source
+    return [str(source)] if source and Path(source).suffix == ".json" else []
+
+
+def template_files(target_id: str) -> list[str]:
+    """Template features of a target's searched protein chains (search_templates in search.smk)."""
+    keys = sorted(set(TARGET_MSA_KEYS[target_id].values()))
+    return [
+        f"{RESULTS}/templates/{key}.npz" for key in keys if key.startswith("protein/")
+    ]
+
+
+def target_fingerprint(wildcards) -> str:
+    """A digest of the parsed target; a params change reruns only this target's features."""
+    import hashlib
+
+    return hashlib.sha256(repr(TARGETS[wildcards.target]).encode()).hexdigest()
+
+
+def parent_checkpoint(wildcards) -> list[str]:
+    stage = int(wildcards.stage)
+    return [] if stage == 0 else [f"{RESULTS}/train/stage{stage - 1}/checkpoint.pt"]
+
+
+def train_launcher() -> str:
+    """`python`, or torchrun with one process per GPU of the job (DDP) when training.gpus > 1."""
+    gpus = config["training"]["gpus"]
+    return "python" if gpus == 1 else f"torchrun --standalone --nproc_per_node {gpus}"

@@ -6,29 +6,19 @@
 # "ok<TAB>{h5}" or "failed<TAB>{reason}", that shards and the summary read; the h5 sits beside it.
 
 
-def target_inputs(wildcards) -> list[str]:
-    """Files a target was read from besides the CSV row (a JSON job), so edits to them rerun it."""
-    source = getattr(TARGETS[wildcards.target], "source", None)
-    return [str(source)] if source and Path(source).suffix == ".json" else []
-
-
-def target_fingerprint(wildcards) -> str:
-    """A digest of the parsed target; a params change reruns only this target's features."""
-    import hashlib
-
-    return hashlib.sha256(repr(TARGETS[wildcards.target]).encode()).hexdigest()
-
-
 localrules:
     msa_manifest,
 
 
 rule msa_manifest:
-    """Which searched a3m file serves which chain of one target (read by build_features)."""
+    """Which searched a3m file serves which chain of one target (pair_msas in search.smk adds the
+    species-paired rows; build_features reads its {target}.paired.json)."""
     input:
         lambda w: msa_files(w.target),
     output:
         f"{RESULTS}/msa/targets/{{target}}.json",
+    log:
+        f"{LOGS}/features/{{target}}.manifest.log",
     params:
         chains=lambda w: {
             chain: f"{RESULTS}/msa/{key}.a3m"
@@ -48,8 +38,8 @@ rule msa_manifest:
 rule build_features:
     """Featurize one prediction target (AF3 §2.8 features per model/data/feature_spec.py)."""
     input:
-        manifest=f"{RESULTS}/msa/targets/{{target}}.json",
-        msas=lambda w: msa_files(w.target),
+        manifest=f"{RESULTS}/msa/targets/{{target}}.paired.json",
+        templates=lambda w: template_files(w.target),
         source=target_inputs,
     output:
         status=f"{RESULTS}/features/{{target}}.status",
@@ -68,8 +58,8 @@ rule build_features:
     shell:
         "rm -f {params.h5} {params.failed}; "
         "python scripts/build_features.py --inputs {params.inputs} --target-id {wildcards.target}"
-        " --msa-manifest {input.manifest} --template-dir {RESULTS}/templates --ccd '{params.ccd}'"
-        " --out {params.h5} --failed-dir {RESULTS}/failed --seed {params.seed} > {log} 2>&1; "
+        " --msa-manifest {input.manifest} --template-dir {params.template_dir} --ccd '{params.ccd}'"
+        " --out {params.h5} --failed-dir {params.failed_dir} --seed {params.seed} > {log} 2>&1; "
         "if [ -s {params.h5} ]; then printf 'ok\\t%s\\n' {params.h5};"
         " elif [ -s {params.failed} ]; then printf 'failed\\t%s\\n' \"$(head -n 1 {params.failed})\";"
         " else echo 'build_features.py wrote neither {params.h5} nor {params.failed}' >&2; exit 1;"
@@ -95,7 +85,7 @@ rule build_training_features:
     shell:
         "rm -f {params.h5} {params.failed}; "
         "python scripts/build_features.py --mmcif {input.mmcif} --ccd '{params.ccd}'"
-        " --out {params.h5} --failed-dir {RESULTS}/failed/train --seed {params.seed} > {log} 2>&1; "
+        " --out {params.h5} --failed-dir {params.failed_dir} --seed {params.seed} > {log} 2>&1; "
         "if [ -s {params.h5} ]; then printf 'ok\\t%s\\n' {params.h5};"
         " elif [ -s {params.failed} ]; then printf 'failed\\t%s\\n' \"$(head -n 1 {params.failed})\";"
         " else echo 'build_features.py wrote neither {params.h5} nor {params.failed}' >&2; exit 1;"

@@ -13,6 +13,8 @@ rule shard_plan:
     """The shard of every target and its token count, for the record."""
     output:
         f"{RESULTS}/shards/plan.tsv",
+    log:
+        f"{LOGS}/predict/shard_plan.log",
     conda:
         "../../envs/model.yaml"
     params:
@@ -50,11 +52,11 @@ rule predict_shard:
         # only targets whose features were built; their earlier outputs and failures are cleared
         "feats=$(awk -F '\\t' '$1 == \"ok\" {{print $2}}' {input.status}); "
         "for f in $feats; do t=$(basename $f .h5); "
-        "rm -rf {RESULTS}/predictions/$t {RESULTS}/failed/$t.txt; done; "
+        "rm -rf {params.pred_dir}/$t {params.failed_dir}/$t.txt; done; "
         'if [ -z "$feats" ]; then touch {output.done}; exit 0; fi; '
         "python scripts/gpu_slot.py --gpus {resources.gpu} -- "
         "python scripts/predict.py --features $feats --checkpoint {params.checkpoint}"
-        " --preset {params.preset} --out-dir {RESULTS}/predictions --failed-dir {RESULTS}/failed"
+        " --preset {params.preset} --out-dir {params.pred_dir} --failed-dir {params.failed_dir}"
         " --seeds {params.seeds} --samples {params.samples} --steps {params.steps}"
         " --cycles {params.cycles} --device {params.device} --precision {params.precision}"
         " --done {output.done} > {log} 2>&1"
@@ -78,13 +80,15 @@ rule summarize:
             category="Prediction",
         ),
         provenance=f"{RESULTS}/provenance.json",
+    log:
+        f"{LOGS}/predict/summarize.log",
     conda:
         "../../envs/model.yaml"
     params:
         targets=sorted(TARGETS),
         invalid=INVALID_TARGETS,
         tokens=TARGET_TOKENS,
-        results=RESULTS,
+        results=lambda w: RESULTS,
         config=config,
     script:
         "../../scripts/summarize.py"
@@ -96,7 +100,9 @@ rule check_failures:
         f"{RESULTS}/failures.tsv",
     output:
         f"{RESULTS}/predict.ok",
+    log:
+        f"{LOGS}/predict/check_failures.log",
     conda:
         "../../envs/model.yaml"
     shell:
-        "python scripts/summarize.py --check {input} --ok {output}"
+        "python scripts/summarize.py --check {input} --ok {output} 2>&1 | tee {log} >&2"

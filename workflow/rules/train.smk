@@ -5,8 +5,6 @@
 # provenance.json and TensorBoard events; only the final checkpoint.pt is a declared output, so that
 # Snakemake never deletes the resume state before a rerun.
 
-TRAIN_GPUS = config["training"]["gpus"]
-
 
 localrules:
     training_set,
@@ -16,25 +14,18 @@ localrules:
     train_stage3,
 
 
-def parent_checkpoint(wildcards) -> list[str]:
-    stage = int(wildcards.stage)
-    return [] if stage == 0 else [f"{RESULTS}/train/stage{stage - 1}/checkpoint.pt"]
-
-
-def train_launcher() -> str:
-    if TRAIN_GPUS == 1:
-        return "python"
-    return f"torchrun --standalone --nproc_per_node {TRAIN_GPUS}"
-
-
 rule training_set:
     """The list of training feature files that were built (one path a line)."""
     input:
         expand(f"{RESULTS}/features/train/{{entry}}.status", entry=TRAINING_ENTRIES),
     output:
         f"{RESULTS}/features/train/training_set.txt",
+    log:
+        f"{LOGS}/train/training_set.log",
+    conda:
+        "../../envs/model.yaml"
     shell:
-        "awk -F '\\t' '$1 == \"ok\" {{print $2}}' {input} > {output}"
+        "awk -F '\\t' '$1 == \"ok\" {{print $2}}' {input} > {output} 2> {log}"
 
 
 rule train_stage:
@@ -51,7 +42,7 @@ rule train_stage:
         "../../envs/model.yaml"
     threads: 4
     resources:
-        gpu=TRAIN_GPUS,
+        gpu=config["training"]["gpus"],
         slurm_partition=GPU_PARTITION,
     params:
         preset=config["preset"],
@@ -67,11 +58,12 @@ rule train_stage:
         seed=config["training"]["seed"],
         device=config["device"],
         launcher=train_launcher(),
+        out_dir=lambda w, output: str(Path(output.checkpoint).parent),
     shell:
         "python scripts/gpu_slot.py --gpus {resources.gpu} -- "
         "{params.launcher} scripts/train.py --stage {wildcards.stage} --stages {input.stages}"
         " --preset {params.preset} --features {input.features} {params.init}"
-        " --out-dir {RESULTS}/train/stage{wildcards.stage} {params.steps} {params.overrides}"
+        " --out-dir {params.out_dir} {params.steps} {params.overrides}"
         " --seed {params.seed} --device {params.device} > {log} 2>&1"
 
 

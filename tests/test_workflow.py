@@ -1,0 +1,234 @@
+"""The Snakemake workflow: config and table validation, shards, GPU slots, plans, lint, summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import gemmi
+import pytest
+import yaml
+from test_workflow_helpers import REPO, make_workdir, planned_jobs, snakemake
+
+sys.path.insert(0, str(REPO / "scripts"))
+from make_shards import assign_shards, estimate_tokens  # noqa: E402
+from summarize import check, summarize  # noqa: E402
+
+EXAMPLES = REPO / "config" / "examples" / "targets.csv"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return make_workdir(tmp_path_factory.mktemp("wf"))
+
+
+# --------------------------------------------------------------------------- shards
+def test_shards_longest_first_into_lightest():
+    # by hand: a->s0 (100), b->s1 (90), c->s1 (140), d->s0 (140), e->s0 (tie, lower index; 150)
+    tokens = {"a": 100, "b": 90, "c": 50, "d": 40, "e": 10}
+    assert assign_shards(tokens, 2, 4096) == [["a", "d", "e"], ["b", "c"]]
+    # never more shards than targets; every target exactly once
+    shards = assign_shards(tokens, 9, 4096)
+    assert len(shards) == 5 and sorted(t for s in shards for t in s) == sorted(tokens)
+
+
+def test_shards_from_tokens_per_shard_are_balanced_and_stable():
+    tokens = {f"t{i:03d}": 50 + (i * 37) % 400 for i in range(200)}
+    shards = assign_shards(tokens, 0, 5000)
+    total = sum(tokens.values())
+    assert len(shards) == -(-total // 5000)
+    loads = [sum(tokens[t] for t in s) for s in shards]
+    # LPT bound: the heaviest shard exceeds the lightest by at most one target
+    assert max(loads) - min(loads) <= max(tokens.values())
+    assert assign_shards(dict(reversed(tokens.items())), 0, 5000) == shards
+
+
+def test_token_estimate_counts_ligand_heavy_atoms(tmp_path):
+    from model.data.ccd import load_ccd
+    from model.data.inputs import load_targets
+
+    # ATP's heavy atoms straight from its CCD definition file
+    block = gemmi.cif.read(str(REPO.parent / "shared/data/ccd/pdbe_ccd_samples/ATP.cif")).sole_block()
+    atp_heavy = sum(1 for e in block.find_values("_chem_comp_atom.type_symbol") if e not in ("H", "D"))
+    csv_path = tmp_path / "t.csv"
+    csv_path.write_text("target_id,chains\nx,protein:MKTAYx2;ligand:ATP;ion:MG;ligand:smiles=CC(=O)O\n")
+    targets, errors = load_targets(csv_path)
+    assert not errors
+    assert estimate_tokens(targets[0], load_ccd()) == 2 * 5 + atp_heavy + 1 + 4
+
+
+# --------------------------------------------------------------------------- GPU slots
+def _slot_job(tmp_path: Path, name: str, hold_s: float, env: dict) -> subprocess.Popen:
+    out = tmp_path / f"{name}.txt"
+    cmd = f'echo "$CUDA_VISIBLE_DEVICES $(date +%s.%N)" > {out}; sleep {hold_s}'
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "scripts/gpu_slot.py"), "--gpus", "1", "--", "bash", "-c", cmd], env=env
+    )
+
+
+def test_gpu_slots_give_each_local_job_its_own_card(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES")}
+    env |= {"FOLDLINE_GPUS": "2", "FOLDLINE_GPU_LOCK_DIR": str(tmp_path / "locks")}
+    start = time.time()
+    jobs = [_slot_job(tmp_path, n, 2.0, env) for n in ("a", "b")]
+    time.sleep(0.5)
+    jobs.append(_slot_job(tmp_path, "c", 0.0, env))  # both cards busy: must wait ~1.5 s
+    assert [j.wait(timeout=30) for j in jobs] == [0, 0, 0]
+    seen = {n: (tmp_path / f"{n}.txt").read_text().split() for n in "abc"}
+    assert {seen["a"][0], seen["b"][0]} == {"0", "1"}
+    assert float(seen["c"][1]) - start >= 1.8
+
+
+def test_gpu_slot_under_slurm_and_without_cards(tmp_path):
+    base = {k: v for k, v in os.environ.items() if k not in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES")}
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts/gpu_slot.py"),
+        "--",
+        "bash",
+        "-c",
+        "echo -n ${CUDA_VISIBLE_DEVICES-unset}",
+    ]
+    slurm = subprocess.run(
+        cmd, env=base | {"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "3"}, capture_output=True, text=True
+    )
+    assert slurm.stdout == "3"
+    none = subprocess.run(cmd, env=base | {"FOLDLINE_GPUS": "0"}, capture_output=True, text=True)
+    assert none.returncode == 0 and none.stdout == ""
+    too_many = subprocess.run(
+        [*cmd[:2], "--gpus", "3", *cmd[2:]], env=base | {"FOLDLINE_GPUS": "2"}, capture_output=True, text=True
+    )
+    assert too_many.returncode == 2 and "asks for 3 GPUs but this machine has 2" in too_many.stderr
+
+
+# --------------------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [("preset=huge", "preset"), ("samples=zero", "samples"), ("colour=blue", "colour")],
+)
+def test_bad_config_stops_before_any_job(workdir, override, expected):
+    proc = snakemake(workdir, "--dry-run", "predict", "--config", override, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "Error validating config" in out and expected in out
+    assert "Job stats" not in out
+
+
+def test_misspelt_column_stops_but_bad_row_only_drops_its_target(workdir, tmp_path):
+    bad_column = tmp_path / "bad_column.csv"
+    bad_column.write_text("target_id,chain\nx,protein:MKT\n")
+    proc = snakemake(workdir, "--dry-run", "predict", "--config", f"inputs={bad_column}", check=False)
+    assert proc.returncode != 0 and "chain" in proc.stderr + proc.stdout
+
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("target_id,chains\ngood,protein:MKTAYIAK\nbad,protein:MKJT\n")
+    jobs = planned_jobs(workdir, "predict", "--config", f"inputs={mixed}", "checkpoint=none")
+    features = {w for r, w in jobs if r == "build_features"}
+    assert features == {"target=good"}
+
+
+def test_train_stage3_plan_chains_the_four_stages(workdir):
+    dot = snakemake(workdir, "--dag", "dot", "--", "train_stage3").stdout
+    label = {n: l for n, l in re.findall(r'(\d+)\[label = "train_stage\\nstage: (\d)"', dot)}
+    edges = {(label[a], label[b]) for a, b in re.findall(r"(\d+) -> (\d+)", dot) if a in label and b in label}
+    assert edges == {("0", "1"), ("1", "2"), ("2", "3")}
+
+
+def test_predict_plan_searches_each_unique_sequence_once(workdir):
+    jobs = planned_jobs(workdir, "predict")
+    rules = [r for r, _ in jobs]
+    # trp_cage and trp_cage_atp share one protein sequence; the DNA target needs no search
+    assert rules.count("search_msa") == 1
+    assert rules.count("build_features") == 3 and rules.count("train_stage") == 4
+    with_ckpt = [r for r, _ in planned_jobs(workdir, "predict", "--config", "checkpoint=none")]
+    assert "train_stage" not in with_ckpt
+
+
+# --------------------------------------------------------------------------- lint, format, envs
+def test_snakemake_lint_is_clean(workdir):
+    proc = snakemake(workdir, "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr
+
+
+def test_rules_are_snakefmt_formatted():
+    files = [REPO / "Snakefile", *sorted((REPO / "workflow/rules").glob("*.smk"))]
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "snakefmt"), "--check", *map(str, files)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_conda_envs_match_pyproject_pins():
+    pins = dict(
+        re.match(r"([A-Za-z0-9_.-]+)==(.+)", d).groups()
+        for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    )
+    for env_file in sorted((REPO / "envs").glob("*.yaml")):
+        env = yaml.safe_load(env_file.read_text())
+        pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+        assert pip, env_file
+        for line in pip:
+            name, version = line.split("==")
+            assert pins.get(name) == version, f"{env_file.name}: {line} vs pyproject {pins.get(name)}"
+
+
+# --------------------------------------------------------------------------- summary
+def _fake_prediction(results: Path, target: str, scores: list[tuple[int, int, float]]) -> None:
+    folder = results / "predictions" / target
+    for seed, sample, score in scores:
+        sub = folder / f"seed-{seed}_sample-{sample}"
+        sub.mkdir(parents=True)
+        (sub / "summary_confidences.json").write_text(
+            json.dumps({"ptm": score / 2, "iptm": None, "has_clash": 0.0, "ranking_score": score})
+        )
+    rows = "".join(f"{s},{k},{r}\n" for s, k, r in scores)
+    (folder / "ranking_scores.csv").write_text("seed,sample,ranking_score\n" + rows)
+
+
+def test_summary_lists_every_target_and_every_failure(tmp_path):
+    results = tmp_path / "results"
+    (results / "features").mkdir(parents=True)
+    (results / "failed").mkdir()
+    for t in ("ok1", "pred_fail"):
+        (results / "features" / f"{t}.status").write_text(f"ok\t{results}/features/{t}.h5\n")
+    (results / "features" / "feat_fail.status").write_text(
+        "failed\ttarget feat_fail: conformer: RDKit gave up\n"
+    )
+    (results / "failed" / "pred_fail.txt").write_text("CUDA out of memory\n")
+    _fake_prediction(results, "ok1", [(1, 0, 0.4), (1, 1, 0.9), (2, 0, 0.7)])
+    inputs = tmp_path / "targets.csv"
+    inputs.write_text("target_id,chains\n")
+    out = [tmp_path / n for n in ("summary.tsv", "failures.tsv", "provenance.json")]
+    failures = summarize(
+        ["ok1", "pred_fail", "feat_fail"],
+        {"bad": "target bad: entity 0 (protein): sequence: unknown residue letter 'J' at 3"},
+        results,
+        {"ok1": 20},
+        {"inputs": str(inputs)},
+        inputs,
+        *out,
+    )
+    with out[0].open() as fh:
+        rows = {r["target_id"]: r for r in csv.DictReader(fh, delimiter="\t")}
+    assert set(rows) == {"ok1", "pred_fail", "feat_fail", "bad"}
+    assert rows["ok1"]["status"] == "ok" and rows["ok1"]["ranking_score"] == "0.9000"
+    assert rows["ok1"]["ptm"] == "0.4500" and rows["ok1"]["iptm"] == ""
+    assert {t: rows[t]["stage"] for t in ("pred_fail", "feat_fail", "bad")} == {
+        "pred_fail": "predict",
+        "feat_fail": "features",
+        "bad": "input",
+    }
+    assert sorted(f["target_id"] for f in failures) == ["bad", "feat_fail", "pred_fail"]
+    assert (results / "failed" / "bad.txt").read_text().startswith("target bad: entity 0")
+    ok_file = tmp_path / "predict.ok"
+    assert check(out[1], ok_file) == 1 and not ok_file.exists()
