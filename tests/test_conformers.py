@@ -107,7 +107,7 @@ def test_returned_arrays_are_copies(ccd) -> None:
 
 
 def test_fallback_to_ideal_then_model_coordinates(ccd, monkeypatch) -> None:
-    monkeypatch.setattr(conformers, "_embed", lambda mol, seed: False)  # force RDKit failure
+    monkeypatch.setattr(conformers, "_embed", lambda *args, **kwargs: False)  # force RDKit failure
     component = ccd["GTP"]
     heavy = heavy_atom_indices(component)
     coords, mask = reference_conformer(component, 5)
@@ -137,19 +137,18 @@ def test_component_from_smiles_names_atoms_per_element() -> None:
 
 
 def test_every_shared_ccd_component_embeds_and_keeps_its_chirality(ccd) -> None:
-    """All components of the shared data's CCD subset (B1Z, 109 heavy atoms, takes ~25 s: left out):
-    a full conformer whose R/S labels match the CCD's pdbx_stereo_config."""
+    """All components of the shared data's CCD subset: a full conformer (ETKDG, or for B1Z with 109
+    heavy atoms the CCD ideal coordinates) whose R/S labels match the CCD's pdbx_stereo_config."""
     doc = gemmi.cif.read(str(SHARED_DATA / "ccd/components_subset.cif"))
     wrong = {}
     for block in doc:
-        if block.name == "B1Z":
-            continue
         table = block.find("_chem_comp_atom.", ["atom_id", "type_symbol", "pdbx_stereo_config"])
         heavy_rows = [r for r in table if r[1] not in ("H", "D")]
         component = ccd[block.name]
         coords, mask = reference_conformer(component, 0)
         assert mask.all() and np.isfinite(coords).all(), block.name
-        expected = {i: r[2] for i, r in enumerate(heavy_rows) if r[2] in ("R", "S")}
+        # RDKit (rightly) sees no stereocentre at an invertible amine N, which the CCD may label
+        expected = {i: r[2] for i, r in enumerate(heavy_rows) if r[2] in ("R", "S") and r[1] != "N"}
         if expected:
             heavy_mol = Chem.RemoveHs(conformers.mol_from_component(component)[0], sanitize=False)
             labels = cip_labels_from_coords(heavy_mol, coords)

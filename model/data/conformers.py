@@ -202,8 +202,9 @@ def _fingerprint(component: Component) -> str:
     return digest.hexdigest()
 
 
-def _embed(mol: Chem.Mol, seed: int) -> bool:
-    for random_coords in (False, True):
+def _embed(mol: Chem.Mol, seed: int, random_coords_retry: bool) -> bool:
+    """One seeded ETKDGv3 embedding of `mol` (as AF3); a retry from random coordinates on request."""
+    for random_coords in (False, True) if random_coords_retry else (False,):
         params = rdDistGeom.ETKDGv3()
         params.randomSeed = seed % 2**31
         params.useRandomCoords = random_coords
@@ -237,7 +238,11 @@ def _compute_conformer(component: Component, seed: int) -> tuple[np.ndarray, np.
     if n_heavy == 1:  # ions and single atoms: the origin is the conformer
         return np.zeros((1, 3), np.float32), np.ones(1, bool)
     mol, mol_heavy = mol_from_component(component)
-    if _embed(mol, seed):
+    # The slow random-coordinate retry (B1Z: 25 s) only where no CCD coordinates could stand in.
+    fallback = any(
+        len(c) and np.isfinite(c[heavy]).all() for c in (component.ideal_coords, component.model_coords)
+    )
+    if _embed(mol, seed, random_coords_retry=not fallback):
         coords = mol.GetConformer().GetPositions()[mol_heavy].astype(np.float32)
         return coords, np.ones(n_heavy, bool)
     for source in (component.ideal_coords, component.model_coords):
