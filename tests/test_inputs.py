@@ -546,3 +546,14 @@ def test_polymers_built_from_sequence_match_parsed_entries(parsed_entries, ccd) 
                 if not (theirs <= ours and ours - theirs <= terminal):
                     mismatches.append((entry, str(parsed.chain_name[c]), i + 1, names[i], ours ^ theirs))
     assert mismatches == []
+
+
+def test_target_errors_and_targets_pickle(ccd) -> None:
+    import pickle
+
+    error = TargetError("t", "bad letter", field="sequence", entity=2, kind="protein", chains=("B", "C"))
+    again = pickle.loads(pickle.dumps(error))
+    assert str(again) == str(error) == "target t: entity 2 (protein, chains B, C): sequence: bad letter"
+    assert (again.field, again.entity, again.chains) == ("sequence", 2, ("B", "C"))
+    target = load_job_json(FIXTURES / "af3_complex.json", ccd=ccd)[0]
+    assert pickle.loads(pickle.dumps(target)) == target

@@ -72,6 +72,10 @@ class TargetError(ValueError):
         self.source = source
         super().__init__(str(self))
 
+    def __reduce__(self) -> tuple:
+        # picklable (worker processes send errors back): rebuild from the two positionals, then the rest
+        return (type(self), (self.target_id, self.reason), dict(self.__dict__))
+
     def __str__(self) -> str:
         parts = [f"target {self.target_id}" if self.target_id is not None else (self.source or "input")]
         if self.entity is not None:
