@@ -557,3 +557,10 @@ def test_target_errors_and_targets_pickle(ccd) -> None:
     assert (again.field, again.entity, again.chains) == ("sequence", 2, ("B", "C"))
     target = load_job_json(FIXTURES / "af3_complex.json", ccd=ccd)[0]
     assert pickle.loads(pickle.dumps(target)) == target
+
+
+def test_csv_with_excel_bom_crlf_and_comments(tmp_path: Path, ccd) -> None:
+    text = "# exported from a spreadsheet\r\ntarget_id,chains,seeds\r\nA1,protein:MKTAY,5\r\n"
+    (tmp_path / "targets.csv").write_bytes("\ufeff".encode() + text.encode())
+    targets, errors = load_targets(tmp_path / "targets.csv", ccd=ccd)
+    assert errors == [] and [(t.target_id, t.seeds) for t in targets] == [("A1", (5,))]

@@ -840,7 +840,7 @@ def load_targets(
         return _check_all(targets, errors, ccd, check)
     file_ctx = _Ctx(None, csv_path.parent, roots, csv_path.name)
     try:
-        with open(csv_path, newline="") as handle:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:  # Excel writes a BOM
             rows = list(csv.DictReader(line for line in handle if not line.lstrip().startswith("#")))
     except FileNotFoundError:
         raise file_ctx.error(None, "file not found") from None
