@@ -189,6 +189,16 @@ def test_write_is_atomic_and_keeps_old_file_on_failure(tmp_path: Path, feats: di
     assert [p.name for p in tmp_path.iterdir()] == ["a.h5"]  # and no temp file is left
 
 
+def test_uncompressed_write_round_trips(tmp_path: Path, feats: dict) -> None:
+    path = store.write_features(tmp_path / "raw.h5", feats, META, ATTRS, compress=False)
+    with h5py.File(path) as f:
+        assert f["msa/msa"].compression is None and f["msa/msa"].fletcher32
+    loaded = store.load_features(path)
+    for name, array in feats.items():
+        np.testing.assert_array_equal(loaded[name].numpy(), array, err_msg=name)
+    assert store.is_valid(path)
+
+
 def test_content_hash_is_length_prefixed() -> None:
     assert store.content_hash(["ab", "c"]) != store.content_hash(["a", "bc"])
     assert store.content_hash([b"x"]) == store.content_hash(["x"])
