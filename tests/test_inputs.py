@@ -155,6 +155,11 @@ BAD_INPUTS = [
          {"entity1": 1, "position1": 1, "atom1": "N", "entity2": 5, "position2": 1, "atom2": "C1"}
      ]),
      "target bad: covalent_bonds[0].entity2: entity 5 is out of range 1..1"),
+    ("protenix_bond_copies_unpaired", "json",
+     px_job({"ligand": {"ligand": "CCD_ATP", "count": 2}}, covalent_bonds=[
+         {"entity1": 1, "position1": 1, "atom1": "N", "entity2": 2, "position2": 1, "atom2": "PG"}
+     ]),
+     "target bad: covalent_bonds[0]: 1 and 2 copies to pair; give copy1 and copy2"),
     ("unreadable_ligand_file", "json", px_job({"ligand": {"ligand": "FILE_broken.sdf", "count": 1}}),
      "target bad: entity 2 (ligand, chain B): ligand_file: "
      "RDKit cannot read a molecule from broken.sdf"),

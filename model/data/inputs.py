@@ -628,13 +628,9 @@ def _parse_protenix_job(ctx: _Ctx, job: dict) -> Target:
         if not isinstance(bond, dict):
             raise ctx.error(field, f"expected an object, got {bond!r}")
         left, right = (_protenix_bond_side(ctx, field, bond, s, entities) for s in (0, 1))
-        if len(left) == 1 or len(right) == 1:
-            pairs = [(a, b) for a in left for b in right]
-        elif len(left) == len(right):
-            pairs = list(zip(left, right, strict=True))  # copy k bonds to copy k
-        else:
-            raise ctx.error(field, f"entities have {len(left)} and {len(right)} copies; give copy1/copy2")
-        bonds.extend(pairs)
+        if len(left) != len(right):  # as Protenix: copy k bonds to copy k, or name the copies
+            raise ctx.error(field, f"{len(left)} and {len(right)} copies to pair; give copy1 and copy2")
+        bonds.extend(zip(left, right, strict=True))
     seeds = _seeds(ctx, "modelSeeds", job["modelSeeds"]) if "modelSeeds" in job else ()
     return Target(ctx.target_id, tuple(entities), tuple(bonds), seeds, dialect="protenix")
 
