@@ -472,6 +472,8 @@ def test_user_ccd_defines_a_new_component(tmp_path: Path, ccd) -> None:
     s = structure_from_target(target, ccd)
     assert s.res_name.tolist() == ["ZZ9"] and "ZZ9" in s.components
     assert s.num_atoms == ccd["ATP"].num_heavy_atoms
+    features = pytest.importorskip("model.data.features")
+    assert features.featurize(s, ccd, seed=0).features["ref_mask"].all()  # the user component's conformer
     (tmp_path / "zz9.cif").write_text(renamed)
     job = af3_job(version=3, sequences=[{"ligand": {"id": "A", "ccdCodes": ["ZZ9"]}}], userCCDPath="zz9.cif")
     (tmp_path / "user_path.json").write_text(json.dumps(job))
