@@ -14,11 +14,14 @@ from typing import Any, NamedTuple
 import gemmi
 import numpy as np
 
+from model.data.ccd import Component
 from model.data.conformers import heavy_atom_indices, reference_conformer
 from model.data.constants import (
     ATOM_NAME_CHARS,
     GAP,
     MAX_TEMPLATES,
+    ONE_TO_CCD_DNA,
+    ONE_TO_CCD_RNA,
     THREE_TO_ONE_PROTEIN,
 )
 from model.data.feature_spec import FEATURES, META, check_features
@@ -29,7 +32,7 @@ from model.data.tokens import tokenize
 FEATURIZER_VERSION = "1"
 TEMPLATE_FEATURES = tuple(name for name, spec in FEATURES.items() if spec[0] == "template")
 # one-letter codes of standard nucleotides (the a3m query alphabet); anything else reads as X
-_NUCLEOTIDE_LETTER = {"A": "A", "G": "G", "C": "C", "U": "U", "DA": "A", "DG": "G", "DC": "C", "DT": "T"}
+_NUCLEOTIDE_LETTER = {code: one for table in (ONE_TO_CCD_RNA, ONE_TO_CCD_DNA) for one, code in table.items()}
 
 
 class FeaturizeError(ValueError):
@@ -93,7 +96,7 @@ def reference_features(structure: Structure, ccd: Any, seed: int) -> dict[str, n
     }
 
 
-def _component(ccd: Any, code: str, structure: Structure):
+def _component(ccd: Any, code: str, structure: Structure) -> Component:
     try:
         return ccd[code]
     except KeyError as err:
