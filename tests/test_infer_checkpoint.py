@@ -78,3 +78,26 @@ def test_random_init_is_explicit():
     before = net[0].weight.clone()
     assert load_weights(net, "none") == {"checkpoint": None, "sha256": None}
     assert torch.equal(net[0].weight, before)
+
+
+def test_predict_script_loads_a_real_checkpoint_and_refuses_a_mismatch(tmp_path, capsys):
+    import importlib.util
+
+    from conftest import REPO
+
+    from model.nn.network import Foldline, load_preset
+
+    spec = importlib.util.spec_from_file_location("predict_script", REPO / "scripts" / "predict.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    net = Foldline(load_preset("tiny"))
+    good = save_checkpoint(tmp_path / "good.pt", {"model": net.state_dict(), "step": 5, "rng": rng_state()})
+    assert load_weights(Foldline(load_preset("tiny")), good)["sha256"] == sha256_file(good)
+    state = net.state_dict()
+    dropped = sorted(state)[0]
+    del state[dropped]
+    bad = save_checkpoint(tmp_path / "bad.pt", {"model": state})
+    args = ["--features", str(tmp_path / "none.h5"), "--preset", "tiny", "--device", "cpu"]
+    assert script.main([*args, "--checkpoint", str(bad), "--failed-dir", str(tmp_path / "f")]) == 1
+    err = capsys.readouterr().err
+    assert "missing" in err and dropped in err
