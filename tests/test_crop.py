@@ -280,3 +280,26 @@ def test_crop_of_stored_tensors(real_2q2k: dict, tmp_path) -> None:
     expected = crop.crop_features(real_2q2k, 96, seed=4)
     for name, value in expected.items():
         np.testing.assert_array_equal(cropped[name].numpy(), value, err_msg=name)
+
+
+@pytest.mark.parametrize("sparse_bonds", [True, False])
+def test_load_crop_matches_crop_of_loaded(tmp_path, sparse_bonds: bool) -> None:
+    """Cropping while loading gives what loading then cropping gives, sparse or dense bonds."""
+    from model.data import store
+
+    feats = build_example()
+    if sparse_bonds:
+        feats["token_bonds"] = np.zeros_like(feats["token_bonds"])
+        feats["token_bonds"][[10, 11, 80, 81], [11, 10, 81, 80]] = True
+    attrs = {"target_id": "x", "content_hash": "x", "featurizer_version": "1", "ccd_release": "t"}
+    path = store.write_features(tmp_path / "x.h5", feats, {}, attrs)
+    for seed in range(4):
+        got, choice = crop.load_crop(path, 40, seed=seed)
+        expected = crop.crop_features(store.load_features(path), 40, seed=seed)
+        assert choice.mode in crop.CROP_MODES
+        assert got.keys() == expected.keys()
+        for name, value in expected.items():
+            assert got[name].dtype == value.dtype, name
+            np.testing.assert_array_equal(got[name].numpy(), value.numpy(), err_msg=name)
+    partial, _ = crop.load_crop(path, 40, seed=0, max_msa_rows=3)
+    assert partial["msa"].shape[0] == 3

@@ -13,10 +13,12 @@ Imports only numpy and torch: crops run inside the training data loader on GPU n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from model.data import store
 from model.data.feature_spec import FEATURES
 
 CROP_MODES = ("contiguous", "spatial", "spatial_interface")
@@ -217,3 +219,26 @@ def crop_features(
 ) -> dict:
     """Crop one example to at most `crop_size` tokens (AF3 §2.7); see `choose_crop`."""
     return apply_crop(features, choose_crop(features, crop_size, seed, weights, mode).token_idx)
+
+
+def load_crop(
+    path: str | Path,
+    crop_size: int,
+    seed: int | np.random.Generator | torch.Generator = 0,
+    weights: tuple[float, float, float] = CROP_WEIGHTS["weighted_pdb"],
+    mode: str | None = None,
+    device: str | torch.device | None = None,
+    max_msa_rows: int | None = None,
+) -> tuple[dict[str, torch.Tensor], CropChoice]:
+    """Load one stored example already cropped: the same tokens as `crop_features` on
+    `store.load_features(path)` with the same seed, but `token_bonds` is only ever built for the
+    crop (a capsid's full [T, T] matrix is GBs). Returns (torch features, the crop choice)."""
+    loaded = store.load_features(path, max_msa_rows=max_msa_rows, exclude=["token_bonds"])
+    feats = {name: tensor.numpy() for name, tensor in loaded.items()}
+    choice = choose_crop(feats, crop_size, seed, weights, mode)
+    cropped = apply_crop(feats, choice.token_idx)
+    cropped["token_bonds"] = store.load_token_bonds(path, choice.token_idx)
+    tensors = {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in cropped.items()}
+    if device is not None:
+        tensors = {name: t.to(device) for name, t in tensors.items()}
+    return tensors, choice

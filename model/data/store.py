@@ -217,12 +217,16 @@ def load_features(
     device: str | torch.device | None = None,
     groups: Iterable[str] = GROUPS,
     max_msa_rows: int | None = None,
+    exclude: Iterable[str] = (),
 ) -> dict[str, torch.Tensor]:
     """All features of `groups` as torch tensors in the contract dtypes (truth only if stored).
 
     `max_msa_rows` keeps only the first rows of `msa` / `deletion_matrix` (the query and paired
     rows come first; `profile` and `deletion_mean` still describe the full MSA) and reads only those.
+    `exclude` names features not to load (e.g. `token_bonds`, [T, T] dense: GBs for a capsid; see
+    `load_token_bonds` for a subset).
     """
+    exclude = set(exclude)
     out: dict[str, torch.Tensor] = {}
     try:
         with h5py.File(path, "r") as f:
@@ -230,11 +234,31 @@ def load_features(
                 if group not in f:
                     continue
                 for name, dataset in f[group].items():
+                    if name in exclude:
+                        continue
                     rows = max_msa_rows if FEATURES[name][1][0] == "M" else None
                     out[name] = _as_tensor(_from_disk(name, dataset, rows), device)
     except OSError as err:
         raise FeatureStoreError(f"{Path(path).name}: cannot read feature file ({err})") from err
     return out
+
+
+def load_token_bonds(path: str | Path, token_idx: np.ndarray) -> np.ndarray:
+    """`token_bonds` restricted to the sorted tokens `token_idx`, [N, N] bool, without building
+    the full [T, T] matrix when it is stored sparse."""
+    token_idx = np.asarray(token_idx, dtype=np.int64)
+    with h5py.File(path, "r") as f:
+        dataset = f["token/token_bonds"]
+        if "dense_shape" not in dataset.attrs:
+            return dataset[()][np.ix_(token_idx, token_idx)]
+        pairs = dataset[()]
+        new = np.full(int(dataset.attrs["dense_shape"][0]), -1, dtype=np.int64)
+        new[token_idx] = np.arange(len(token_idx))
+        i, j = new[pairs[:, 0]], new[pairs[:, 1]]
+        keep = (i >= 0) & (j >= 0)
+        out = np.zeros((len(token_idx), len(token_idx)), dtype=bool)
+        out[i[keep], j[keep]] = True
+        return out
 
 
 def load_meta(path: str | Path) -> dict[str, np.ndarray]:
