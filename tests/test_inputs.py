@@ -140,6 +140,11 @@ BAD_INPUTS = [
     ("msa_path_outside_roots", "json", with_protein(unpairedMsaPath="/etc/hostname"),
      "target bad: entity 1 (protein, chain A): unpairedMsaPath: path '/etc/hostname' is outside the allowed "
      "roots ({root})"),
+    ("unpaired_msa_without_paired", "json", with_protein(unpairedMsa=">query\nMKTAYIAK\n"),
+     "target bad: entity 1 (protein, chain A): pairedMsa: "
+     "unpairedMsa and pairedMsa must be both set or both unset ('' = no MSA)"),
+    ("lower_case_ccd_code", "json", with_ligand(ccdCodes=["atp"]),
+     "target bad: entity 2 (ligand, chain B): ccd_codes: unknown CCD code 'atp'"),
     ("msa_file_missing", "json", with_protein(unpairedMsaPath="missing.a3m"),
      "target bad: entity 1 (protein, chain A): unpairedMsaPath: file not found: missing.a3m"),
     ("zero_count", "json", [{"name": "bad", "sequences": [{"proteinChain": {"sequence": "MK", "count": 0}}]}],
@@ -465,17 +470,19 @@ def test_modification_smiles_ion_and_glycan_structure(ccd) -> None:
 
 def test_user_ccd_defines_a_new_component(tmp_path: Path, ccd) -> None:
     text = (SHARED_DATA / "ccd/pdbe_ccd_samples/ATP.cif").read_text()
-    renamed = re.sub(r"\bATP\b", "ZZ9", text)
-    job = af3_job(version=3, sequences=[{"ligand": {"id": "A", "ccdCodes": ["ZZ9"]}}], userCCD=renamed)
+    renamed = re.sub(r"\bATP\b", "LIG-9", text)  # a custom name as AF3's docs suggest
+    job = af3_job(version=3, sequences=[{"ligand": {"id": "A", "ccdCodes": ["LIG-9"]}}], userCCD=renamed)
     (tmp_path / "user.json").write_text(json.dumps(job))
     target = load_job_json(tmp_path / "user.json", ccd=ccd)[0]
     s = structure_from_target(target, ccd)
-    assert s.res_name.tolist() == ["ZZ9"] and "ZZ9" in s.components
+    assert s.res_name.tolist() == ["LIG-9"] and "LIG-9" in s.components
     assert s.num_atoms == ccd["ATP"].num_heavy_atoms
     features = pytest.importorskip("model.data.features")
     assert features.featurize(s, ccd, seed=0).features["ref_mask"].all()  # the user component's conformer
     (tmp_path / "zz9.cif").write_text(renamed)
-    job = af3_job(version=3, sequences=[{"ligand": {"id": "A", "ccdCodes": ["ZZ9"]}}], userCCDPath="zz9.cif")
+    job = af3_job(
+        version=3, sequences=[{"ligand": {"id": "A", "ccdCodes": ["LIG-9"]}}], userCCDPath="zz9.cif"
+    )
     (tmp_path / "user_path.json").write_text(json.dumps(job))
     by_path = load_job_json(tmp_path / "user_path.json", ccd=ccd)[0]
     assert structure_from_target(by_path, ccd).num_atoms == s.num_atoms
@@ -571,3 +578,23 @@ def test_csv_with_excel_bom_crlf_and_comments(tmp_path: Path, ccd) -> None:
     (tmp_path / "targets.csv").write_bytes("\ufeff".encode() + text.encode())
     targets, errors = load_targets(tmp_path / "targets.csv", ccd=ccd)
     assert errors == [] and [(t.target_id, t.seeds) for t in targets] == [("A1", (5,))]
+
+
+def test_user_msas_text_paths_and_compressed_files(tmp_path: Path, ccd) -> None:
+    import gzip
+
+    a3m = (FIXTURES / "msa/protein_a/non_pairing.a3m").read_text()
+    with gzip.open(tmp_path / "unpaired.a3m.gz", "wt") as handle:
+        handle.write(a3m)
+    job = af3_job(sequences=[
+        {"protein": {"id": ["A", "B"], "sequence": "MKTAYIAKQRQISFVKSHFSRQ",
+                     "unpairedMsaPath": "unpaired.a3m.gz", "pairedMsa": ""}},
+        {"protein": {"id": "C", "sequence": "MKTAYIAKQRQISFVKSHFSRQ", "unpairedMsa": "", "pairedMsa": ""}},
+        {"protein": {"id": "D", "sequence": "MKTAY"}},
+    ])  # fmt: skip
+    (tmp_path / "msa.json").write_text(json.dumps(job))
+    msas = user_msas(load_job_json(tmp_path / "msa.json", ccd=ccd)[0])
+    assert sorted(msas) == ["A", "B", "C"]  # D has none: it gets searched
+    expected = [(line[1:], seq) for line, seq in zip(a3m.split()[::2], a3m.split()[1::2], strict=True)]
+    assert msas["A"].unpaired == expected and msas["A"].paired == []
+    assert msas["C"].unpaired == [] and msas["C"].paired == []  # "" = no MSA: query only

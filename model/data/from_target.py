@@ -12,7 +12,9 @@ pairs (`covale`); at each end of a bonded pair one CCD leaving atom next to the 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import lzma
 import os
 import tempfile
 from dataclasses import dataclass, replace
@@ -374,8 +376,15 @@ def user_msas(target: Target) -> dict[str, MsaInput]:
         given = (entity.unpaired_msa, entity.unpaired_msa_path, entity.paired_msa, entity.paired_msa_path)
         if all(v is None for v in given):
             continue
-        unpaired = entity.unpaired_msa_path.read_text() if entity.unpaired_msa_path else entity.unpaired_msa
-        paired = entity.paired_msa_path.read_text() if entity.paired_msa_path else entity.paired_msa
+        unpaired = _read_text(entity.unpaired_msa_path) if entity.unpaired_msa_path else entity.unpaired_msa
+        paired = _read_text(entity.paired_msa_path) if entity.paired_msa_path else entity.paired_msa
         msa = MsaInput.from_text(unpaired or "", paired or "")
         out.update({chain: msa for chain in entity.chain_ids})
     return out
+
+
+def _read_text(path: Path) -> str:
+    """A text file, plain or compressed with gzip or xz (as AF3 accepts for `*Path` inputs)."""
+    opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
+    with opener(path, "rt") as handle:
+        return handle.read()

@@ -42,7 +42,7 @@ _LETTER_TO_CCD = {
 }
 TARGET_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 CHAIN_ID_RE = re.compile(r"[A-Za-z0-9]{1,4}")
-CCD_CODE_RE = re.compile(r"[A-Za-z0-9]{1,5}")
+CCD_CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,31}")  # user CCD codes may be longer, e.g. LIG-1
 MAX_SEED = 2**32 - 1
 LIGAND_FILE_SUFFIXES = (".sdf", ".mol", ".mol2", ".pdb")
 
@@ -261,8 +261,8 @@ def _sequence(ctx: _Ctx, kind: str, value: Any) -> str:
 
 def _ccd_code(ctx: _Ctx, field: str, value: Any) -> str:
     if not isinstance(value, str) or not CCD_CODE_RE.fullmatch(value):
-        raise ctx.error(field, f"{value!r} is not a CCD code (1-5 letters or digits)")
-    return value.upper()
+        raise ctx.error(field, f"{value!r} is not a CCD code (letters, digits and '-')")
+    return value
 
 
 def _modifications(ctx: _Ctx, items: Any, length: int, pos_key: str, type_key: str, prefix: str) -> tuple:
@@ -433,6 +433,13 @@ def _parse_af3_entity(ctx: _Ctx, index: int, item: Any, version: int) -> Entity:
     mods = _modifications(ectx, data.get("modifications"), len(sequence), pos_key, type_key, "")
     unpaired, unpaired_path = _af3_msa(ectx, data, "unpairedMsa") if kind != "dna" else (None, None)
     paired, paired_path = _af3_msa(ectx, data, "pairedMsa") if kind == "protein" else (None, None)
+    if kind == "protein" and (unpaired is None and unpaired_path is None) != (
+        paired is None and paired_path is None
+    ):
+        # AF3: set both (an empty string means "none") or neither (search)
+        raise ectx.error(
+            "pairedMsa", "unpairedMsa and pairedMsa must be both set or both unset ('' = no MSA)"
+        )
     return Entity(
         kind, chains, sequence=sequence, modifications=mods, unpaired_msa=unpaired,
         unpaired_msa_path=unpaired_path, paired_msa=paired, paired_msa_path=paired_path,
@@ -762,13 +769,13 @@ def parse_inline_chains(ctx: _Ctx, spec: str) -> tuple[Entity, ...]:
             sequence, mods = _inline_polymer(ectx, kind, value)
             entities.append(Entity(kind, chains, sequence=sequence, modifications=mods))
         elif kind == "ion":
-            entities.append(Entity("ion", chains, ccd_codes=(_ccd_code(ectx, "chains", value),)))
+            entities.append(Entity("ion", chains, ccd_codes=(_ccd_code(ectx, "chains", value.upper()),)))
         elif value.lower().startswith("smiles="):
             entities.append(Entity("ligand", chains, smiles=value[7:].strip()))
         elif value.lower().startswith("file="):
             entities.append(Entity("ligand", chains, ligand_file=ectx.path("chains", value[5:].strip())))
         else:
-            codes = tuple(_ccd_code(ectx, "chains", c.strip()) for c in value.split("_"))
+            codes = tuple(_ccd_code(ectx, "chains", c.strip().upper()) for c in value.split("_"))
             entities.append(Entity("ligand", chains, ccd_codes=codes))
     return tuple(entities)
 
