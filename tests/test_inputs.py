@@ -123,7 +123,8 @@ BAD_INPUTS = [
      "bad.json: json: invalid JSON: "
      "Expecting property name enclosed in double quotes: line 1 column 26 (char 25)"),
     ("unknown_dialect", "json", af3_job(dialect="boltz"),
-     "bad.json: dialect: unknown dialect 'boltz' (supported: alphafold3, or Protenix without one)"),
+     "bad.json: dialect: "
+     "unknown dialect 'boltz' (supported: alphafold3, alphafoldserver, or Protenix without one)"),
     ("unsupported_version", "json", af3_job(version=7),
      "target bad: version: unsupported AlphaFold 3 input version 7 (supported: 1-4)"),
     ("non_integer_seed", "json", af3_job(modelSeeds=[1, "x"]),
@@ -174,8 +175,11 @@ BAD_INPUTS = [
     ("duplicate_job_names", "json", [af3_job(name="Same"), af3_job(name="same")],
      "target Same: name: 2 jobs share the name 'Same'"),
     ("protenix_glycans_field", "json",
-     [{"name": "bad", "sequences": [{"proteinChain": {"sequence": "MKN", "count": 1, "glycans": []}}]}],
-     "target bad: entity 1 (protein): proteinChain: unknown field 'glycans'"),
+     [{"name": "bad", "sequences": [
+         {"proteinChain": {"sequence": "MKN", "count": 1, "glycans": [{"residues": "NAG", "position": 3}]}}
+     ]}],
+     "target bad: entity 1 (protein, chain A): glycans: not supported; give each glycan as a ligand with "
+     "covalent_bonds"),
     ("csv_duplicate_target_id", "csv",
      [{"target_id": "T1", "chains": "protein:MK"}, {"target_id": "t1", "chains": "protein:MK"}],
      "target T1: target_id: duplicate target_id 'T1' (ids are compared case-insensitively)"),
@@ -598,3 +602,21 @@ def test_user_msas_text_paths_and_compressed_files(tmp_path: Path, ccd) -> None:
     expected = [(line[1:], seq) for line, seq in zip(a3m.split()[::2], a3m.split()[1::2], strict=True)]
     assert msas["A"].unpaired == expected and msas["A"].paired == []
     assert msas["C"].unpaired == [] and msas["C"].paired == []  # "" = no MSA: query only
+
+
+def test_alphafold_server_jobs_read_like_protenix(tmp_path: Path, ccd) -> None:
+    """AlphaFold Server JSON (dialect alphafoldserver): the Protenix shape, seeds may be []."""
+    job = {"name": "server job", "modelSeeds": [], "dialect": "alphafoldserver", "version": 1, "sequences": [
+        {"proteinChain": {"sequence": "MKTAY", "count": 2, "glycans": [],
+                          "modifications": [{"ptmType": "CCD_SEP", "ptmPosition": 2}]}},
+        {"ligand": {"ligand": "CCD_ATP", "count": 1}},
+        {"ion": {"ion": "MG", "count": 2}},
+    ]}  # fmt: skip
+    (tmp_path / "server.json").write_text(json.dumps([job]))
+    server = load_job_json(tmp_path / "server.json", ccd=ccd)[0]
+    protenix_job = {k: v for k, v in job.items() if k not in ("dialect", "version")}
+    (tmp_path / "protenix.json").write_text(json.dumps([protenix_job]))
+    protenix = load_job_json(tmp_path / "protenix.json", ccd=ccd)[0]
+    assert (server.dialect, protenix.dialect) == ("alphafoldserver", "protenix")
+    assert server == protenix and server.target_id == "server_job" and server.seeds == ()
+    assert [e.chain_ids for e in server.entities] == [("A", "B"), ("C",), ("D", "E")]

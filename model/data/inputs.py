@@ -491,14 +491,14 @@ _PX_KINDS = {
     "ion": "ion",
 }
 _PX_ENTITY = {
-    "proteinChain": ("sequence", "count", "id", "modifications", "msa", "unpairedMsa", "unpairedMsaPath",
-                     "pairedMsa", "pairedMsaPath", "templates", "templatesPath"),
+    "proteinChain": ("sequence", "count", "id", "modifications", "glycans", "msa", "unpairedMsa",
+                     "unpairedMsaPath", "pairedMsa", "pairedMsaPath", "templates", "templatesPath"),
     "rnaSequence": ("sequence", "count", "id", "modifications", "msa", "unpairedMsa", "unpairedMsaPath"),
     "dnaSequence": ("sequence", "count", "id", "modifications"),
     "ligand": ("ligand", "count", "id"),
     "ion": ("ion", "count", "id"),
 }  # fmt: skip
-_PX_TOP = ("name", "sequences", "covalent_bonds", "modelSeeds", "assembly_id")
+_PX_TOP = ("name", "sequences", "covalent_bonds", "modelSeeds", "assembly_id", "dialect", "version")
 
 
 def _parse_protenix_entity(ctx: _Ctx, index: int, item: Any) -> tuple[str, dict, int]:
@@ -560,6 +560,8 @@ def _protenix_entity(ctx: _Ctx, key: str, data: dict, chains: tuple[str, ...]) -
             paired_path = folder / "pairing.a3m" if (folder / "pairing.a3m").is_file() else None
             if unpaired_path is None and paired_path is None:
                 raise ctx.error("msa.precomputed_msa_dir", "holds neither non_pairing.a3m nor pairing.a3m")
+    if data.get("glycans"):
+        raise ctx.error("glycans", "not supported; give each glycan as a ligand with covalent_bonds")
     templates_path = ctx.path("templatesPath", data["templatesPath"]) if data.get("templatesPath") else None
     return Entity(
         kind, chains, sequence=sequence, modifications=mods, unpaired_msa=unpaired,
@@ -638,8 +640,10 @@ def _parse_protenix_job(ctx: _Ctx, job: dict) -> Target:
         if len(left) != len(right):  # as Protenix: copy k bonds to copy k, or name the copies
             raise ctx.error(field, f"{len(left)} and {len(right)} copies to pair; give copy1 and copy2")
         bonds.extend(zip(left, right, strict=True))
-    seeds = _seeds(ctx, "modelSeeds", job["modelSeeds"]) if "modelSeeds" in job else ()
-    return Target(ctx.target_id, tuple(entities), tuple(bonds), seeds, dialect="protenix")
+    # AlphaFold Server jobs (the shape Protenix reads) may give "modelSeeds": [] for "any seed"
+    seeds = _seeds(ctx, "modelSeeds", job["modelSeeds"]) if job.get("modelSeeds") not in (None, []) else ()
+    dialect = "alphafoldserver" if job.get("dialect") == "alphafoldserver" else "protenix"
+    return Target(ctx.target_id, tuple(entities), tuple(bonds), seeds, dialect=dialect)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -647,17 +651,19 @@ def _parse_protenix_job(ctx: _Ctx, job: dict) -> Target:
 
 
 def detect_dialect(data: Any) -> str:
-    """'alphafold3' or 'protenix' for a parsed JSON job file; ValueError otherwise."""
+    """'alphafold3', 'alphafoldserver' or 'protenix' for a parsed JSON job file; ValueError otherwise.
+
+    AlphaFold Server jobs have the shape Protenix reads (proteinChain, ..., count) and are parsed alike.
+    """
     jobs = data if isinstance(data, list) else [data]
     if not jobs or not all(isinstance(j, dict) for j in jobs):
         raise ValueError("expected a job object or a non-empty list of job objects")
     job = jobs[0]
     if "dialect" in job:
-        if job["dialect"] != "alphafold3":
-            raise ValueError(
-                f"unknown dialect {job['dialect']!r} (supported: alphafold3, or Protenix without one)"
-            )
-        return "alphafold3"
+        if job["dialect"] not in ("alphafold3", "alphafoldserver"):
+            supported = "alphafold3, alphafoldserver, or Protenix without one"
+            raise ValueError(f"unknown dialect {job['dialect']!r} (supported: {supported})")
+        return job["dialect"]
     entries = job.get("sequences")
     if isinstance(entries, list) and entries and all(isinstance(e, dict) for e in entries):
         keys = {k for e in entries for k in e}
@@ -710,8 +716,8 @@ def _read_job_file(
                 raise replace(ctx, target_id=name).error(
                     "name", f"{folded.count(name.lower())} jobs share the name {name!r}"
                 )
-            if dialect == "alphafold3" and job.get("dialect") != "alphafold3":
-                raise ctx.error("dialect", f"job {name!r} is not dialect alphafold3 like the first job")
+            if job.get("dialect", "protenix") != dialect:
+                raise ctx.error("dialect", f"job {name!r} is not dialect {dialect} like the first job")
             targets.append(replace(parse(replace(ctx, target_id=name), job), source=path))
         except TargetError as exc:
             errors.append(exc)
