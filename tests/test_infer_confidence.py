@@ -39,18 +39,20 @@ def test_ptm_and_iptm_match_the_tm_formula():
     logits = peaked((1, n, n), 64, torch.where(same, 0, 63))
     everything = torch.ones(n, dtype=torch.bool)
     good, bad = f_tm(0.25, n), f_tm(31.75, n)
-    ptm = float(C.tm_score(logits, everything))
+    ptm = float(C.tm_score(logits.softmax(-1), everything))
     assert math.isclose(ptm, (20 * good + 10 * bad) / 30, rel_tol=1e-4)  # best row: a chain-A token
-    iptm = float(C.tm_score(logits, everything, asym))
+    iptm = float(C.tm_score(logits.softmax(-1), everything, asym))
     assert math.isclose(iptm, bad, rel_tol=1e-4)
     # chain pTM uses the chain's own size for d0
-    chain_b = float(C.tm_score(logits, asym == 1))
+    chain_b = float(C.tm_score(logits.softmax(-1), asym == 1))
     assert math.isclose(chain_b, f_tm(0.25, 10), rel_tol=1e-4)
     # rows without a frame do not count
     frame = torch.zeros(n, dtype=torch.bool)
     frame[25] = True
     assert math.isclose(
-        float(C.tm_score(logits, everything, has_frame=frame)), (10 * good + 20 * bad) / 30, rel_tol=1e-4
+        float(C.tm_score(logits.softmax(-1), everything, has_frame=frame)),
+        (10 * good + 20 * bad) / 30,
+        rel_tol=1e-4,
     )
 
 

@@ -73,28 +73,28 @@ def tm_d0(n: int) -> float:
     return 1.24 * (max(n, 19) - 15) ** (1.0 / 3.0) - 1.8
 
 
-def pair_tm(pae_logits: torch.Tensor, n: int) -> torch.Tensor:
-    """Expected TM term E[f(e_ij)] per token pair. pae_logits: [S, T, T, 64] -> [S, T, T]."""
-    centres = bin_centres(pae_logits.shape[-1], PAE_MAX).to(pae_logits.device)
+def pair_tm(pae_probs: torch.Tensor, n: int) -> torch.Tensor:
+    """Expected TM term E[f(e_ij)] per token pair. pae_probs: [S, N, N, 64] -> [S, N, N]."""
+    centres = bin_centres(pae_probs.shape[-1], PAE_MAX).to(pae_probs.device)
     weight = 1.0 / (1.0 + (centres / tm_d0(n)) ** 2)
-    return pae_logits.float().softmax(-1) @ weight
+    return pae_probs @ weight
 
 
 def tm_score(
-    pae_logits: torch.Tensor,
+    pae_probs: torch.Tensor,
     token_mask: torch.Tensor,
     asym_id: torch.Tensor | None = None,
     has_frame: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """pTM over the tokens in token_mask, or ipTM when asym_id is given (cross-chain pairs only).
 
-    pae_logits: [S, T, T, 64]; token_mask, has_frame: [T] bool; asym_id: [T].
-    Returns: [S]; 0 where no aligned token (or no cross-chain pair) exists.
+    pae_probs: [S, T, T, 64] (softmax of the PAE logits); token_mask, has_frame: [T] bool;
+    asym_id: [T]. Returns: [S]; 0 where no aligned token (or no cross-chain pair) exists.
     """
     idx = torch.nonzero(token_mask, as_tuple=True)[0]
-    logits = pae_logits[:, idx][:, :, idx]
-    per_pair = pair_tm(logits, len(idx))  # [S, N, N]
-    pairs = torch.ones(len(idx), len(idx), dtype=torch.bool, device=logits.device)
+    probs = pae_probs if len(idx) == pae_probs.shape[1] else pae_probs[:, idx][:, :, idx]
+    per_pair = pair_tm(probs, len(idx))  # [S, N, N]
+    pairs = torch.ones(len(idx), len(idx), dtype=torch.bool, device=probs.device)
     if asym_id is not None:
         sub = asym_id[idx]
         pairs = sub[:, None] != sub[None, :]
@@ -104,7 +104,7 @@ def tm_score(
     if has_frame is not None:
         rows = rows & has_frame[idx]
     if not bool(rows.any()):
-        return torch.zeros(pae_logits.shape[0], device=pae_logits.device)
+        return torch.zeros(pae_probs.shape[0], device=pae_probs.device)
     return per_row[:, rows].max(-1).values
 
 
@@ -216,36 +216,66 @@ def summarize(
     plddt_logits: [S, A, 50]; pae_logits, pde_logits: [S, T, T, 64]; distogram_logits: [T, T, 64];
     x: [S, A, 3]; feats: asym_id [T], mol_type [T], atom_to_token [A]; meta: atom_element [A],
     token_res_name [T], chain_type [C]; has_frame: [T] bool (None = every token aligned).
+    Samples are scored one at a time, so the [T, T, 64] probabilities exist for one sample only.
 
     Returns keys atom_plddts [S, A], pae [S, T, T], pde [S, T, T], contact_probs [T, T], ptm [S],
     iptm [S] (NaN for one chain), chain_ptm [S, C], chain_iptm [S, C], chain_pair_iptm [S, C, C],
     chain_pair_pae_min [S, C, C], has_clash [S], fraction_disordered [S], ranking_score [S].
     """
+    per_sample = [
+        _summarize_one(
+            plddt_logits[k : k + 1],
+            pae_logits[k : k + 1],
+            pde_logits[k : k + 1],
+            x[k : k + 1],
+            feats,
+            meta,
+            has_frame,
+        )  # fmt: skip
+        for k in range(x.shape[0])
+    ]
+    out = {key: np.concatenate([p[key] for p in per_sample]) for key in per_sample[0]}
+    out["contact_probs"] = contact_probs(distogram_logits).detach().float().cpu().numpy()
+    return out
+
+
+def _summarize_one(
+    plddt_logits: torch.Tensor,
+    pae_logits: torch.Tensor,
+    pde_logits: torch.Tensor,
+    x: torch.Tensor,
+    feats: dict[str, torch.Tensor],
+    meta: dict,
+    has_frame: torch.Tensor | None,
+) -> dict[str, np.ndarray]:
+    """`summarize` for one sample (leading dimension 1), without contact_probs."""
     asym = feats["asym_id"].long().to(pae_logits.device)
-    n_sample, n_token = pae_logits.shape[0], pae_logits.shape[1]
+    n_token = pae_logits.shape[1]
     n_chain = len(meta["chain_type"])
     present = [c for c in range(n_chain) if bool((asym == c).any())]
     everything = torch.ones(n_token, dtype=torch.bool, device=asym.device)
 
-    pae = expected_value(pae_logits, PAE_MAX)
-    ptm = tm_score(pae_logits, everything, has_frame=has_frame)
+    pae_probs = pae_logits.float().softmax(-1)
+    pae = pae_probs @ bin_centres(pae_probs.shape[-1], PAE_MAX).to(pae_probs.device)
+    ptm = tm_score(pae_probs, everything, has_frame=has_frame)
     multi_chain = len(present) > 1
-    iptm = tm_score(pae_logits, everything, asym, has_frame) if multi_chain else None
+    iptm = tm_score(pae_probs, everything, asym, has_frame) if multi_chain else None
 
-    chain_ptm = torch.zeros(n_sample, n_chain)
-    chain_pair_iptm = torch.zeros(n_sample, n_chain, n_chain)
-    chain_pair_pae_min = torch.zeros(n_sample, n_chain, n_chain)
+    chain_ptm = torch.zeros(1, n_chain)
+    chain_pair_iptm = torch.zeros(1, n_chain, n_chain)
+    chain_pair_pae_min = torch.zeros(1, n_chain, n_chain)
     for a in present:
         in_a = asym == a
-        chain_ptm[:, a] = tm_score(pae_logits, in_a, has_frame=has_frame).cpu()
+        chain_ptm[:, a] = tm_score(pae_probs, in_a, has_frame=has_frame).cpu()
         chain_pair_iptm[:, a, a] = chain_ptm[:, a]
         for b in present:
             in_b = asym == b
             chain_pair_pae_min[:, a, b] = pae[:, in_a][:, :, in_b].flatten(1).min(-1).values.cpu()
             if b > a:
-                value = tm_score(pae_logits, in_a | in_b, asym, has_frame).cpu()
+                value = tm_score(pae_probs, in_a | in_b, asym, has_frame).cpu()
                 chain_pair_iptm[:, a, b] = chain_pair_iptm[:, b, a] = value
-    chain_iptm = torch.zeros(n_sample, n_chain)
+    del pae_probs
+    chain_iptm = torch.zeros(1, n_chain)
     if multi_chain:
         for a in present:
             others = [b for b in present if b != a]
@@ -253,13 +283,13 @@ def summarize(
 
     atom_to_token = feats["atom_to_token"].long().to(x.device)
     chain_is_polymer = torch.tensor([t in ("protein", "rna", "dna") for t in meta["chain_type"]])
-    clash = has_clash(x, asym.to(x.device)[atom_to_token], chain_is_polymer)
+    clash = has_clash(x, asym.to(x.device)[atom_to_token], chain_is_polymer).cpu()
     disorder = fraction_disordered(
         x, atom_to_token, feats["mol_type"].to(x.device), meta["atom_element"], meta["token_res_name"]
-    )
-    ptm_c, clash_c, disorder_c = ptm.cpu(), clash.cpu(), disorder.cpu()
-    iptm_c = iptm.cpu() if iptm is not None else ptm_c
-    ranking = 0.8 * iptm_c + 0.2 * ptm_c + 0.5 * disorder_c - 100.0 * clash_c.float()
+    ).cpu()
+    ptm = ptm.cpu()
+    iptm_or_ptm = iptm.cpu() if iptm is not None else ptm
+    ranking = 0.8 * iptm_or_ptm + 0.2 * ptm + 0.5 * disorder - 100.0 * clash.float()
 
     def np32(t: torch.Tensor) -> np.ndarray:
         return t.detach().float().cpu().numpy()
@@ -268,15 +298,14 @@ def summarize(
         "atom_plddts": np32(100.0 * expected_value(plddt_logits, PLDDT_MAX)),
         "pae": np32(pae),
         "pde": np32(expected_value(pde_logits, PDE_MAX)),
-        "contact_probs": np32(contact_probs(distogram_logits)),
-        "ptm": np32(ptm_c),
-        "iptm": np32(iptm.cpu()) if iptm is not None else np.full(n_sample, np.nan, np.float32),
+        "ptm": np32(ptm),
+        "iptm": np32(iptm) if iptm is not None else np.full(1, np.nan, np.float32),
         "chain_ptm": np32(chain_ptm),
         "chain_iptm": np32(chain_iptm),
         "chain_pair_iptm": np32(chain_pair_iptm),
         "chain_pair_pae_min": np32(chain_pair_pae_min),
-        "has_clash": clash_c.numpy(),
-        "fraction_disordered": np32(disorder_c),
+        "has_clash": clash.numpy(),
+        "fraction_disordered": np32(disorder),
         "ranking_score": np32(ranking),
     }
 
