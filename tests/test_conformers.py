@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import gemmi
 import numpy as np
@@ -155,3 +156,19 @@ def test_every_shared_ccd_component_embeds_and_keeps_its_chirality(ccd) -> None:
             if any(labels.get(i) != label for i, label in expected.items()):
                 wrong[block.name] = (expected, labels)
     assert wrong == {}
+
+
+def test_ligand_file_component_gets_hydrogens_and_keeps_its_stereo() -> None:
+    """An SDF ligand (L-proline, heavy atoms only in the component): RDKit adds the hydrogens back
+    for embedding, and the file's 3D stereo survives into the conformer."""
+    sdf = Path(__file__).parent / "data" / "inputs" / "proline.sdf"
+    component = conformers.component_from_file(sdf, "l01")
+    file_mol = Chem.MolFromMolFile(str(sdf))
+    Chem.AssignStereochemistryFrom3D(file_mol)
+    expected = dict(Chem.FindMolChiralCenters(file_mol, useLegacyImplementation=False))
+    assert expected == {3: "S"}  # L-proline's alpha carbon
+    mol, _ = conformers.mol_from_component(component)
+    assert mol.GetNumAtoms() == file_mol.GetNumAtoms() + 9  # C5H9NO2
+    coords, mask = reference_conformer(component, 0)
+    assert mask.all()
+    assert cip_labels_from_coords(Chem.RemoveHs(mol), coords) == expected

@@ -152,11 +152,13 @@ def mol_from_component(component: Component) -> tuple[Chem.Mol, np.ndarray]:
         mol = Chem.MolFromSmiles(component.smiles)
         heavy = np.array([a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1], dtype=np.int64)
         return Chem.AddHs(mol), heavy  # AddHs appends hydrogens, heavy indices stay
+    # CCD components list every hydrogen; ligand-file components keep heavy atoms only (RDKit adds H)
+    explicit_hydrogens = not component.heavy_atom_mask.all()
     rw = Chem.RWMol()
     for element, charge in zip(component.elements, component.charges, strict=True):
         atom = Chem.Atom(_element_symbol(element))
         atom.SetFormalCharge(int(charge))
-        atom.SetNoImplicit(True)  # the CCD lists every hydrogen
+        atom.SetNoImplicit(explicit_hydrogens)
         rw.AddAtom(atom)
     for (i, j), order in zip(component.bonds, component.bond_orders, strict=True):
         rw.AddBond(int(i), int(j), _BOND_TYPES.get(int(order), Chem.BondType.SINGLE))
@@ -178,6 +180,8 @@ def mol_from_component(component: Component) -> tuple[Chem.Mol, np.ndarray]:
             Chem.AssignStereochemistryFrom3D(mol, confId=conf_id)
             mol.RemoveAllConformers()
             break
+    if not explicit_hydrogens:
+        mol = Chem.AddHs(mol)  # appended after the heavy atoms, whose indices stay
     return mol, heavy_atom_indices(component)
 
 
