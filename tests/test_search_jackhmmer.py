@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from pyhmmer import easel, plan7
 
+from model.search import hmmsearch
 from model.search.a3m import alignment_to_a3m, merge_rows
 from model.search.databases import split_fasta
-from model.search.hmmsearch import search_database
+from model.search.hmmsearch import record_ranges, search_database
 from model.search.jackhmmer import JackhmmerSettings, digital_query, pipeline_options, search_protein
 from model.search.nhmmer import NhmmerSettings, search_rna
 
@@ -48,7 +49,15 @@ def _stockholm_to_a3m(path: Path) -> dict[str, str]:
     return out
 
 
-def test_jackhmmer_same_hits_and_rows_as_binary(shared_data: Path, tmp_path: Path) -> None:
+@pytest.fixture()
+def parallel_small_files(monkeypatch):
+    """Let these small test databases be cut into byte ranges searched by several workers."""
+    monkeypatch.setattr(hmmsearch, "MIN_PARALLEL_BYTES", 0)
+
+
+def test_jackhmmer_same_hits_and_rows_as_binary(
+    shared_data: Path, tmp_path: Path, parallel_small_files
+) -> None:
     _need("jackhmmer")
     db = shared_data / "seqdb" / "msa_hits_for_shared_queries.fasta"
     query = tmp_path / "query.fa"
@@ -98,7 +107,7 @@ def test_shards_with_fixed_z_equal_whole_database(shared_data: Path, tmp_path: P
     ]
 
 
-def test_nhmmer_same_hits_as_binary(shared_data: Path, tmp_path: Path) -> None:
+def test_nhmmer_same_hits_as_binary(shared_data: Path, tmp_path: Path, parallel_small_files) -> None:
     _need("nhmmer")
     db = shared_data / "seqdb" / "rfam_14_4_clustered_rep_seq__subsampled_1000.fasta"
     # a 120-nt stretch of one Rfam sequence: it has relatives in the file
@@ -144,3 +153,12 @@ def test_merge_rows_deduplicates_on_query_columns_and_caps() -> None:
     merged = merge_rows(query, a, b)
     assert [d for d, _ in merged] == ["query", "h2", "h4"]
     assert [d for d, _ in merge_rows(query, a, b, deduplicate=False, max_rows=3)] == ["query", "h1", "h2"]
+
+
+def test_record_ranges_cover_the_file_at_record_starts(shared_data: Path) -> None:
+    db = shared_data / "seqdb" / "msa_hits_for_shared_queries.fasta"
+    data = db.read_bytes()
+    ranges = record_ranges(db, 7)
+    assert len(ranges) == 7 and ranges[0][0] == 0 and ranges[-1][1] == len(data)
+    assert all(a[1] == b[0] for a, b in zip(ranges[:-1], ranges[1:], strict=True))
+    assert all(data[start : start + 1] == b">" for start, _ in ranges)

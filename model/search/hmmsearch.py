@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BLOCK_RESIDUES = 1 << 21  # ~2 M residues a block: a few MB of memory per worker
 RANGES_PER_WORKER = 4
+MIN_PARALLEL_BYTES = 4 << 20  # smaller databases take less time to search than to start workers
 
 
 class _ByteRange(io.RawIOBase):
@@ -108,7 +109,8 @@ def search_database(
     """Search `hmm` against every sequence of the FASTA `database`; returns the merged hits.
 
     `options` are pyhmmer Pipeline keywords (E, incE, F1.., Z); `long_targets` uses nhmmer's
-    LongTargetsPipeline. Gzipped databases cannot be cut into ranges and are read by one worker.
+    LongTargetsPipeline. Gzipped databases cannot be cut into ranges, and databases under
+    `MIN_PARALLEL_BYTES` are not worth it: both are read by one worker.
     """
     database = Path(database)
     if not database.is_file():
@@ -117,8 +119,10 @@ def search_database(
     start = time.perf_counter()
     if database.suffix == ".gz":
         ranges: list[tuple[int, int] | None] = [None]
+    elif threads == 1 or database.stat().st_size < MIN_PARALLEL_BYTES:
+        ranges = [(0, database.stat().st_size)]
     else:
-        ranges = record_ranges(database, threads * RANGES_PER_WORKER if threads > 1 else 1)
+        ranges = record_ranges(database, threads * RANGES_PER_WORKER)
     jobs = [(hmm, database, byte_range, options, long_targets, block_residues) for byte_range in ranges]
     if len(jobs) == 1:
         results = [_search_range(*jobs[0])]
