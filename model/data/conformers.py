@@ -49,7 +49,8 @@ def component_from_mol(mol: Chem.Mol, code: str, smiles: str | None = None, name
 
     Atom names are element + running number per element (C1, C2, N1). A conformer present on
     `mol` becomes the ideal coordinates. `extra["atom_map"]` maps SMILES atom-map numbers (or, for
-    molecules without any, 0-based atom indices) to component atom indices.
+    molecules without any, 0-based atom indices) to component atom indices;
+    `extra["implicit_hydrogens"]` tells `mol_from_component` to add the hydrogens left out.
     """
     heavy = [a for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
     index_of = {a.GetIdx(): i for i, a in enumerate(heavy)}
@@ -91,7 +92,7 @@ def component_from_mol(mol: Chem.Mol, code: str, smiles: str | None = None, name
         bond_orders=np.array(orders, dtype=np.int64),
         bond_aromatic=np.array(aromatic, dtype=bool),
         smiles=smiles,
-        extra={"atom_map": atom_map},
+        extra={"atom_map": atom_map, "implicit_hydrogens": True},
     )
 
 
@@ -152,8 +153,9 @@ def mol_from_component(component: Component) -> tuple[Chem.Mol, np.ndarray]:
         mol = Chem.MolFromSmiles(component.smiles)
         heavy = np.array([a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1], dtype=np.int64)
         return Chem.AddHs(mol), heavy  # AddHs appends hydrogens, heavy indices stay
-    # CCD components list every hydrogen; ligand-file components keep heavy atoms only (RDKit adds H)
-    explicit_hydrogens = not component.heavy_atom_mask.all()
+    # CCD components list every hydrogen (none at all for SO4, NO, CMO); components made here from
+    # RDKit molecules keep heavy atoms only, so RDKit adds their hydrogens back.
+    explicit_hydrogens = not component.extra.get("implicit_hydrogens", False)
     rw = Chem.RWMol()
     for element, charge in zip(component.elements, component.charges, strict=True):
         atom = Chem.Atom(_element_symbol(element))
