@@ -6,7 +6,8 @@ Three ways in (docs/inputs.md has a worked example of each):
   an inline list such as `protein:MKTAYx2;ligand:ATP;ligand:smiles=CC(=O)O;dna:ACGT;ion:MG`
   (optional columns `seeds` like `1 2 3` and `bonds` like `A:1:SG-C:1:C1`).
 - AlphaFold 3 JSON (`"dialect": "alphafold3"`, versions 1-4), one job or a list of jobs.
-- Protenix JSON (a list of jobs with `proteinChain` / `dnaSequence` / `rnaSequence` / `ligand` / `ion`).
+- Protenix JSON (a list of jobs with `proteinChain` / `dnaSequence` / `rnaSequence` / `ligand` / `ion`),
+  and AlphaFold Server JSON, which has the same shape.
 
 The dialect is detected from the content. Every problem is a `TargetError` whose text is one line
 naming the target, the entity, the field and the reason. `load_targets` collects them so that one
