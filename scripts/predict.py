@@ -4,7 +4,8 @@
   scripts/predict.py --features results/features/T1.h5 [T2.h5 ...] --checkpoint ckpt.pt|none
       --preset tiny|base --out-dir results/predictions --failed-dir results/failed
       [--seeds 1 2] [--samples 5] [--steps 200] [--cycles 10] [--device auto|cpu|cuda]
-      [--precision auto|fp32|bf16] [--done FILE]
+      [--precision auto|fp32|bf16] [--trunk-precision auto|fp32|bf16] [--chunk-size auto|none|N]
+      [--sample-chunk auto|N] [--done FILE]
 
 `--checkpoint none` runs the randomly initialised network (tests, benchmarks); it is never the
 default. A checkpoint that cannot be loaded stops the shard (exit 1): it would fail every target.
@@ -13,8 +14,8 @@ one-line reason and the shard goes on; the exit code is 0 once the shard ran. `-
 at the end (the shard's Snakemake output). Outputs per target: see docs/outputs.md.
 
 As a Snakemake rule script: input.features (list), input.checkpoint (optional; absent = none),
-output.done; params: preset, out_dir, failed_dir, seeds, samples, steps, cycles, device, precision
-(any left out take the command-line defaults).
+output.done; params: preset, out_dir, failed_dir, seeds, samples, steps, cycles, device, precision,
+trunk_precision, chunk_size, sample_chunk (any left out take the command-line defaults).
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ from model.infer.checkpoint import CheckpointError, load_weights  # noqa: E402
 from model.infer.predict import PredictSettings, predict_features, resolve_device  # noqa: E402
 
 
+def chunk_arg(value: str) -> int | str | None:
+    """auto | none | a positive integer."""
+    if value in ("auto", "none"):
+        return None if value == "none" else value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected auto, none or a positive integer, got {value!r}")
+    return int(value)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
@@ -54,6 +64,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--precision", default="auto", choices=["auto", "fp32", "bf16"], help="sampler + confidence"
     )
+    p.add_argument(
+        "--trunk-precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 on CUDA"
+    )
+    p.add_argument("--chunk-size", default="auto", type=chunk_arg, help="pair-stack chunk: auto | none | N")
+    p.add_argument(
+        "--sample-chunk", default="auto", type=chunk_arg, help="samples per denoiser call: auto | N"
+    )
     p.add_argument("--done", default=None, help="file touched when the shard has run")
     return p.parse_args(argv)
 
@@ -63,7 +80,9 @@ def snakemake_argv(smk) -> list[str]:
     params = dict(smk.params.items())
     ckpt = smk.input.get("checkpoint", None) if hasattr(smk.input, "get") else None
     argv = ["--features", *[str(f) for f in smk.input.features], "--checkpoint", str(ckpt or "none")]
-    for name in ("preset", "out_dir", "failed_dir", "samples", "steps", "cycles", "device", "precision"):
+    names = ("preset", "out_dir", "failed_dir", "samples", "steps", "cycles", "device", "precision",
+             "trunk_precision", "chunk_size", "sample_chunk")  # fmt: skip
+    for name in names:
         if name in params and params[name] is not None:
             argv += [f"--{name.replace('_', '-')}", str(params[name])]
     if params.get("seeds") is not None:
@@ -152,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         n_sample=args.samples,
         seeds=tuple(args.seeds),
         precision=args.precision,
+        trunk_precision=args.trunk_precision,
+        pair_chunk=args.chunk_size,
+        sample_chunk=args.sample_chunk if args.sample_chunk is not None else "auto",
     )
     cfg = load_preset(args.preset)
     torch.manual_seed(0)  # a `--checkpoint none` run gets the same random weights every time
