@@ -59,10 +59,11 @@ def main() -> int:
             "--dry-run",
             "--quiet",
             "rules",
-            "predict",
             "--config",
             f"inputs={targets}",
             "checkpoint=none",
+            "--",
+            "predict",
             timeout=3600,
         )
         seconds = time.perf_counter() - start

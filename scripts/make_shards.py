@@ -8,8 +8,6 @@ Standalone:  python scripts/make_shards.py --inputs targets.csv --shards 4 --out
 As a rule:   writes the shard plan (snakemake.params.shards, .tokens) to snakemake.output[0].
 """
 
-from __future__ import annotations
-
 import argparse
 import heapq
 import math

@@ -11,8 +11,6 @@ Check mode (the `check_failures` rule) prints the failures and exits 1 if there 
 touches the --ok file:  python scripts/summarize.py --check results/failures.tsv --ok results/predict.ok
 """
 
-from __future__ import annotations
-
 import argparse
 import csv
 import io

@@ -55,6 +55,8 @@ rule build_features:
         fingerprint=target_fingerprint,
         h5=lambda w: f"{RESULTS}/features/{w.target}.h5",
         failed=lambda w: f"{RESULTS}/failed/{w.target}.txt",
+        failed_dir=lambda w: f"{RESULTS}/failed",
+        template_dir=lambda w: f"{RESULTS}/templates",
     shell:
         "rm -f {params.h5} {params.failed}; "
         "python scripts/build_features.py --inputs {params.inputs} --target-id {wildcards.target}"
@@ -82,6 +84,7 @@ rule build_training_features:
         seed=config["feature_seed"],
         h5=lambda w: f"{RESULTS}/features/train/{w.entry}.h5",
         failed=lambda w: f"{RESULTS}/failed/train/{w.entry}.txt",
+        failed_dir=lambda w: f"{RESULTS}/failed/train",
     shell:
         "rm -f {params.h5} {params.failed}; "
         "python scripts/build_features.py --mmcif {input.mmcif} --ccd '{params.ccd}'"

@@ -48,6 +48,8 @@ rule predict_shard:
         cycles=config["cycles"],
         device=config["device"],
         precision=config["precision"],
+        pred_dir=lambda w: f"{RESULTS}/predictions",
+        failed_dir=lambda w: f"{RESULTS}/failed",
     shell:
         # only targets whose features were built; their earlier outputs and failures are cleared
         "feats=$(awk -F '\\t' '$1 == \"ok\" {{print $2}}' {input.status}); "

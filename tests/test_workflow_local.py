@@ -1,0 +1,53 @@
+"""A local `snakemake predict` end to end, twice: byte-identical outputs on CPU, then nothing to do."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+import pytest
+from test_workflow_helpers import make_workdir, snakemake
+
+CONFIG = {"samples": 2, "steps": 2, "cycles": 1, "checkpoint": "none", "shards": 2}
+# files whose bytes must not depend on the run (provenance.json files name absolute paths)
+COMPARED = (
+    "*_model.cif",
+    "*/model.cif",
+    "*/confidences.json",
+    "*/summary_confidences.json",
+    "ranking_scores.csv",
+)
+
+
+def _digests(results: Path) -> dict[str, str]:
+    out = {}
+    for pattern in COMPARED:
+        for path in sorted((results / "predictions").glob(f"*/{pattern}")):
+            out[str(path.relative_to(results))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    for name in ("summary.tsv", "failures.tsv", "shards/plan.tsv"):
+        out[name] = hashlib.sha256((results / name).read_bytes()).hexdigest()
+    return out
+
+
+@pytest.mark.slow
+def test_local_predict_is_reproducible_and_complete(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        workdir = make_workdir(tmp_path / name, CONFIG)
+        snakemake(workdir, "predict", "--cores", "2", timeout=1500)
+        runs.append(workdir)
+    first = runs[0] / "results"
+    with (first / "summary.tsv").open() as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    assert {r["target_id"]: r["status"] for r in rows} == {
+        "trp_cage": "ok", "trp_cage_atp": "ok", "dickerson_dodecamer": "ok"
+    }  # fmt: skip
+    digests = _digests(first)
+    assert len(digests) >= 3 * 2 * 3 + 3
+    assert digests == _digests(runs[1] / "results")
+    # local GPU jobs went through the slot allocator (no card here: CPU)
+    for log in (runs[0] / "logs" / "predict").glob("shard-*.log"):
+        assert "gpu_slot:" in log.read_text()
+    again = snakemake(runs[0], "predict", "--cores", "2", "--dry-run")
+    assert "Nothing to be done" in again.stdout + again.stderr
