@@ -124,3 +124,17 @@ def test_plddt_and_resolved_targets():
     resolved = torch.tensor([True, False] * 5)
     rl = torch.stack([(~resolved).float(), resolved.float()], -1)[None] * 40 - 20
     assert losses.resolved_loss(rl, resolved, mask).item() < 1e-6
+
+
+def test_smooth_lddt_chunking_matches_one_chunk_with_gradients():
+    g = torch.Generator().manual_seed(11)
+    gt = torch.randn(120, 3, generator=g) * 6
+    x = (gt + torch.randn(3, 120, 3, generator=g)).requires_grad_()
+    nuc = torch.arange(120) < 30
+    mask = torch.rand(120, generator=g) > 0.1
+    whole = losses.smooth_lddt_loss(x, gt, nuc, mask, chunk_pairs=1 << 30)
+    (g_whole,) = torch.autograd.grad(whole.sum(), x)
+    chunked = losses.smooth_lddt_loss(x, gt, nuc, mask, chunk_pairs=97)
+    (g_chunked,) = torch.autograd.grad(chunked.sum(), x)
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(g_chunked, g_whole, atol=1e-7, rtol=1e-5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from model.data.constants import DISTOGRAM_BINS, DISTOGRAM_MAX, DISTOGRAM_MIN, MOL_DNA, MOL_LIGAND, MOL_RNA
 from model.eval.lddt import LDDT_THRESHOLDS, lddt
@@ -71,15 +72,27 @@ def bond_loss(
     return ((d_pred - d_gt) ** 2 * keep).sum(-1) / keep.sum().clamp_min(1.0)
 
 
+def _smooth_lddt_sum(x_pred: torch.Tensor, l: torch.Tensor, m: torch.Tensor, d_gt: torch.Tensor):
+    """Sum over the given pairs of AF3 Algorithm 27's eps_lm. x_pred: [S, A, 3]; l, m, d_gt: [P]."""
+    d_pred = (x_pred[:, l] - x_pred[:, m]).norm(dim=-1)  # [S, P]
+    delta = (d_pred - d_gt).abs()
+    return (sum(torch.sigmoid(t - delta) for t in LDDT_THRESHOLDS) / len(LDDT_THRESHOLDS)).sum(-1)
+
+
 def smooth_lddt_loss(
-    x_pred: torch.Tensor, x_gt: torch.Tensor, is_nucleotide: torch.Tensor, atom_mask: torch.Tensor
+    x_pred: torch.Tensor,
+    x_gt: torch.Tensor,
+    is_nucleotide: torch.Tensor,
+    atom_mask: torch.Tensor,
+    chunk_pairs: int = 1 << 16,
 ) -> torch.Tensor:
     """Smooth lDDT loss (AF3 Algorithm 27): 1 - sum_lm c_lm eps_lm / sum_lm c_lm.
 
     x_pred: [S, A, 3]; x_gt: [A, 3] (distances only, so the un-augmented truth); is_nucleotide: [A]
     bool (30 Å inclusion radius for nucleotide atoms l, 15 Å otherwise); atom_mask: [A] bool.
-    Pairs are gathered sparsely (only those inside the radius), so memory is O(S * pairs), not
-    O(S * A^2). Returns [S].
+    Only pairs inside the radius are gathered, in chunks of `chunk_pairs` under activation
+    checkpointing, so memory stays O(S * chunk) instead of O(S * pairs) or O(S * A^2) (48 samples
+    x 3,000 atoms hold ~1.5 M pairs). Returns [S].
     """
     gt = x_gt.float()
     d_gt = torch.cdist(gt, gt)
@@ -89,10 +102,16 @@ def smooth_lddt_loss(
     l, m = pair.nonzero(as_tuple=True)
     if l.numel() == 0:
         return x_pred.new_zeros(x_pred.shape[0], dtype=torch.float32)
-    d_pred = (x_pred[:, l].float() - x_pred[:, m].float()).norm(dim=-1)  # [S, P]
-    delta = (d_pred - d_gt[l, m]).abs()
-    eps = sum(torch.sigmoid(t - delta) for t in LDDT_THRESHOLDS) / len(LDDT_THRESHOLDS)
-    return 1.0 - eps.mean(-1)
+    d_gt = d_gt[l, m]
+    x = x_pred.float()
+    total = x.new_zeros(x.shape[0])
+    for lo in range(0, l.numel(), chunk_pairs):
+        sl = slice(lo, lo + chunk_pairs)
+        if x.requires_grad:
+            total = total + checkpoint(_smooth_lddt_sum, x, l[sl], m[sl], d_gt[sl], use_reentrant=False)
+        else:
+            total = total + _smooth_lddt_sum(x, l[sl], m[sl], d_gt[sl])
+    return 1.0 - total / l.numel()
 
 
 def distogram_loss(
