@@ -5,7 +5,7 @@
       --preset tiny|base --out-dir results/predictions --failed-dir results/failed
       [--seeds 1 2] [--samples 5] [--steps 200] [--cycles 10] [--device auto|cpu|cuda]
       [--precision auto|fp32|bf16] [--trunk-precision auto|fp32|bf16] [--chunk-size auto|none|N]
-      [--sample-chunk auto|N] [--done FILE]
+      [--sample-chunk auto|N] [--ccd components.cif] [--done FILE]
 
 `--checkpoint none` runs the randomly initialised network (tests, benchmarks); it is never the
 default. A checkpoint that cannot be loaded stops the shard (exit 1): it would fail every target.
@@ -15,7 +15,7 @@ at the end (the shard's Snakemake output). Outputs per target: see docs/outputs.
 
 As a Snakemake rule script: input.features (list), input.checkpoint (optional; absent = none),
 output.done; params: preset, out_dir, failed_dir, seeds, samples, steps, cycles, device, precision,
-trunk_precision, chunk_size, sample_chunk (any left out take the command-line defaults).
+trunk_precision, chunk_size, sample_chunk, ccd (any left out take the command-line defaults).
 """
 
 from __future__ import annotations
@@ -71,6 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--sample-chunk", default="auto", type=chunk_arg, help="samples per denoiser call: auto | N"
     )
+    p.add_argument(
+        "--ccd", default="", help="components.cif used at featurization ('' = built-in CCD); bond orders"
+    )
     p.add_argument("--done", default=None, help="file touched when the shard has run")
     return p.parse_args(argv)
 
@@ -81,7 +84,7 @@ def snakemake_argv(smk) -> list[str]:
     ckpt = smk.input.get("checkpoint", None) if hasattr(smk.input, "get") else None
     argv = ["--features", *[str(f) for f in smk.input.features], "--checkpoint", str(ckpt or "none")]
     names = ("preset", "out_dir", "failed_dir", "samples", "steps", "cycles", "device", "precision",
-             "trunk_precision", "chunk_size", "sample_chunk")  # fmt: skip
+             "trunk_precision", "chunk_size", "sample_chunk", "ccd")  # fmt: skip
     for name in names:
         if name in params and params[name] is not None:
             argv += [f"--{name.replace('_', '-')}", str(params[name])]
@@ -111,8 +114,33 @@ def write_failure(failed_dir: Path, target: str, reason: str) -> None:
     write_text(failed_dir / f"{target}.txt", reason.strip().replace("\n", " ") + "\n")
 
 
-def run_target(path: Path, net, settings: PredictSettings, device, args, weights: dict, preset_cfg) -> Path:
-    from model.infer.writer import TargetLayout, write_target
+class ComponentLookup:
+    """Chemical components by CCD code for ligand bond orders; loads the CCD on first use and
+    answers None when it cannot (no biotite, unknown code): orders are then written as unknown."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.ccd = None
+        self.failed = False
+
+    def __call__(self, code: str):
+        if self.ccd is None and not self.failed:
+            try:
+                from model.data.ccd import load_ccd
+
+                self.ccd = load_ccd(self.path or None)
+            except Exception as err:  # optional extra: never fail a target for it
+                print(f"predict: no CCD for bond orders ({first_line(err)})", file=sys.stderr)
+                self.failed = True
+        if self.ccd is None or code not in self.ccd:
+            return None
+        return self.ccd[code]
+
+
+def run_target(
+    path: Path, net, settings: PredictSettings, device, args, weights: dict, preset_cfg, components
+) -> Path:
+    from model.infer.writer import TargetLayout, set_bond_orders, write_target
 
     started = time.perf_counter()
     if not store.is_valid(path):
@@ -132,6 +160,7 @@ def run_target(path: Path, net, settings: PredictSettings, device, args, weights
         torch.cuda.reset_peak_memory_stats(device)
     seeds, plan = predict_features(net, feats, meta, settings, device)
     layout = TargetLayout.from_features(feats, meta)
+    set_bond_orders(layout, components)
     provenance = {
         "target_id": target,
         "features": {"path": str(path.resolve()), "content_hash": attrs.get("content_hash"), "attrs": attrs},
@@ -185,12 +214,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     net = net.to(device).eval()
     failed_dir = Path(args.failed_dir)
+    components = ComponentLookup(args.ccd)
     failures = []
     for f in args.features:
         path = Path(f)
         target = target_name(path)
         try:
-            folder = run_target(path, net, settings, device, args, weights, _config_dict(cfg))
+            folder = run_target(path, net, settings, device, args, weights, _config_dict(cfg), components)
             (failed_dir / f"{target}.txt").unlink(missing_ok=True)
             print(f"predict: {target}: wrote {folder}")
         except Exception as err:  # one bad target (input, OOM, ...) must not stop the shard

@@ -127,6 +127,9 @@ def test_model_cif_matches_the_input(run, pid):
                         st.res_atom_end[st.chain_res_end[chain] - 1],
                     )
                     assert sorted(n for n, _ in got) == sorted(st.atom_name[lo:hi]), (pid, sub)
+        # bonds inside CCD ligands carry the CCD's orders (no unknown '?')
+        orders = gemmi.cif.read(str(path)).sole_block().find_values("_chem_comp_bond.value_order")
+        assert set(orders) <= {"SING", "DOUB", "TRIP"}
         b = np.array([cra.atom.b_iso for cra in out[0].all()])
         conf = json.loads(path.with_name("confidences.json").read_text())
         assert np.allclose(b, conf["atom_plddts"], atol=0.011)

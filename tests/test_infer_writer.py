@@ -199,3 +199,36 @@ def test_ligand_sdf_matches_the_ligand(tmp_path):
         r.atom.element.name.upper() for r in lig
     )
     assert np.allclose(mol.GetConformer().GetPositions(), [r.atom.pos.tolist() for r in lig], atol=1e-3)
+
+
+def test_bond_orders_from_the_ccd_reach_cif_and_sdf(tmp_path):
+    chem = pytest.importorskip("rdkit.Chem")
+    from model.data.ccd import load_ccd
+    from model.infer.writer import set_bond_orders
+
+    ccd = load_ccd()
+    src = read_source("1k6p")
+    layout, xyz = layout_from_gemmi(src)
+    set_bond_orders(layout, lambda code: ccd[code] if code in ccd else None)
+    # expected straight from the CCD: double bonds of XN3 between atoms present in the entry
+    comp = ccd["XN3"]
+    atom_res = layout.token_res_name[layout.atom_to_token]
+    present = {str(n) for n in layout.atom_name[atom_res == "XN3"]}
+    expected = {
+        frozenset((comp.atom_names[p], comp.atom_names[q]))
+        for (p, q), order in zip(comp.bonds, comp.bond_orders, strict=True)
+        if order == 2 and {comp.atom_names[p], comp.atom_names[q]} <= present
+    }
+    assert expected  # the test exercises double bonds
+    block = gemmi.cif.read_string(mmcif_text(layout, xyz, np.zeros(len(xyz)), "t")).sole_block()
+    table = block.find("_chem_comp_bond.", ["comp_id", "atom_id_1", "atom_id_2", "value_order"])
+    doubles = {frozenset((gemmi.cif.as_string(r[1]), gemmi.cif.as_string(r[2]))) for r in table
+               if r[0] == "XN3" and r[3] == "DOUB"}  # fmt: skip
+    assert doubles == expected
+    write_target(tmp_path, "t", layout, [(0, xyz[None], fake_confidences(layout, 1, 0))], 1, {})
+    lig_chain = layout.chain_name[layout.atom_chain[np.nonzero(atom_res == "XN3")[0][0]]]
+    mol = chem.MolFromMolFile(
+        str(tmp_path / "t" / "seed-0_sample-0" / f"ligand-{lig_chain}.sdf"), sanitize=False
+    )
+    n_double = sum(b.GetBondType() == chem.BondType.DOUBLE for b in mol.GetBonds())
+    assert n_double == len(expected)

@@ -67,6 +67,8 @@ class TargetLayout:
     chain_entity_id: np.ndarray
     atom_bonds: np.ndarray
     atom_bond_is_link: np.ndarray
+    # [B] bond order 1/2/3 (Kekulé) where known from the CCD, 0 = unknown; see `set_bond_orders`.
+    atom_bond_order: np.ndarray | None = None
 
     @classmethod
     def from_features(cls, feats: dict, meta: dict) -> TargetLayout:
@@ -254,19 +256,51 @@ def _add_links(st: gemmi.Structure, layout: TargetLayout, coords: np.ndarray) ->
         st.connections.append(con)
 
 
-def ligand_bonds(layout: TargetLayout) -> list[tuple[str, str, str]]:
-    """(CCD code, atom 1, atom 2) for bonds inside non-polymer residues, one per component."""
+def set_bond_orders(layout: TargetLayout, component: Callable[[str], object | None]) -> None:
+    """Fill `layout.atom_bond_order` for bonds inside non-polymer residues from their component.
+
+    component(code) returns a `model.data.ccd.Component` (atom_names, bonds, bond_orders) or None
+    (unknown code, e.g. a SMILES ligand); such bonds stay 0 (unknown). The feature file stores
+    connectivity only, hence this lookup.
+    """
+    res_names = layout.token_res_name[layout.atom_to_token]
+    res_key = layout.asym_id[layout.atom_to_token] * 1_000_000 + layout.residue_index[layout.atom_to_token]
+    chain_type = layout.chain_type[layout.atom_chain]
+    tables: dict[str, dict[frozenset, int]] = {}
+    orders = np.zeros(len(layout.atom_bonds), dtype=np.int32)
+    for b, (i, j) in enumerate(layout.atom_bonds):
+        if layout.atom_bond_is_link[b] or res_key[i] != res_key[j] or chain_type[i] in POLYMER_TYPE:
+            continue
+        code = str(res_names[i])
+        if code not in tables:
+            comp = component(code)
+            tables[code] = {}
+            if comp is not None:
+                names = comp.atom_names
+                for (p, q), order in zip(comp.bonds, comp.bond_orders, strict=True):
+                    tables[code][frozenset((names[p], names[q]))] = int(order)
+        orders[b] = tables[code].get(frozenset((str(layout.atom_name[i]), str(layout.atom_name[j]))), 0)
+    layout.atom_bond_order = orders
+
+
+BOND_ORDER_CIF = {0: "?", 1: "SING", 2: "DOUB", 3: "TRIP"}
+
+
+def ligand_bonds(layout: TargetLayout) -> list[tuple[str, str, str, int]]:
+    """(CCD code, atom 1, atom 2, order or 0) for bonds inside non-polymer residues, one per component."""
     chain_type = layout.chain_type[layout.atom_chain]
     res_names = layout.token_res_name[layout.atom_to_token]
     res_key = layout.asym_id[layout.atom_to_token] * 1_000_000 + layout.residue_index[layout.atom_to_token]
-    seen: dict[tuple[str, str, str], None] = {}
-    for i, j in layout.atom_bonds[~layout.atom_bond_is_link]:
-        if chain_type[i] in POLYMER_TYPE or res_key[i] != res_key[j]:
+    orders = (
+        layout.atom_bond_order if layout.atom_bond_order is not None else np.zeros(len(layout.atom_bonds))
+    )
+    seen: dict[tuple[str, str, str], int] = {}
+    for b, (i, j) in enumerate(layout.atom_bonds):
+        if layout.atom_bond_is_link[b] or chain_type[i] in POLYMER_TYPE or res_key[i] != res_key[j]:
             continue
         pair = sorted((str(layout.atom_name[i]), str(layout.atom_name[j])))
-        key = (str(res_names[i]), pair[0], pair[1])
-        seen.setdefault(key)
-    return list(seen)
+        seen.setdefault((str(res_names[i]), pair[0], pair[1]), int(orders[b]))
+    return [(*key, order) for key, order in seen.items()]
 
 
 def mmcif_text(layout: TargetLayout, coords: np.ndarray, atom_plddts: np.ndarray, name: str) -> str:
@@ -278,9 +312,10 @@ def mmcif_text(layout: TargetLayout, coords: np.ndarray, atom_plddts: np.ndarray
     bonds = ligand_bonds(layout)
     if bonds:
         table = block.init_loop("_chem_comp_bond.", ["comp_id", "atom_id_1", "atom_id_2", "value_order"])
-        for comp, a1, a2 in bonds:
-            # Bond orders are not in the feature file; '?' marks them unknown.
-            table.add_row([gemmi.cif.quote(comp), gemmi.cif.quote(a1), gemmi.cif.quote(a2), "?"])
+        for comp, a1, a2, order in bonds:  # '?' where the order is unknown (no CCD entry)
+            table.add_row(
+                [gemmi.cif.quote(comp), gemmi.cif.quote(a1), gemmi.cif.quote(a2), BOND_ORDER_CIF[order]]
+            )
     return doc.as_string()
 
 
@@ -353,8 +388,8 @@ def write_pae_png(path: str | Path, pae: np.ndarray, token_chain_ids: list[str],
 
 
 def ligand_sdf(layout: TargetLayout, coords: np.ndarray, chain_idx: int) -> str | None:
-    """SDF text of one ligand chain (connectivity from the feature file, single bonds since orders
-    are not stored; element and coordinates exact). None when RDKit is missing."""
+    """SDF text of one ligand chain: elements, coordinates and connectivity from the feature file,
+    bond orders from `atom_bond_order` (single where unknown). None when RDKit is missing."""
     try:
         from rdkit import Chem
     except ImportError:
@@ -366,13 +401,14 @@ def ligand_sdf(layout: TargetLayout, coords: np.ndarray, chain_idx: int) -> str 
         atom = Chem.Atom(str(layout.atom_element[a]).capitalize())
         atom.SetProp("_Name", str(layout.atom_name[a]))
         mol.AddAtom(atom)
-    for i, j in layout.atom_bonds:
-        if (
-            int(i) in local
-            and int(j) in local
-            and mol.GetBondBetweenAtoms(local[int(i)], local[int(j)]) is None
-        ):
-            mol.AddBond(local[int(i)], local[int(j)], Chem.BondType.SINGLE)
+    kinds = {2: Chem.BondType.DOUBLE, 3: Chem.BondType.TRIPLE}
+    orders = (
+        layout.atom_bond_order if layout.atom_bond_order is not None else np.zeros(len(layout.atom_bonds))
+    )
+    for (i, j), order in zip(layout.atom_bonds, orders, strict=True):
+        i, j = int(i), int(j)
+        if i in local and j in local and mol.GetBondBetweenAtoms(local[i], local[j]) is None:
+            mol.AddBond(local[i], local[j], kinds.get(int(order), Chem.BondType.SINGLE))
     conf = Chem.Conformer(len(atoms))
     for n, a in enumerate(atoms):
         conf.SetAtomPosition(n, [float(v) for v in coords[a]])
