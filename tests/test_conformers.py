@@ -172,3 +172,28 @@ def test_ligand_file_component_gets_hydrogens_and_keeps_its_stereo() -> None:
     coords, mask = reference_conformer(component, 0)
     assert mask.all()
     assert cip_labels_from_coords(Chem.RemoveHs(mol), coords) == expected
+
+
+def test_conformer_is_identical_in_a_fresh_process(ccd, repo_root: Path) -> None:
+    """Reruns give the same reference features: a new interpreter (other hash seed) embeds the same."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib; from model.data.ccd import load_ccd; from model.data.conformers import "
+        "reference_conformer, component_from_smiles as s; "
+        "a = reference_conformer(load_ccd()['NAG'], 7)[0]; "
+        "b = reference_conformer(s('C[C@@H](C(=O)O)N', 'l01'), 7)[0]; "
+        "print(hashlib.sha256(a.tobytes() + b.tobytes()).hexdigest())"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo_root, env=env, capture_output=True, text=True, check=True
+    )
+    here = (
+        reference_conformer(ccd["NAG"], 7)[0].tobytes()
+        + reference_conformer(component_from_smiles("C[C@@H](C(=O)O)N", "l01"), 7)[0].tobytes()
+    )
+    assert out.stdout.strip() == hashlib.sha256(here).hexdigest()
