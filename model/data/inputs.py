@@ -678,12 +678,12 @@ def detect_dialect(data: Any) -> str:
 
 
 def _job_name(job: dict, index: int, path: Path) -> str:
+    """The job's `name` (else the file name, numbered after the first job) as a safe target id."""
     name = job.get("name")
-    if isinstance(name, str) and name.strip():
-        # AF3 sanitises job names into file names the same way.
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", name.strip()).lstrip(".")
-        return name[:100] or f"{path.stem}_{index + 1}"
-    return path.stem if index == 0 else f"{path.stem}_{index + 1}"
+    if not isinstance(name, str) or not name.strip():
+        name = path.name.split(".")[0] + (f"_{index + 1}" if index else "")
+    # AF3 sanitises job names into file names the same way.
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name.strip()).lstrip(".")[:100] or f"job_{index + 1}"
 
 
 def _read_job_file(
