@@ -198,3 +198,10 @@ def test_token_has_frame():
         True,
         True,
     ]
+
+
+def test_sasa_batching_does_not_change_the_result():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(600, 3, generator=g) * 8
+    radii = torch.full((600,), 1.7)
+    assert torch.equal(C.atom_sasa(x, radii), C.atom_sasa(x, radii, chunk=97, budget=5000))

@@ -146,31 +146,38 @@ def sphere_points(n: int = SPHERE_POINTS) -> torch.Tensor:
     return torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], -1).float()
 
 
-def atom_sasa(x: torch.Tensor, radii: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+def atom_sasa(x: torch.Tensor, radii: torch.Tensor, chunk: int = 1024, budget: int = 1 << 26) -> torch.Tensor:
     """Shrake-Rupley solvent accessible surface area per atom.
 
     x: [A, 3]; radii: [A] van der Waals radii (the probe radius is added here).
-    Returns: [A] in Å^2.
+    Atoms go in chunks of `chunk` rows for the neighbour search, then in batches small enough that
+    the [batch, points, neighbours] test stays under `budget` elements (collapsed or very dense
+    coordinates have many neighbours). Returns: [A] in Å^2.
     """
     r = radii.float() + PROBE_RADIUS
     pts = sphere_points().to(x.device)  # [P, 3]
     reach = 2 * float(r.max())
+    x = x.float()
     sasa = torch.empty(x.shape[0], device=x.device)
     for start in range(0, x.shape[0], chunk):
-        sl = slice(start, start + chunk)
-        d = torch.cdist(x[sl].float(), x.float())  # [B, A]
-        d[torch.arange(d.shape[0]), torch.arange(start, start + d.shape[0])] = float("inf")
+        stop = min(start + chunk, x.shape[0])
+        d = torch.cdist(x[start:stop], x)  # [B, A]
+        d[torch.arange(stop - start), torch.arange(start, stop)] = float("inf")
         near = d < reach
-        k = int(near.sum(-1).max()) if near.any() else 0
+        k = int(near.sum(-1).max())
         if k == 0:
-            sasa[sl] = 4 * math.pi * r[sl] ** 2
+            sasa[start:stop] = 4 * math.pi * r[start:stop] ** 2
             continue
         dist_k, nb = torch.topk(torch.where(near, d, torch.full_like(d, float("inf"))), k, largest=False)
         valid = torch.isfinite(dist_k)  # [B, K]
-        surface = x[sl, None, :].float() + r[sl, None, None] * pts[None]  # [B, P, 3]
-        gap = torch.cdist(surface, x[nb].float())  # [B, P, K]
-        buried = ((gap < r[nb][:, None, :]) & valid[:, None, :]).any(-1)  # [B, P]
-        sasa[sl] = 4 * math.pi * r[sl] ** 2 * (1.0 - buried.float().mean(-1))
+        step = max(1, budget // (pts.shape[0] * k))
+        for lo in range(0, stop - start, step):
+            hi = min(lo + step, stop - start)
+            atoms = slice(start + lo, start + hi)
+            surface = x[atoms, None, :] + r[atoms, None, None] * pts[None]  # [b, P, 3]
+            gap = torch.cdist(surface, x[nb[lo:hi]], compute_mode="donot_use_mm_for_euclid_dist")  # [b, P, K]
+            buried = ((gap < r[nb[lo:hi]][:, None, :]) & valid[lo:hi, None, :]).any(-1)  # [b, P]
+            sasa[atoms] = 4 * math.pi * r[atoms] ** 2 * (1.0 - buried.float().mean(-1))
     return sasa
 
 
