@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import shutil
 import sys
 import time
 import traceback
@@ -151,7 +152,14 @@ def run_target(
     meta = store.load_meta(path)
     missing = [
         k
-        for k in ("token_res_name", "atom_name", "atom_element", "chain_name", "chain_type")
+        for k in (
+            "token_res_name",
+            "atom_name",
+            "atom_element",
+            "chain_name",
+            "chain_type",
+            "chain_entity_id",
+        )
         if k not in meta
     ]
     if missing:
@@ -226,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as err:  # one bad target (input, OOM, ...) must not stop the shard
             reason = f"{target}: {type(err).__name__}: {first_line(err)}"
             traceback.print_exc()
+            shutil.rmtree(Path(args.out_dir) / target, ignore_errors=True)  # no half-written target folder
             write_failure(failed_dir, target, reason)
             failures.append(reason)
             print(f"predict: FAILED {reason}", file=sys.stderr)
