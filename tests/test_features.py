@@ -128,8 +128,15 @@ def test_1tqh_covalent_4pa_link_in_token_bonds(featurized: dict) -> None:
         list(r)
         for r in gemmi_block("1tqh").find(
             "_struct_conn.",
-            ["conn_type_id", "ptnr1_label_asym_id", "ptnr1_label_seq_id", "ptnr1_label_atom_id",
-             "ptnr2_label_asym_id", "ptnr2_label_comp_id", "ptnr2_label_atom_id"],
+            [
+                "conn_type_id",
+                "ptnr1_label_asym_id",
+                "ptnr1_label_seq_id",
+                "ptnr1_label_atom_id",
+                "ptnr2_label_asym_id",
+                "ptnr2_label_comp_id",
+                "ptnr2_label_atom_id",
+            ],
         )  # fmt: skip
         if r[0] == "covale"
     ]
