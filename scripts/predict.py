@@ -201,7 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from model.nn.network import Foldline, load_preset
 
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except RuntimeError as err:
+        print(f"predict: {err}", file=sys.stderr)
+        return 1
     settings = PredictSettings(
         n_cycle=args.cycles,
         n_step=args.steps,

@@ -51,7 +51,8 @@ class SeedPrediction:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """ "auto" = CUDA when available, else CPU; a clear error when CUDA is asked for but absent."""
+    """The torch device for `device`: auto = CUDA when available, else CPU; an error when CUDA is
+    asked for but absent."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
