@@ -129,7 +129,10 @@ def has_clash(x: torch.Tensor, atom_chain: torch.Tensor, chain_is_polymer: torch
         in_a = atom_chain == a
         for b in polymer[ia + 1 :]:
             in_b = atom_chain == b
-            close = torch.cdist(x[:, in_a].float(), x[:, in_b].float()) < CLASH_DISTANCE  # [S, Na, Nb]
+            dist = torch.cdist(
+                x[:, in_a].float(), x[:, in_b].float(), compute_mode="donot_use_mm_for_euclid_dist"
+            )
+            close = dist < CLASH_DISTANCE  # [S, Na, Nb]
             clash_a = close.any(-1).sum(-1)  # [S]
             clash_b = close.any(-2).sum(-1)
             out |= (clash_a + clash_b > CLASH_MAX_ATOMS) | (clash_a > CLASH_MAX_FRACTION * int(in_a.sum()))
@@ -229,6 +232,12 @@ def summarize(
     iptm [S] (NaN for one chain), chain_ptm [S, C], chain_iptm [S, C], chain_pair_iptm [S, C, C],
     chain_pair_pae_min [S, C, C], has_clash [S], fraction_disordered [S], ranking_score [S].
     """
+    for name, logits, bins in (("plddt", plddt_logits, PLDDT_BINS), ("pae", pae_logits, PAE_BINS),
+                               ("pde", pde_logits, PDE_BINS)):  # fmt: skip
+        if logits.shape[-1] != bins:
+            raise ValueError(
+                f"confidence {name}_logits: expected {bins} bins, got shape {tuple(logits.shape)}"
+            )
     per_sample = [
         _summarize_one(
             plddt_logits[k : k + 1],
