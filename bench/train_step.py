@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.eval.lddt import lddt  # noqa: E402
 from model.infer.sampler import sample_diffusion  # noqa: E402
-from model.nn.network import Foldline, load_preset  # noqa: E402
+from model.nn.network import Foldline  # noqa: E402
 from model.nn.synthetic import synthetic_features  # noqa: E402
 from model.train import data as train_data  # noqa: E402
-from model.train.loop import TrainingLoss, autocast_dtype, resolve_device  # noqa: E402
+from model.train.loop import TrainingLoss, autocast_dtype, network_config, resolve_device  # noqa: E402
 from model.train.schedule import make_optimizer, make_scheduler  # noqa: E402
 from model.train.stages import resolve_stage  # noqa: E402
 
@@ -61,7 +61,7 @@ def _sync(device: torch.device) -> None:
 def bench_step(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     overrides = [f"train_crop_size={args.crop}", f"diffusion_batch_size={args.diffusion_batch}",
-                 f"precision={args.precision}"]  # fmt: skip
+                 f"precision={args.precision}", f"checkpoint_blocks={args.checkpoint_blocks}"]  # fmt: skip
     cfg = resolve_stage(STAGES, 0, overrides)
     amp = autocast_dtype(cfg["precision"], device)
     feats = synthetic_features(args.crop, args.atoms_per_token, args.n_msa, args.n_templ, seed=0)
@@ -69,12 +69,13 @@ def bench_step(args: argparse.Namespace) -> dict:
     feats = {k: v.to(device) for k, v in feats.items()}
     aux = {k: v.to(device) for k, v in aux.items()}
     torch.manual_seed(0)
-    net = Foldline(load_preset(args.preset)).to(device)
+    net = Foldline(network_config(args.preset, cfg, device)).to(device)
     module = TrainingLoss(net, cfg)
     opt = make_optimizer(net.parameters(), cfg)
     results = {"preset": args.preset, "crop": args.crop, "n_atom": int(feats["atom_pos"].shape[0]),
                "diffusion_batch": args.diffusion_batch, "n_msa": args.n_msa, "precision": str(amp),
                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+               "checkpoint_blocks": net.cfg.checkpoint_blocks,
                "params": sum(p.numel() for p in net.parameters()), "steps": []}  # fmt: skip
     cycles = [int(c) for c in args.cycles.split(",")]
     for i, n_cycle in enumerate([cycles[0]] * args.warmup + cycles * args.repeat):
@@ -109,7 +110,8 @@ def bench_step(args: argparse.Namespace) -> dict:
 def bench_overfit(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     overrides = [f"diffusion_batch_size={args.diffusion_batch}", f"precision={args.precision}",
-                 f"lr={args.lr}", f"lr_schedule.warmup_steps={args.warmup_steps}"]  # fmt: skip
+                 f"lr={args.lr}", f"lr_schedule.warmup_steps={args.warmup_steps}",
+                 f"checkpoint_blocks={args.checkpoint_blocks}"]  # fmt: skip
     cfg = resolve_stage(STAGES, 0, overrides)
     amp = autocast_dtype(cfg["precision"], device)
     entry = train_data.index_entry(args.features)
@@ -118,7 +120,7 @@ def bench_overfit(args: argparse.Namespace) -> dict:
     feats = {k: v.to(device) for k, v in ex["feats"].items()}
     aux = {k: v.to(device) for k, v in ex["aux"].items()}
     torch.manual_seed(0)
-    net = Foldline(load_preset(args.preset)).to(device)
+    net = Foldline(network_config(args.preset, cfg, device)).to(device)
     module = TrainingLoss(net, cfg)
     opt = make_optimizer(net.parameters(), cfg)
     sched = make_scheduler(opt, cfg)
@@ -173,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         s.add_argument("--device", default="auto")
         s.add_argument("--precision", default="auto", help="auto (bf16 on CUDA), bf16 or fp32")
         s.add_argument("--diffusion-batch", type=int, default=48)
+        s.add_argument("--checkpoint-blocks", default="auto", help="auto (on CUDA), true, false")
         s.add_argument("--json", default=None, help="also write the results here")
     step = sub.choices["step"]
     step.add_argument("--crop", type=int, default=384)

@@ -34,6 +34,7 @@ import torch.distributed as dist
 from model.data.constants import MOL_DNA, MOL_LIGAND, MOL_RNA
 from model.eval.lddt import lddt
 from model.infer.sampler import centre_random_augmentation, sample_diffusion
+from model.nn.network import Foldline, load_preset
 from model.train import data as train_data
 from model.train import losses
 from model.train.checkpoint import (
@@ -81,6 +82,15 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"precision {precision!r}: expected auto, fp32 or bf16")
     return torch.bfloat16 if precision == "bf16" else None
+
+
+def network_config(preset: str, cfg: dict, device: torch.device):
+    """The preset's network config with the stage's activation checkpointing applied
+    (`checkpoint_blocks`: auto = on for CUDA, where block activations would not fit otherwise)."""
+    net_cfg = load_preset(preset)
+    flag = cfg.get("checkpoint_blocks", "auto")
+    net_cfg.checkpoint_blocks = device.type == "cuda" if flag == "auto" else bool(flag)
+    return net_cfg
 
 
 def confidence_module(net: torch.nn.Module) -> torch.nn.Module:
@@ -322,8 +332,6 @@ def train(
     clusters: str | Path | None = None,
 ) -> int:
     """Run (or resume) one stage. Returns the exit code: 0 done, 128 + signal when pre-empted."""
-    from model.nn.network import Foldline, load_preset
-
     out_dir = Path(out_dir)
     ddp, device = init_distributed(device_name)
     if ddp.main:
@@ -347,7 +355,7 @@ def train(
 
     # --- model, optimizer, EMA ---
     torch.manual_seed(seed)
-    net = Foldline(load_preset(preset)).to(device)
+    net = Foldline(network_config(preset, cfg, device)).to(device)
     parent = None
     if init_checkpoint:
         parent_state = load_checkpoint(init_checkpoint)
