@@ -412,7 +412,7 @@ def train(
              f"({len(dropped)} filtered out, {len(val_entries)} held out), {ddp.world} process(es) x "
              f"{accum} accumulation, steps {step}->{steps} on {device}")  # fmt: skip
     net.train()
-    t_start = time.time()
+    t_start, first_step = time.time(), step
     while step < steps:
         t0 = time.time()
         if device.type == "cuda":
@@ -448,7 +448,7 @@ def train(
         row["gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
         metrics.write(row)
         if ddp.main and step % int(cfg["log_every"]) == 0:
-            eta = (time.time() - t_start) / max(step, 1) * (steps - step)
+            eta = (time.time() - t_start) / max(step - first_step, 1) * (steps - step)
             _log(f"{cfg['stage']} step {step}/{steps} loss {row['loss']:.4f} lr {row['lr']:.2e} "
                  f"grad_norm {row['grad_norm']:.3g} n_cycle {n_cycle} {row['step_time']:.2f} s/step "
                  f"eta {eta / 60:.1f} min")  # fmt: skip
