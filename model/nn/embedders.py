@@ -95,9 +95,12 @@ class FourierEmbedding(nn.Module):
 
     def __init__(self, c: int, seed: int = 42) -> None:
         super().__init__()
+        # Drawn on the CPU so the values do not depend on the device the module is built on;
+        # torch.empty(0) honours a surrounding `with torch.device(...)`.
         g = torch.Generator().manual_seed(seed)
-        self.w = nn.Parameter(torch.randn(c, generator=g), requires_grad=False)
-        self.b = nn.Parameter(torch.randn(c, generator=g), requires_grad=False)
+        device = torch.empty(0).device
+        self.w = nn.Parameter(torch.randn(c, generator=g, device="cpu").to(device), requires_grad=False)
+        self.b = nn.Parameter(torch.randn(c, generator=g, device="cpu").to(device), requires_grad=False)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return torch.cos(2 * math.pi * (t[..., None] * self.w + self.b))
