@@ -174,7 +174,9 @@ def build(job: Job, ccd, seed: int, failed_dir: Path, assembly: str | None) -> t
     return "ok", str(job.out)
 
 
-def make_jobs(args: argparse.Namespace) -> list[Job]:
+def make_jobs(args: argparse.Namespace) -> tuple[list[Job], list[str]]:
+    """The jobs, plus input errors that name no target (a row without a usable target_id, an
+    unreadable targets file in batch mode): they cannot get a failure file, so they are printed."""
     out_dir = Path(args.out_dir) if args.out_dir else None
     single = args.out is not None
 
@@ -190,13 +192,17 @@ def make_jobs(args: argparse.Namespace) -> list[Job]:
             for a3m in entry_msa_files(msa_dir, entry) if msa_dir else []:
                 job.hash_parts += [str(a3m.relative_to(msa_dir)), a3m.read_bytes()]
             jobs.append(job)
-        return jobs
-    from model.data.inputs import load_targets
+        return jobs, []
+    from model.data.inputs import TargetError, load_targets
 
     roots = [Path(r) for r in args.allowed_root] or None
-    targets, errors = load_targets(args.inputs, allowed_roots=roots, ccd=None, check=False)
+    try:
+        targets, errors = load_targets(args.inputs, allowed_roots=roots, ccd=None, check=False)
+    except (TargetError, OSError) as err:  # the file itself is unusable
+        targets, errors = [], [TargetError(args.target_id, _one_line(err))]
     jobs = [Job(name=t.target_id, out=out_path(t.target_id), target=t) for t in targets]
     jobs += [Job(name=e.target_id, out=out_path(e.target_id), error=str(e)) for e in errors if e.target_id]
+    unnamed = [str(e) for e in errors if not e.target_id]
     if args.target_id:
         jobs = [j for j in jobs if j.name == args.target_id]
         if not jobs:
@@ -210,7 +216,7 @@ def make_jobs(args: argparse.Namespace) -> list[Job]:
                 attach_inputs(job, manifest, template_dir)
             except (OSError, ValueError, KeyError) as err:
                 job.error = f"target {job.name}: MSA/template input: {_one_line(err)}"
-    return jobs
+    return jobs, unnamed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -245,14 +251,16 @@ def main(argv: list[str] | None = None) -> int:
 
     ccd = load_ccd(args.ccd or None)
     results = []
-    for job in make_jobs(args):
+    jobs, unnamed = make_jobs(args)
+    for job in jobs:
         start = time.perf_counter()
         status, detail = build(job, ccd, args.seed, failed_dir, args.assembly or None)
         print(f"{job.name}\t{status}\t{time.perf_counter() - start:.2f}s\t{detail}", flush=True)
         results.append((job.name, status, detail))
     failures = [(name, detail) for name, status, detail in results if status == "failed"]
+    failures += [("(no target id)", message) for message in unnamed]
     if failures:
-        print(f"\n{len(failures)} of {len(results)} failed:", file=sys.stderr)
+        print(f"\n{len(failures)} of {len(results) + len(unnamed)} failed:", file=sys.stderr)
         for name, detail in failures:
             print(f"  {name}: {detail}", file=sys.stderr)
     single = args.out is not None

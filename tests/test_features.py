@@ -320,12 +320,17 @@ def test_script_batch_mixes_good_and_bad_targets(tmp_path: Path, script, capsys)
         "bad_letter,protein:NLYIQWLKDGGJPSS\n"
         "good_dna_ion,dna:CGCGAATT;ion:MG\n"
         "bad_ligand,protein:MKV;ligand:ZZZZZ\n"
+        "bad id!,protein:MKV\n"
     )
     out_dir, failed = tmp_path / "features", tmp_path / "failed"
     result = run_script("--inputs", str(csv), "--out-dir", str(out_dir), "--failed-dir", str(failed))
     assert result.returncode == 1, result.stderr
     assert sorted(p.name for p in out_dir.glob("*.h5")) == ["good_dna_ion.h5", "good_peptide.h5"]
-    assert sorted(p.name for p in failed.glob("*.txt")) == ["bad_letter.txt", "bad_ligand.txt"]
+    notes = {p.name: p.read_text() for p in failed.glob("*.txt")}
+    assert {"bad_letter.txt", "bad_ligand.txt"} < set(notes) and len(notes) == 3
+    # the row whose id is unusable is reported too, under the inputs parser's stand-in name
+    (bad_id_note,) = [text for name, text in notes.items() if not name.startswith("bad_")]
+    assert "bad id!" in bad_id_note
     for name in ("bad_letter", "bad_ligand"):
         text = (failed / f"{name}.txt").read_text()
         assert text.count("\n") == 1 and text.startswith(f"target {name}")
@@ -343,7 +348,7 @@ def test_script_batch_mixes_good_and_bad_targets(tmp_path: Path, script, capsys)
     capsys.readouterr()
     assert script.main(["--inputs", str(csv), "--out-dir", str(out_dir), "--failed-dir", str(failed)]) == 1
     lines = dict(line.split("\t")[:2] for line in capsys.readouterr().out.splitlines() if "\t" in line)
-    assert lines == {
+    assert {k: v for k, v in lines.items() if k.startswith(("good_", "bad_"))} == {
         "good_peptide": "ok", "bad_letter": "failed", "good_dna_ion": "cached", "bad_ligand": "failed"
     }  # fmt: skip
     assert store.is_valid(out_dir / "good_peptide.h5")
@@ -366,6 +371,16 @@ def test_script_single_target_with_manifest_msa(tmp_path: Path, script) -> None:
     assert script.main([*args, "--target-id", "broken", "--out", str(tmp_path / "broken.h5")]) == 0
     assert (failed / "broken.txt").read_text().startswith("target broken")
     assert not (tmp_path / "broken.h5").exists()
+
+
+def test_script_unreadable_inputs(tmp_path: Path, script, capsys) -> None:
+    failed = tmp_path / "failed"
+    missing = str(tmp_path / "absent.csv")
+    args = ["--inputs", missing, "--failed-dir", str(failed)]
+    assert script.main([*args, "--out-dir", str(tmp_path / "f")]) == 1
+    assert "absent.csv" in capsys.readouterr().err
+    assert script.main([*args, "--target-id", "t1", "--out", str(tmp_path / "t1.h5")]) == 0
+    assert (failed / "t1.txt").read_text().startswith("target t1")
 
 
 def test_script_mmcif_entry_has_truth_and_msa_dir(tmp_path: Path, script, capsys) -> None:
