@@ -15,8 +15,7 @@ valid h5 with the same content hash is kept. Also runs as a Snakemake rule scrip
 object: input.inputs|mmcif, input.manifest, output[0], params.*).
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: Snakemake's `script:` prepends a preamble to this file
 import argparse
 import json
 import sys

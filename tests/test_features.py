@@ -398,6 +398,24 @@ def test_script_mmcif_entry_has_truth_and_msa_dir(tmp_path: Path, script, capsys
     np.testing.assert_array_equal(with_msa["atom_pos"].numpy(), plain["atom_pos"].numpy())
 
 
+def test_script_as_snakemake_rule_script(tmp_path: Path) -> None:
+    """`script:` mode with the real Snakemake: the `snakemake` object drives the same main()."""
+    (tmp_path / "Snakefile").write_text(
+        "rule feat:\n"
+        f"    input: mmcif='{MMCIF_DIR / '1ubq.cif.gz'}'\n"
+        "    output: 'out/1ubq.h5'\n"
+        "    params: failed_dir='failed', seed=0, ccd=''\n"
+        f"    script: '{SCRIPT}'\n"
+    )
+    snakemake = Path(sys.executable).parent / "snakemake"
+    run = subprocess.run(
+        [str(snakemake), "-s", "Snakefile", "--cores", "1", "out/1ubq.h5"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert store.load_features(tmp_path / "out" / "1ubq.h5")["restype"].shape == (76,)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("entry", shared_entries())
 def test_every_shared_entry_featurizes(ccd, entry: str) -> None:
