@@ -28,6 +28,7 @@ import numpy as np
 from pyhmmer import easel, plan7
 
 from model.data.constants import GAP, ONE_TO_THREE_PROTEIN, RESTYPE_INDEX, UNKNOWN_PROTEIN
+from model.data.feature_spec import FEATURES
 from model.search.a3m import Row, match_columns
 from model.search.hmmsearch import DEFAULT_BLOCK_RESIDUES, database_z, search_database
 from model.search.jackhmmer import PROTEIN_ALPHABET
@@ -303,14 +304,13 @@ def select_templates(
 
 
 def stack_templates(query_length: int, features: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """[K, L, ...] arrays (K may be 0) in the template-group format."""
-    empty = template_features(
-        query_length, TemplateHit("none", "A", 0.0, 0, {}, ""), TemplateChain(datetime.date.min, [], {})
-    )
-    return {
-        name: np.stack([f[name] for f in features]) if features else value[None][:0]
-        for name, value in empty.items()
-    }
+    """[K, L, ...] arrays (K may be 0) in the template-group format of feature_spec.FEATURES."""
+    out = {}
+    for name, (group, dims, dtype) in FEATURES.items():
+        if group == "template":
+            empty = np.zeros((0, query_length, *dims[2:]), dtype=dtype)
+            out[name] = np.stack([f[name] for f in features]).astype(dtype) if features else empty
+    return out
 
 
 def write_templates(path: str | Path, arrays: dict[str, np.ndarray], hits: list[TemplateHit]) -> None:
