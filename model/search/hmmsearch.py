@@ -4,7 +4,8 @@ The database file is cut into byte ranges at record boundaries (a few per worker
 worker processes each stream their ranges block by block in digital mode, search every block with a
 fresh pyhmmer pipeline, and send back only the hits. Processes, not threads: pyhmmer's FASTA reader
 holds the GIL, and threads that both read and search were measured slower than one thread. Memory
-is bounded by one block per worker, whatever the database size.
+is bounded by one block per worker, whatever the database size. With one worker (one thread, a
+gzipped or a small database) pyhmmer streams the file itself, one sequence at a time.
 
 `TopHits.merge` re-applies the reporting and inclusion thresholds (domZ = number reported), and Z
 is fixed to the whole database's size (`database_z`), so the merged hits are those of one
@@ -84,11 +85,15 @@ def _search_range(
     long_targets: bool,
     block_residues: int,
 ) -> plan7.TopHits | None:
-    """Search one byte range of `path` (None: the whole file, which easel may decompress)."""
+    """Search one byte range of `path`, or (None) the whole file, which easel may decompress."""
     pipeline_class = plan7.LongTargetsPipeline if long_targets else plan7.Pipeline
     background = plan7.Background(hmm.alphabet)
+    if byte_range is None:
+        # pyhmmer then reads the file itself, one sequence at a time, without the GIL or Python objects
+        with easel.SequenceFile(path, digital=True, alphabet=hmm.alphabet) as seqs:
+            return pipeline_class(hmm.alphabet, background, **options).search_hmm(hmm, seqs)
     hits = []
-    stream = path if byte_range is None else io.BufferedReader(_ByteRange(path, *byte_range), 1 << 20)
+    stream = io.BufferedReader(_ByteRange(path, *byte_range), 1 << 20)
     with easel.SequenceFile(stream, format="fasta", digital=True, alphabet=hmm.alphabet) as seqs:
         while len(block := seqs.read_block(residues=block_residues)):
             # A fresh pipeline per block: a reused long-targets pipeline keeps counting residues.
@@ -117,12 +122,8 @@ def search_database(
         raise FileNotFoundError(f"database {database}: file not found")
     threads = max(1, threads)
     start = time.perf_counter()
-    if database.suffix == ".gz":
-        ranges: list[tuple[int, int] | None] = [None]
-    elif threads == 1 or database.stat().st_size < MIN_PARALLEL_BYTES:
-        ranges = [(0, database.stat().st_size)]
-    else:
-        ranges = record_ranges(database, threads * RANGES_PER_WORKER)
+    parallel = threads > 1 and database.suffix != ".gz" and database.stat().st_size >= MIN_PARALLEL_BYTES
+    ranges = record_ranges(database, threads * RANGES_PER_WORKER) if parallel else [None]
     jobs = [(hmm, database, byte_range, options, long_targets, block_residues) for byte_range in ranges]
     if len(jobs) == 1:
         results = [_search_range(*jobs[0])]
