@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -219,3 +221,16 @@ def _timed(fn, *args) -> float:
     start = time.perf_counter()
     fn(*args)
     return time.perf_counter() - start
+
+
+def test_store_and_crop_import_without_chemistry_stack() -> None:
+    """GPU nodes lack rdkit/gemmi/biotite/pyhmmer: store and crop must import without them."""
+    code = (
+        "import sys\n"
+        "for name in ('rdkit', 'gemmi', 'biotite', 'pyhmmer', 'pandas'):\n"
+        "    sys.modules[name] = None  # any import of these now fails\n"
+        "import model.data.store, model.data.crop\n"
+        "print('ok')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
