@@ -216,6 +216,27 @@ def test_templates_placed_at_chain_columns(featurized: dict, ccd) -> None:
         featurize(structure, ccd, templates={name: bad}, seed=0)
 
 
+def test_templates_from_the_real_template_search(featurized: dict, ccd) -> None:
+    """model.search's hmmsearch template step -> [K, L, ...] arrays -> placed by featurize."""
+    import datetime
+
+    from model.search.templates import search_templates
+
+    structure, _ = featurized["102m"]
+    chain = list(structure.chain_type).index("protein")
+    rows = MsaInput.from_files(SHARED_DATA / "msa" / "102m_1" / "non_pairing.a3m").unpaired
+    seqres = SHARED_DATA / "template_db" / "pdb_seqres_shared_structures.fasta"
+    _, arrays = search_templates(rows[0][1], rows, seqres, MMCIF_DIR, datetime.date(2100, 1, 1))
+    n_templ = len(arrays["template_restype"])
+    assert n_templ >= 1
+    feats = featurize(structure, ccd, templates={str(structure.chain_name[chain]): arrays}, seed=0).features
+    tokens = np.flatnonzero(feats["asym_id"] == chain)
+    assert check_features(feats)["K"] == min(n_templ, C.MAX_TEMPLATES)
+    placed = feats["template_pseudo_beta_mask"][:, tokens]
+    np.testing.assert_array_equal(placed, arrays["template_pseudo_beta_mask"][: C.MAX_TEMPLATES])
+    assert placed.any()
+
+
 def test_deterministic_per_seed(featurized: dict, ccd) -> None:
     structure, first = featurized["102m"]
     again = featurize(structure, ccd, seed=0, with_truth=True)
