@@ -118,8 +118,10 @@ class MsaInput:
 
     @classmethod
     def from_files(cls, unpaired: str | Path | None = None, paired: str | Path | None = None) -> MsaInput:
-        read = lambda p: parse_a3m(Path(p).read_text()) if p else []  # noqa: E731
-        return cls(unpaired=read(unpaired), paired=read(paired))
+        return cls(
+            unpaired=parse_a3m(Path(unpaired).read_text()) if unpaired else [],
+            paired=parse_a3m(Path(paired).read_text()) if paired else [],
+        )
 
     @classmethod
     def from_text(cls, unpaired: str = "", paired: str = "") -> MsaInput:
