@@ -85,18 +85,25 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def quick_identity(path: str | Path) -> dict[str, str | int]:
     """Name, size and sha256 of the first and last MiB: cheap on a 100 GB file, stable across copies
-    and checkouts (unlike mtime). Names a database in search keys and validates sidecars."""
+    and checkouts (unlike mtime). Names a database in search keys and validates sidecars. Cached per
+    process while the file is unchanged (the workflow computes one key per chain at parse time)."""
     path = Path(path)
     if not path.is_file():
         raise DatabaseError(f"database {path}: file not found")
-    size = path.stat().st_size
+    stat = path.stat()
+    digest = _head_tail_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    return {"name": path.name, "size": stat.st_size, "head_tail_sha256": digest}
+
+
+@functools.lru_cache(maxsize=256)
+def _head_tail_sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         digest.update(handle.read(_HASH_CHUNK))
         if size > 2 * _HASH_CHUNK:
             handle.seek(size - _HASH_CHUNK)
             digest.update(handle.read())
-    return {"name": path.name, "size": size, "head_tail_sha256": digest.hexdigest()}
+    return digest.hexdigest()
 
 
 def prepare_database(path: str | Path, write_sidecar: bool = False) -> DatabaseStats:
