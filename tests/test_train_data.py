@@ -32,7 +32,7 @@ def build_training_files(out: Path, entries=ENTRIES) -> list[Path]:
     return files
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def train_files(tmp_path_factory) -> list[Path]:
     return build_training_files(tmp_path_factory.mktemp("train_features"))
 

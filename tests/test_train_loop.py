@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO
-from test_train_data import build_training_files
+from test_train_data import train_files  # noqa: F401 (session fixture shared with the data tests)
 
 from model.infer.checkpoint import read_state_dict
 from model.nn.network import Foldline, load_preset
@@ -34,8 +34,8 @@ SMALL = [
 
 
 @pytest.fixture(scope="module")
-def features(tmp_path_factory) -> list[Path]:
-    return build_training_files(tmp_path_factory.mktemp("loop_features"), ("1ubq", "1k6p"))
+def features(train_files) -> list[Path]:  # noqa: F811
+    return train_files[:2]  # 1ubq and the 1k6p homodimer
 
 
 def _cmd(stage: int, features: list[Path], out: Path, steps: int, *extra: str) -> list[str]:
