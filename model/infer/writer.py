@@ -447,7 +447,8 @@ def write_target(
                     sdf = ligand_sdf(layout, coords[k], c)
                     if sdf is not None:
                         write_text(sub / f"ligand-{layout.chain_name[c]}.sdf", sdf)
-            score = float(conf["ranking_score"][k])
+            # Rank on the value ranking_scores.csv holds, first wins ties, so readers of the CSV agree.
+            score = round(float(conf["ranking_score"][k]), 4)
             rows.append((seed, k, score))
             if best is None or score > best[0]:
                 best = (score, len(rows) - 1, k)
