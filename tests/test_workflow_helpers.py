@@ -61,12 +61,12 @@ def snakemake(
 
 
 def planned_jobs(workdir: Path, *args: str) -> list[tuple[str, str]]:
-    """(rule, wildcards) of every job a dry run of `args` would run, from `--dry-run --quiet ...`."""
+    """(rule, wildcards) of every job a dry run of `args` would run (group members included)."""
     proc = snakemake(workdir, "--dry-run", *args)
     jobs, rule = [], None
     for line in (proc.stdout + proc.stderr).splitlines():
         stripped = line.strip()
-        if line.startswith(("rule ", "localrule ")) and stripped.endswith(":"):
+        if stripped.startswith(("rule ", "localrule ")) and stripped.endswith(":"):
             rule = stripped.split()[1].rstrip(":")
             jobs.append((rule, ""))
         elif rule and stripped.startswith("wildcards:"):

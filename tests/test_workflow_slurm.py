@@ -33,7 +33,7 @@ CONFIG = {
     "steps": 2,
     "cycles": 1,
     "shards": 3,
-    "training": {"steps": 1, "entries": ["data/training/5i55.cif.gz", "data/training/2lwu.cif.gz"]},
+    "training": {"steps": 1, "entries": ["data/training/2lwu.cif.gz"]},
 }
 SLURM_ARGS = (
     "--profile", "slurm",
@@ -119,7 +119,7 @@ def test_predict_writes_every_target_then_has_nothing_to_do(workdir):
         assert 0.0 <= summary["ptm"] <= 1.0
     assert (workdir / "results/failures.tsv").read_text().strip() == "target_id\tstage\treason"
 
-    again = snakemake(workdir, *SLURM_ARGS, "predict", "--dry-run")
+    again = snakemake(workdir, "--dry-run", *SLURM_ARGS, "predict")
     assert "Nothing to be done" in again.stdout + again.stderr
 
 

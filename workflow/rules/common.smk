@@ -178,6 +178,16 @@ def target_inputs(wildcards) -> list[str]:
     return [str(source)] if source and Path(source).suffix == ".json" else []
 
 
+def msa_manifest_file(target_id: str) -> str:
+    """The MSA manifest build_features reads: with species-paired rows (pair_msas) only for targets
+    with two or more different protein chains, as AF3 pairs only heteromers."""
+    proteins = {
+        k for k in TARGET_MSA_KEYS[target_id].values() if k.startswith("protein/")
+    }
+    suffix = ".paired.json" if len(proteins) >= 2 else ".json"
+    return f"{RESULTS}/msa/targets/{target_id}{suffix}"
+
+
 def template_files(target_id: str) -> list[str]:
     """Template features of a target's searched protein chains (search_templates in search.smk)."""
     keys = sorted(set(TARGET_MSA_KEYS[target_id].values()))

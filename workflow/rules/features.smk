@@ -6,10 +6,6 @@
 # "ok<TAB>{h5}" or "failed<TAB>{reason}", that shards and the summary read; the h5 sits beside it.
 
 
-localrules:
-    msa_manifest,
-
-
 rule msa_manifest:
     """Which searched a3m file serves which chain of one target (pair_msas in search.smk adds the
     species-paired rows; build_features reads its {target}.paired.json)."""
@@ -19,6 +15,9 @@ rule msa_manifest:
         f"{RESULTS}/msa/targets/{{target}}.json",
     log:
         f"{LOGS}/features/{{target}}.manifest.log",
+    wildcard_constraints:
+        # not pair_msas's {target}.paired.json
+        target=rf"(?![^/]*\.paired$){TARGET_ID}",
     params:
         chains=lambda w: {
             chain: f"{RESULTS}/msa/{key}.a3m"
@@ -38,7 +37,7 @@ rule msa_manifest:
 rule build_features:
     """Featurize one prediction target (AF3 §2.8 features per model/data/feature_spec.py)."""
     input:
-        manifest=f"{RESULTS}/msa/targets/{{target}}.paired.json",
+        manifest=lambda w: msa_manifest_file(w.target),
         templates=lambda w: template_files(w.target),
         source=target_inputs,
     output:
