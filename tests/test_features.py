@@ -465,8 +465,12 @@ def test_script_as_snakemake_rule_script(tmp_path: Path) -> None:
     assert store.load_features(tmp_path / "out" / "1ubq.h5")["restype"].shape == (76,)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("entry", shared_entries())
+HEAVY_ENTRIES = ("1f2n", "4gxy")  # a 60-copy capsid (43k tokens); B1Z's conformer may hit RDKit's timeout
+
+
+@pytest.mark.parametrize(
+    "entry", [pytest.param(e, marks=pytest.mark.slow) if e in HEAVY_ENTRIES else e for e in shared_entries()]
+)
 def test_every_shared_entry_featurizes(ccd, entry: str) -> None:
     structure = parse_mmcif(next(MMCIF_DIR.glob(f"{entry}.cif*")), ccd)
     result = featurize(structure, ccd, seed=0, with_truth=True)
