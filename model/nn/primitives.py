@@ -178,7 +178,11 @@ class Attention(nn.Module):
         q = self._heads(self.linear_q(q_x))
         k, v = self._heads(self.linear_k(kv_x)), self._heads(self.linear_v(kv_x))
         if bias is not None:
+            # SDPA's fused kernels need the mask's last dim contiguous; a permuted pair bias
+            # ([H, Q, K] from [Q, K, H]) otherwise falls back to the slow math path.
             bias = bias.to(q.dtype)
+            if bias.stride(-1) != 1:
+                bias = bias.contiguous()
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         o = o.transpose(-2, -3).flatten(-2)  # [*, Q, H*c]
         return self.linear_o(torch.sigmoid(self.linear_g(q_x)) * o)
