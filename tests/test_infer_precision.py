@@ -38,7 +38,7 @@ def test_cpu_auto_is_fp32_and_overrides_win():
 
 
 def test_chunk_sizes_shrink_with_token_count():
-    sizes = [512, 513, 1024, 1025, 2048, 2049, 3072, 3073, 5120]
+    sizes = [1536, 1537, 2560, 2561, 3840, 3841, 5120, 5121, 8000]
     chunks = [pair_chunk_size(n) for n in sizes]
     assert chunks[0] is None  # small targets run unchunked
     numeric = [c for c in chunks if c is not None]
