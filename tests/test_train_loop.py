@@ -92,11 +92,14 @@ def test_training_loss_is_deterministic_and_confidence_only_trains_the_head(feat
 
 
 @pytest.mark.slow
-def test_stage_outputs_and_chained_provenance(features, tmp_path):
+def test_stage_outputs_and_chained_provenance(features, train_files, tmp_path):  # noqa: F811
     s0, s1 = tmp_path / "stage0", tmp_path / "stage1"
-    _run(_cmd(0, features, s0, 3))
+    # three entries: the last one (by path) is held out and scored every 2 steps
+    val = ["--set", "val_entries=1", "--set", "val_every=2", "--set", "val_steps=2"]
+    _run(_cmd(0, train_files, s0, 3, *val))
     rows = _metrics(s0)
     assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert rows[0]["val_lddt"] == "" and 0.0 <= float(rows[1]["val_lddt"]) <= 1.0
     assert list(csv.DictReader(open(s0 / "metrics.csv")).fieldnames) == list(METRIC_COLUMNS)
     assert all(float(r["loss"]) > 0 and float(r["grad_norm"]) > 0 for r in rows)
     assert any((s0 / "tensorboard").iterdir())
@@ -106,6 +109,7 @@ def test_stage_outputs_and_chained_provenance(features, tmp_path):
 
     p0 = json.loads((s0 / "provenance.json").read_text())
     assert p0["parent_checkpoint"] is None
+    assert p0["validation_entries"] == ["1ubq"] and p0["entries"] == ["1gya", "1k6p"]
     assert p0["config"]["loss"] == resolve_stage(STAGES, 0)["loss"]  # the seed table's weights
     assert read_state_dict(s0 / "checkpoint.pt").keys() == Foldline(load_preset("tiny")).state_dict().keys()
     _run(_cmd(1, features, s1, 1, "--init-checkpoint", str(s0 / "checkpoint.pt")))
