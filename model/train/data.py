@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from model.data import crop as crops
-from model.data.constants import MOL_LIGAND, RESTYPES, THREE_TO_ONE_PROTEIN
+from model.data.constants import MOL_DNA, MOL_LIGAND, MOL_PROTEIN, MOL_RNA, RESTYPES, THREE_TO_ONE_PROTEIN
 from model.data.store import load_features, load_meta, read_attrs
 
 INTERFACE_ATOM_CUTOFF = 5.0  # Å between resolved heavy atoms of two chains (AF3 §2.5.1)
@@ -37,7 +37,7 @@ SYMMETRIC_ATOMS: dict[str, tuple[tuple[tuple[str, str], ...], ...]] = {
     "TYR": ((("CD1", "CD2"), ("CE1", "CE2")),),
     "ARG": ((("NH1", "NH2"),),),
 }
-FRAME_ATOMS = {0: ("N", "CA", "C"), 1: ("C1'", "C3'", "C4'"), 2: ("C1'", "C3'", "C4'")}  # by mol_type
+FRAME_ATOMS = {MOL_PROTEIN: ("N", "CA", "C"), MOL_RNA: ("C1'", "C3'", "C4'"), MOL_DNA: ("C1'", "C3'", "C4'")}
 COLLINEAR_COS = math.cos(math.radians(25.0))  # ligand frames closer to a line than 25° are invalid
 
 
@@ -66,7 +66,7 @@ class Entry:
 
 
 def _mol_class(mol_type: int) -> str:
-    return "ligand" if mol_type == MOL_LIGAND else ("protein" if mol_type == 0 else "nucleic")
+    return "ligand" if mol_type == MOL_LIGAND else ("protein" if mol_type == MOL_PROTEIN else "nucleic")
 
 
 def _letter(restype: int) -> str:
@@ -81,7 +81,7 @@ def _chain_sequence(restype: np.ndarray, res_names: np.ndarray | None, mol_class
 
 
 def index_entry(path: str | Path) -> Entry:
-    """One training file's chains (with ≥ 1 resolved token), interfaces and filter attributes."""
+    """One training file's chains (with ≥ 1 resolved atom), interfaces and filter attributes."""
     path = Path(path)
     attrs = read_attrs(path)
     feats = load_features(path, groups=("token", "atom", "truth"))
@@ -292,7 +292,7 @@ def symmetric_swaps(feats: dict[str, np.ndarray], names: np.ndarray) -> np.ndarr
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     group = 0
     for t, r in enumerate(feats["restype"]):
-        groups = SYMMETRIC_ATOMS.get(RESTYPES[int(r)]) if feats["mol_type"][t] == 0 else None
+        groups = SYMMETRIC_ATOMS.get(RESTYPES[int(r)]) if feats["mol_type"][t] == MOL_PROTEIN else None
         if not groups:
             continue
         local = {names[i]: i for i in range(starts[t], starts[t] + counts[t])}
