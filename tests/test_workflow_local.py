@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -31,11 +32,15 @@ def _digests(results: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_local_predict_is_reproducible_and_complete(tmp_path):
+def test_local_predict_is_reproducible_and_complete(tmp_path, monkeypatch):
+    # two (pretend) cards: the slot allocator pins each GPU job to one of them; torch finds no CUDA
+    # driver here, so the jobs still run on the CPU
+    monkeypatch.setenv("FOLDLINE_GPUS", "2")
+    monkeypatch.setenv("FOLDLINE_GPU_LOCK_DIR", str(tmp_path / "gpu-locks"))
     runs = []
     for name in ("a", "b"):
         workdir = make_workdir(tmp_path / name, CONFIG)
-        snakemake(workdir, "predict", "--cores", "2", timeout=1500)
+        snakemake(workdir, "predict", "--cores", "2", "--resources", "gpu=2", timeout=1500)
         runs.append(workdir)
     first = runs[0] / "results"
     with (first / "summary.tsv").open() as fh:
@@ -46,8 +51,10 @@ def test_local_predict_is_reproducible_and_complete(tmp_path):
     digests = _digests(first)
     assert len(digests) >= 3 * 2 * 3 + 3
     assert digests == _digests(runs[1] / "results")
-    # local GPU jobs went through the slot allocator (no card here: CPU)
-    for log in (runs[0] / "logs" / "predict").glob("shard-*.log"):
-        assert "gpu_slot:" in log.read_text()
+    # local GPU jobs went through the slot allocator
+    logs = sorted((runs[0] / "logs" / "predict").glob("shard-*.log"))
+    assert len(logs) == 2
+    for log in logs:
+        assert re.search(r"gpu_slot: CUDA_VISIBLE_DEVICES=[01]\n", log.read_text())
     again = snakemake(runs[0], "predict", "--cores", "2", "--dry-run")
     assert "Nothing to be done" in again.stdout + again.stderr
