@@ -232,3 +232,25 @@ def test_summary_lists_every_target_and_every_failure(tmp_path):
     assert (results / "failed" / "bad.txt").read_text().startswith("target bad: entity 0")
     ok_file = tmp_path / "predict.ok"
     assert check(out[1], ok_file) == 1 and not ok_file.exists()
+
+
+def test_allowed_roots_reach_the_target_parser_and_build_features(workdir, tmp_path):
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "table").mkdir()
+    job = {"name": "outside", "modelSeeds": [1], "dialect": "alphafold3", "version": 2,
+           "sequences": [{"protein": {"id": "A", "sequence": "MKTAYIAKQR"}}]}  # fmt: skip
+    (tmp_path / "jobs" / "outside.json").write_text(json.dumps(job))
+    table = tmp_path / "table" / "targets.csv"
+    table.write_text("target_id,json\noutside,../jobs/outside.json\n")
+    # outside the CSV's folder: rejected unless its folder is an allowed root
+    assert (
+        planned_jobs(workdir, "predict", "--config", f"inputs={table}", "checkpoint=none").count(
+            ("build_features", "target=outside")
+        )
+        == 0
+    )
+    roots = f"allowed_roots=[{tmp_path / 'jobs'}]"
+    proc = snakemake(workdir, "--dry-run", "predict", "--config", f"inputs={table}", "checkpoint=none", roots)
+    out = proc.stdout + proc.stderr
+    assert "--target-id outside" in out
+    assert f"--allowed-root '{tmp_path / 'table'}' --allowed-root '{tmp_path / 'jobs'}'" in out

@@ -82,6 +82,15 @@ def _read_targets(csv_path: Path):
 
 
 TARGETS, INVALID_TARGETS = _read_targets(Path(config["inputs"]))
+# The same roots for build_features (which defaults to the CSV's folder alone).
+ALLOWED_ROOT_ARGS = " ".join(
+    f"--allowed-root '{root}'"
+    for root in (
+        [Path(config["inputs"]).parent, *config["allowed_roots"]]
+        if config["allowed_roots"]
+        else []
+    )
+)
 
 
 # --------------------------------------------------------------------------- MSA search keys

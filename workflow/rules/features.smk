@@ -49,6 +49,7 @@ rule build_features:
     threads: 1
     params:
         inputs=config["inputs"],
+        roots=ALLOWED_ROOT_ARGS,
         ccd=config["ccd"],
         seed=config["feature_seed"],
         fingerprint=target_fingerprint,
@@ -59,6 +60,7 @@ rule build_features:
     shell:
         "rm -f {params.h5} {params.failed}; "
         "python scripts/build_features.py --inputs {params.inputs} --target-id {wildcards.target}"
+        " {params.roots}"
         " --msa-manifest {input.manifest} --template-dir {params.template_dir} --ccd '{params.ccd}'"
         " --out {params.h5} --failed-dir {params.failed_dir} --seed {params.seed} > {log} 2>&1; "
         "if [ -s {params.h5} ]; then printf 'ok\\t%s\\n' {params.h5};"
