@@ -12,7 +12,9 @@ overfit mode: train on one real protein's feature file (no crop) until the all-a
   feature file is built on a CPU machine with the featurizer and carried as HDF5:
     python scripts/build_features.py --mmcif ../shared/data/mmcif/1a7g.cif.gz --ccd "" \
         --out bench/data/1a7g.h5 --failed-dir /tmp/failed
-    python bench/train_step.py overfit --features bench/data/1a7g.h5 --preset base --device cuda
+    python bench/train_step.py overfit --features bench/data/1a7g.h5 --preset base --device cuda \
+        --state results/bench/overfit_state.pt --json results/bench/overfit.json
+  Rerunning the same command continues from --state (the device allows 10 minutes a command).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from model.infer.sampler import sample_diffusion  # noqa: E402
 from model.nn.network import Foldline  # noqa: E402
 from model.nn.synthetic import synthetic_features  # noqa: E402
 from model.train import data as train_data  # noqa: E402
+from model.train.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from model.train.loop import TrainingLoss, autocast_dtype, network_config, resolve_device  # noqa: E402
 from model.train.schedule import make_optimizer, make_scheduler  # noqa: E402
 from model.train.stages import resolve_stage  # noqa: E402
@@ -115,8 +118,7 @@ def bench_overfit(args: argparse.Namespace) -> dict:
     cfg = resolve_stage(STAGES, 0, overrides)
     amp = autocast_dtype(cfg["precision"], device)
     entry = train_data.index_entry(args.features)
-    rng = np.random.default_rng(0)
-    ex = train_data.load_example(entry, 10**6, rng, None)  # no crop: the whole protein
+    ex = train_data.load_example(entry, 10**6, np.random.default_rng(0), None)  # no crop: the whole protein
     feats = {k: v.to(device) for k, v in ex["feats"].items()}
     aux = {k: v.to(device) for k, v in ex["aux"].items()}
     torch.manual_seed(0)
@@ -127,9 +129,19 @@ def bench_overfit(args: argparse.Namespace) -> dict:
     n_atom = int(feats["atom_pos"].shape[0])
     print(f"overfit {entry.target_id}: {entry.n_token} tokens, {n_atom} atoms, preset {args.preset}, "
           f"device {device}", flush=True)  # fmt: skip
-    curve, t_start, step, best = [], time.time(), 0, 0.0
-    while step < args.max_steps and (time.time() - t_start) / 60 < args.max_minutes:
-        n_cycle = int(rng.integers(1, 5))
+    curve, step, best, before = [], 0, 0.0, 0.0
+    state_path = Path(args.state) if args.state else None
+    if state_path is not None and state_path.is_file():  # continue a run cut by the command time limit
+        state = load_checkpoint(state_path, map_location=device)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        curve, step, best, before = state["curve"], state["step"], state["best"], state["minutes"]
+        print(f"resumed at step {step} ({before:.1f} min of training so far)", flush=True)
+    t_start = time.time() - before * 60
+    t_limit = time.time() + args.max_minutes * 60
+    while step < args.max_steps and time.time() < t_limit and best < args.target:
+        n_cycle = int(np.random.default_rng([step, 7]).integers(1, 5))
         loss, terms = module(feats, aux, n_cycle, step, amp)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), float(cfg["grad_clip_norm"]))
@@ -144,9 +156,11 @@ def bench_overfit(args: argparse.Namespace) -> dict:
             curve.append({"step": step, "minutes": minutes, "loss": terms["loss"], "lddt": score})
             print(f"step {step} {minutes:.1f} min loss {terms['loss']:.4f} mse {terms['mse']:.3f} "
                   f"lDDT {score:.3f}", flush=True)  # fmt: skip
-            if score >= args.target:
-                break
     minutes = (time.time() - t_start) / 60
+    if state_path is not None:
+        save_checkpoint(state_path, {"model": net.state_dict(), "optimizer": opt.state_dict(),
+                                     "scheduler": sched.state_dict(), "curve": curve, "step": step,
+                                     "best": best, "minutes": minutes})  # fmt: skip
     return {"target_id": entry.target_id, "n_token": entry.n_token, "n_atom": n_atom,
             "reached": best >= args.target, "best_lddt": best, "steps": step, "minutes": minutes,
             "curve": curve}  # fmt: skip
@@ -193,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     over.add_argument("--eval-every", type=int, default=25)
     over.add_argument("--sample-steps", type=int, default=50)
     over.add_argument("--max-steps", type=int, default=20000)
-    over.add_argument("--max-minutes", type=float, default=9.0)
+    over.add_argument("--max-minutes", type=float, default=9.0, help="wall-clock budget of this invocation")
+    over.add_argument("--state", default=None, help="save the run here at the end; rerun to continue it")
     args = p.parse_args(argv)
     results = bench_step(args) if args.mode == "step" else bench_overfit(args)
     if args.json:
