@@ -5,7 +5,7 @@ workflow's DAG is fully known before any job runs and no checkpoint rule is need
 and settings always give the same shards.
 
 Standalone:  python scripts/make_shards.py --inputs targets.csv --shards 4 --out shards.tsv
-As a rule:   writes the shard plan (snakemake.params.shards, .tokens) to snakemake.output[0].
+As a rule:   writes the shard plan (snakemake.params.plan, .tokens) to snakemake.output[0].
 """
 
 import argparse
@@ -78,12 +78,38 @@ def assign_shards(tokens: Mapping[str, int], n_shards: int, tokens_per_shard: in
     return [sorted(s) for s in shards if s]
 
 
-def write_plan(path: str | Path, shards: Mapping[str, list[str]], tokens: Mapping[str, int]) -> None:
-    """Write `shard<TAB>target_id<TAB>tokens` rows (sorted), atomically."""
+def plan_shards(
+    tokens: Mapping[str, int], seeds: Mapping[str, tuple[int, ...]], n_shards: int, tokens_per_shard: int
+) -> dict[str, tuple[tuple[int, ...], list[str]]]:
+    """Shards "shard-000", ... -> (model seeds, targets): one prediction job runs one seed set, so
+    targets are grouped by their seeds first and each group is split by `assign_shards`. With
+    `n_shards` > 0 the shards are shared out between the groups in proportion to their tokens (at
+    least one each)."""
+    groups: dict[tuple[int, ...], dict[str, int]] = {}
+    for target_id in sorted(tokens):
+        groups.setdefault(tuple(seeds[target_id]), {})[target_id] = tokens[target_id]
+    total = sum(tokens.values()) or 1
+    plan: dict[str, tuple[tuple[int, ...], list[str]]] = {}
+    for seed_set in sorted(groups):
+        group = groups[seed_set]
+        n = max(1, round(n_shards * sum(group.values()) / total)) if n_shards > 0 else 0
+        for members in assign_shards(group, n, tokens_per_shard):
+            plan[f"shard-{len(plan):03d}"] = (seed_set, members)
+    return plan
+
+
+def write_plan(
+    path: str | Path, plan: Mapping[str, tuple[tuple[int, ...], list[str]]], tokens: Mapping[str, int]
+) -> None:
+    """Write `shard<TAB>target_id<TAB>tokens<TAB>seeds` rows (sorted), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["shard\ttarget_id\ttokens"]
-    lines += [f"{name}\t{t}\t{tokens[t]}" for name in sorted(shards) for t in shards[name]]
+    lines = ["shard\ttarget_id\ttokens\tseeds"]
+    lines += [
+        f"{name}\t{t}\t{tokens[t]}\t{' '.join(map(str, plan[name][0]))}"
+        for name in sorted(plan)
+        for t in plan[name][1]
+    ]
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as fh:
         fh.write("\n".join(lines) + "\n")
@@ -95,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inputs", required=True, help="targets.csv")
     parser.add_argument("--shards", type=int, default=0, help="number of shards (0: use --tokens-per-shard)")
     parser.add_argument("--tokens-per-shard", type=int, default=4096)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="seeds of targets that name none")
     parser.add_argument("--ccd", default="", help="components.cif overriding biotite's CCD")
     parser.add_argument("--out", required=True, help="shard plan TSV")
     args = parser.parse_args(argv)
@@ -107,12 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: {error}", file=sys.stderr)
     ccd = load_ccd(args.ccd or None)
     tokens = {t.target_id: estimate_tokens(t, ccd) for t in targets}
-    shards = assign_shards(tokens, args.shards, args.tokens_per_shard)
-    write_plan(args.out, {f"shard-{i:03d}": s for i, s in enumerate(shards)}, tokens)
+    seeds = {t.target_id: t.seeds or tuple(args.seeds) for t in targets}
+    write_plan(args.out, plan_shards(tokens, seeds, args.shards, args.tokens_per_shard), tokens)
     return 0
 
 
 if "snakemake" in globals():
-    write_plan(snakemake.output[0], snakemake.params.shards, snakemake.params.tokens)  # noqa: F821
+    write_plan(snakemake.output[0], snakemake.params.plan, snakemake.params.tokens)  # noqa: F821
 elif __name__ == "__main__":
     sys.exit(main())

@@ -18,7 +18,7 @@ import yaml
 from test_workflow_helpers import REPO, make_workdir, planned_jobs, snakemake
 
 sys.path.insert(0, str(REPO / "scripts"))
-from make_shards import assign_shards, estimate_tokens  # noqa: E402
+from make_shards import assign_shards, estimate_tokens, plan_shards  # noqa: E402
 from summarize import check, summarize  # noqa: E402
 
 EXAMPLES = REPO / "config" / "examples" / "targets.csv"
@@ -48,6 +48,29 @@ def test_shards_from_tokens_per_shard_are_balanced_and_stable():
     # LPT bound: the heaviest shard exceeds the lightest by at most one target
     assert max(loads) - min(loads) <= max(tokens.values())
     assert assign_shards(dict(reversed(tokens.items())), 0, 5000) == shards
+
+
+def test_shards_never_mix_seed_sets():
+    tokens = {"a": 100, "b": 100, "c": 100}
+    seeds = {"a": (1,), "b": (1,), "c": (2, 3)}
+    assert plan_shards(tokens, seeds, 0, 4096) == {
+        "shard-000": ((1,), ["a", "b"]),
+        "shard-001": ((2, 3), ["c"]),
+    }
+    # 3 shards shared by tokens: 2 for seeds (1,), 1 for (2, 3)
+    assert plan_shards(tokens, seeds, 3, 4096) == {
+        "shard-000": ((1,), ["a"]), "shard-001": ((1,), ["b"]), "shard-002": ((2, 3), ["c"])
+    }  # fmt: skip
+
+
+def test_a_targets_own_seeds_reach_its_prediction_job(workdir, tmp_path):
+    table = tmp_path / "seeds.csv"
+    table.write_text("target_id,chains,seeds\nplain,protein:MKTAYIAK,\nseeded,protein:MKTAYIAR,7 8\n")
+    out = snakemake(workdir, "--dry-run", "predict", "--config", f"inputs={table}", "checkpoint=none").stdout
+    commands = [line for line in out.splitlines() if "scripts/predict.py" in line]
+    assert len(commands) == 2
+    seeds_by_shard = sorted(re.search(r"--seeds ([\d ]+?) --samples", c).group(1) for c in commands)
+    assert seeds_by_shard == ["1", "7 8"]
 
 
 def test_token_estimate_counts_ligand_heavy_atoms(tmp_path):

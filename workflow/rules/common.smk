@@ -26,7 +26,7 @@ os.environ.update(
     ),
 )
 
-from make_shards import assign_shards, estimate_tokens  # noqa: E402
+from make_shards import estimate_tokens, plan_shards  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -130,16 +130,22 @@ def msa_files(target_id: str) -> list[str]:
 
 # --------------------------------------------------------------------------- shards
 TARGET_TOKENS = {t: estimate_tokens(target, _ccd()) for t, target in TARGETS.items()}
-SHARDS = {
-    f"shard-{i:03d}": members
-    for i, members in enumerate(
-        assign_shards(TARGET_TOKENS, config["shards"], config["tokens_per_shard"])
-    )
+# A target's own seeds (CSV `seeds` column, AF3 modelSeeds) or the config's.
+TARGET_SEEDS = {
+    t: target.seeds or tuple(config["seeds"]) for t, target in TARGETS.items()
 }
+SHARD_PLAN = plan_shards(
+    TARGET_TOKENS, TARGET_SEEDS, config["shards"], config["tokens_per_shard"]
+)
+SHARDS = {name: members for name, (_, members) in SHARD_PLAN.items()}
 
 
 def shard_members(wildcards) -> list[str]:
     return SHARDS[wildcards.shard]
+
+
+def shard_seeds(wildcards) -> str:
+    return " ".join(str(s) for s in SHARD_PLAN[wildcards.shard][0])
 
 
 # --------------------------------------------------------------------------- training set

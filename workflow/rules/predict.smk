@@ -18,7 +18,7 @@ rule shard_plan:
     conda:
         "../../envs/model.yaml"
     params:
-        shards=SHARDS,
+        plan=SHARD_PLAN,
         tokens=TARGET_TOKENS,
     script:
         "../../scripts/make_shards.py"
@@ -42,7 +42,7 @@ rule predict_shard:
     params:
         checkpoint=checkpoint_file(),
         preset=config["preset"],
-        seeds=" ".join(str(s) for s in config["seeds"]),
+        seeds=shard_seeds,
         samples=config["samples"],
         steps=config["steps"],
         cycles=config["cycles"],
