@@ -195,7 +195,9 @@ def test_relative_position_one_hot_columns():
     assert rel[0, 0, 66:132].argmax() == 32  # same residue, same token
     assert rel[0, 2, 132] == 1  # same entity
     assert rel[0, 2, 133:].argmax() == 1  # sym 0 - 1 + 2
-    assert rel[0, 1, 133:].argmax() == 5  # same chain
+    assert rel[0, 1, 133:].argmax() == 2  # same entity, same copy
+    f["entity_id"] = torch.tensor([0, 0, 1])
+    assert relpe(f)[0, 2, 133:].argmax() == 5  # other entity
 
 
 def test_diffusion_transformer_and_atom_attention_shapes(feats):

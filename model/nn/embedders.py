@@ -74,7 +74,9 @@ class RelativePositionEncoding(nn.Module):
         r, s = self.r_max, self.s_max
         d_res = torch.where(same_chain, (res_i - res_j + r).clamp(0, 2 * r), 2 * r + 1)
         d_tok = torch.where(same_chain & same_res, (tok_i - tok_j + r).clamp(0, 2 * r), 2 * r + 1)
-        d_chain = torch.where(same_chain, 2 * s + 1, (sym_i - sym_j + s).clamp(0, 2 * s))
+        # Protenix (and its released weights): copies of one entity, chain itself included, are
+        # told apart by sym_id; other entities get the last class (the paper keys this on same_chain).
+        d_chain = torch.where(same_entity, (sym_i - sym_j + s).clamp(0, 2 * s), 2 * s + 1)
         rel = torch.cat(
             [
                 F.one_hot(d_res, 2 * r + 2),

@@ -102,8 +102,9 @@ class ConfidenceHead(nn.Module):
         out: dict[str, list[torch.Tensor]] = {"plddt": [], "pae": [], "pde": [], "resolved": []}
         with precision(x_pred.device, dtype):
             s_inputs, s_trunk, z_trunk = s_inputs.float(), s_trunk.float(), z_trunk.float()
-            z0 = z_trunk + self.linear_no_bias_s1(s_inputs)[:, None] + self.linear_no_bias_s2(s_inputs)[None]
-            s0 = self.input_strunk_ln(s_trunk)
+            # s1 feeds the column token j and s2 the row token i (Protenix's assignment).
+            z0 = z_trunk + self.linear_no_bias_s1(s_inputs)[None] + self.linear_no_bias_s2(s_inputs)[:, None]
+            s0 = self.input_strunk_ln(s_trunk.clamp(-512, 512))
             for x in x_pred.float():  # one sample at a time: the pair stack dominates memory
                 x_rep = x[rep]
                 d = torch.cdist(x_rep, x_rep)

@@ -36,8 +36,10 @@ class OuterProductMean(nn.Module):
         n_seq = m.shape[0]
 
         def rows(a_rows: torch.Tensor) -> torch.Tensor:
-            o = torch.einsum("sic,sjd->ijcd", a_rows, b) / n_seq
-            return self.linear_out(o.flatten(-2))
+            # Project the sum, then divide (bias included) by N_seq + 1e-3: the AF2/OpenFold/Protenix
+            # form of "Linear(mean)", kept so released weights give the same numbers.
+            o = torch.einsum("sic,sjd->ijcd", a_rows, b)
+            return self.linear_out(o.flatten(-2)) / (n_seq + 1e-3)
 
         if chunk_size is None:
             return rows(a)

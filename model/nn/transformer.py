@@ -64,7 +64,8 @@ class AttentionPairBias(nn.Module):
     ) -> torch.Tensor:
         """`gather` = (query padding length, key index [n_blk, n_k]) switches to local attention."""
         q_in = self.layernorm_a(a, s) if self.has_s else self.layernorm_a(a)
-        kv_in = self.layernorm_kv(a, s) if self.cross_kv else q_in
+        # Keys/values take their AdaLN of the query-normalised a, as Protenix does (its weights expect it).
+        kv_in = self.layernorm_kv(q_in, s) if self.cross_kv else q_in
         if gather is None:
             out = self.attention(q_in, kv_in, bias)
         else:
