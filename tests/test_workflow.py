@@ -277,3 +277,17 @@ def test_allowed_roots_reach_the_target_parser_and_build_features(workdir, tmp_p
     out = proc.stdout + proc.stderr
     assert "--target-id outside" in out
     assert f"--allowed-root '{tmp_path / 'table'}' --allowed-root '{tmp_path / 'jobs'}'" in out
+
+
+def test_multi_gpu_training_runs_torchrun_inside_one_job(workdir, tmp_path):
+    extra = tmp_path / "two_gpus.yaml"
+    extra.write_text("training:\n  gpus: 2\n")
+    out = snakemake(
+        workdir, "--dry-run", "--configfile", "config/config.yaml", str(extra), "--", "train_stage0"
+    ).stdout
+    (command,) = [line for line in out.splitlines() if "scripts/train.py" in line]
+    assert (
+        "gpu_slot.py --gpus 2 -- torchrun --standalone --nproc_per_node 2 scripts/train.py --stage 0"
+        in command
+    )
+    assert re.search(r"resources: .*gpu=2", out)
