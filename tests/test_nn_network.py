@@ -167,3 +167,17 @@ def test_chunked_network_equals_unchunked():
         c_part = net.confidence(feats, full, x, chunk_size=3)
     for k, v in c_full.items():
         assert rel_err(c_part[k], v) <= 1e-5, k
+
+
+def test_denoise_without_bias_cache_matches_cached():
+    feats = synthetic_features(10, atoms_per_token=5, n_msa=3, n_templ=0, seed=7)
+    net = randomize_parameters(Foldline(TINY).eval())
+    with torch.no_grad():
+        trunk = net.run_trunk(feats, n_cycle=1)
+        x = torch.randn(2, feats["ref_pos"].shape[0], 3) * 10
+        sigma = torch.tensor([1.0, 40.0])
+        cached = net.diffusion.denoise(x, sigma, net.diffusion.prepare(feats, trunk))
+        net.diffusion.bias_cache_max_tokens = 5
+        cond = net.diffusion.prepare(feats, trunk)
+        assert cond.token_biases is None
+        torch.testing.assert_close(net.diffusion.denoise(x, sigma, cond), cached)

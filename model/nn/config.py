@@ -69,6 +69,9 @@ class DiffusionConfig:
     transformer: TransformerConfig = field(default_factory=lambda: TransformerConfig(24, 16))
     atom_decoder: TransformerConfig = field(default_factory=lambda: TransformerConfig(3, 4))
     c_fourier: int = 256
+    # `prepare` caches the 24 per-block token attention biases ([H, T, T] each) up to this many
+    # tokens; above it they are recomputed every step (the cache would take 24·16·T² floats).
+    bias_cache_max_tokens: int = 2048
 
 
 @dataclass

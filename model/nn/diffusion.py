@@ -30,7 +30,7 @@ class DiffusionConditioningCache:
     feats: dict[str, torch.Tensor]
     s_base: torch.Tensor  # [T, c_s] single conditioning before the noise embedding
     z: torch.Tensor  # [T, T, c_z] conditioned pair
-    token_biases: list[torch.Tensor]  # per diffusion transformer block [H, T, T]
+    token_biases: list[torch.Tensor] | None  # per diffusion transformer block [H, T, T]; None = per step
     atom: AtomConditioning
     decoder_biases: list[torch.Tensor]
     dtype: torch.dtype
@@ -87,6 +87,7 @@ class DiffusionModule(nn.Module):
         super().__init__()
         d = cfg.diffusion
         self.sigma_data = cfg.sigma_data
+        self.bias_cache_max_tokens = d.bias_cache_max_tokens
         self.diffusion_conditioning = DiffusionConditioning(cfg)
         self.atom_attention_encoder = AtomAttentionEncoder(
             cfg.c_atom,
@@ -137,7 +138,9 @@ class DiffusionModule(nn.Module):
                 feats=feats,
                 s_base=cond.single_base(s_trunk, s_inputs),
                 z=z,
-                token_biases=self.diffusion_transformer.pair_biases(z),
+                token_biases=self.diffusion_transformer.pair_biases(z)
+                if z.shape[0] <= self.bias_cache_max_tokens
+                else None,
                 atom=atom,
                 decoder_biases=self.atom_attention_decoder.atom_transformer.pair_biases(atom.p, atom.windows),
                 dtype=dtype,
@@ -154,7 +157,10 @@ class DiffusionModule(nn.Module):
             r_noisy = x_noisy / torch.sqrt(sigma**2 + sd**2)[:, None, None]
             a, q_skip = self.atom_attention_encoder(cond.feats, cond.atom, r_noisy)
             a = a + self.linear_no_bias_s(self.layernorm_s(s))
-            a = self.diffusion_transformer(a, s, cond.token_biases)
+            biases = cond.token_biases
+            if biases is None:
+                biases = self.diffusion_transformer.pair_biases(cond.z)
+            a = self.diffusion_transformer(a, s, biases)
             a = self.layernorm_a(a)
             r_update = self.atom_attention_decoder(cond.feats, a, q_skip, cond.atom, cond.decoder_biases)
         r_update = r_update.float()
