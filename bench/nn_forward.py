@@ -40,8 +40,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=5)
     p.add_argument("--preset", default="base")
     p.add_argument("--trunk", choices=DTYPES, default="bf16")
-    p.add_argument("--sampler", choices=DTYPES, default="bf16")
-    p.add_argument("--confidence", choices=DTYPES, default="bf16")
+    p.add_argument(
+        "--sampler",
+        choices=[*DTYPES, "auto"],
+        default="auto",
+        help="auto = SEED.md rule: bf16 above 3,840 tokens, else fp32",
+    )
+    p.add_argument(
+        "--confidence",
+        choices=[*DTYPES, "auto"],
+        default="auto",
+        help="auto = SEED.md rule: bf16 above 2,560 tokens, else fp32",
+    )
     p.add_argument("--chunk-size", type=int, default=None, help="pair-stack chunk size (default off)")
     p.add_argument("--device", default="cuda")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first (cuDNN/cuBLAS autotuning)")
@@ -59,16 +69,25 @@ def timed(device: torch.device, fn):
     return out, time.perf_counter() - start
 
 
+def seed_rule(n_token: int, stage: str, choice: str) -> str:
+    """SEED.md inference precision rule by token count, unless a dtype was named."""
+    if choice != "auto":
+        return choice
+    return "bf16" if n_token > {"sampler": 3840, "confidence": 2560}[stage] else "fp32"
+
+
 def run_once(net: Foldline, feats: dict, args: argparse.Namespace, device: torch.device) -> dict:
     gen = torch.Generator(device=device).manual_seed(args.seed)
-    n_atom = feats["ref_pos"].shape[0]
+    n_atom, n_token = feats["ref_pos"].shape[0], feats["restype"].shape[0]
+    sampler_dtype = DTYPES[seed_rule(n_token, "sampler", args.sampler)]
+    confidence_dtype = DTYPES[seed_rule(n_token, "confidence", args.confidence)]
     trunk, t_trunk = timed(
         device,
         lambda: net.run_trunk(feats, args.cycles, dtype=DTYPES[args.trunk], chunk_size=args.chunk_size),
     )
 
     def sample():
-        cond = net.diffusion.prepare(feats, trunk, dtype=DTYPES[args.sampler], chunk_size=args.chunk_size)
+        cond = net.diffusion.prepare(feats, trunk, dtype=sampler_dtype, chunk_size=args.chunk_size)
         return sample_diffusion(
             lambda x, s: net.diffusion.denoise(x, s, cond),
             n_atom,
@@ -81,7 +100,7 @@ def run_once(net: Foldline, feats: dict, args: argparse.Namespace, device: torch
     x, t_diff = timed(device, sample)
     _, t_conf = timed(
         device,
-        lambda: net.confidence(feats, trunk, x, dtype=DTYPES[args.confidence], chunk_size=args.chunk_size),
+        lambda: net.confidence(feats, trunk, x, dtype=confidence_dtype, chunk_size=args.chunk_size),
     )
     return {
         "trunk_s": t_trunk,
@@ -115,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
         record.update(
             tokens=n_token, atoms=n_token * args.atoms_per_token, msa=args.msa, templates=args.templates,
             cycles=args.cycles, steps=args.steps, samples=args.samples, trunk=args.trunk,
-            sampler=args.sampler, confidence=args.confidence, chunk_size=args.chunk_size,
+            sampler=seed_rule(n_token, "sampler", args.sampler),
+            confidence=seed_rule(n_token, "confidence", args.confidence), chunk_size=args.chunk_size,
             peak_gib=peak, device=card, torch=torch.__version__, preset=args.preset,
         )  # fmt: skip
         print(
