@@ -29,11 +29,11 @@ test-all: env sysdeps
 
 lint: env
 	$(VENV)/bin/ruff check model scripts tests bench
-	$(VENV)/bin/snakemake --lint --config inputs=config/examples/targets.csv
+	$(VENV)/bin/snakemake --lint --configfile config/examples/demo.yaml
 	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
 
 demo: env sysdeps
-	$(VENV)/bin/snakemake predict --profile profiles/default --config inputs=config/examples/targets.csv
+	$(VENV)/bin/snakemake predict --profile profiles/default --configfile config/examples/demo.yaml
 
 clean:
 	rm -rf results .snakemake

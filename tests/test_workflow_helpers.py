@@ -29,10 +29,11 @@ def make_workdir(dest: Path, config: dict | None = None) -> Path:
     for name in _LINKED:
         (dest / name).symlink_to(REPO / name)
     (dest / "slurm").symlink_to("profiles/slurm")
-    if config:
-        path = dest / "config" / "config.yaml"
-        merged = _merge(yaml.safe_load(path.read_text()), config)
-        path.write_text(yaml.safe_dump(merged, sort_keys=False))
+    # Tests run the demo sizes (config/examples/demo.yaml over the real defaults), then their own.
+    path = dest / "config" / "config.yaml"
+    demo = yaml.safe_load((REPO / "config" / "examples" / "demo.yaml").read_text())
+    merged = _merge(_merge(yaml.safe_load(path.read_text()), demo), config or {})
+    path.write_text(yaml.safe_dump(merged, sort_keys=False))
     return dest
 
 
