@@ -160,6 +160,12 @@ def build(
         truth = job.mmcif is not None
         result = featurize(structure, ccd, job.msas or None, job.templates or None, seed, with_truth=truth)
         attrs = {**result.attrs, "target_id": job.name, "content_hash": digest, "ccd_release": ccd.release}
+        if truth:  # what the training filters read (AF3 §2.5.4); "" = not in the header (e.g. NMR)
+            attrs |= {
+                "resolution": structure.resolution if structure.resolution is not None else "",
+                "release_date": structure.release_date or "",
+                "method": structure.method or "",
+            }
         store.write_features(job.out, result.features, result.meta, attrs, compress=compress)
     except Exception as err:  # any failure is this target's, written down; the others go on
         reason = _one_line(err)

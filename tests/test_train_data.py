@@ -131,3 +131,20 @@ def test_slot_sampler_is_independent_of_the_process_split():
         return sorted(out)
 
     assert slots(1, 4, 3, 2) == slots(2, 2, 3, 2) == slots(4, 1, 3, 2) == list(range(12, 20))
+
+
+def test_filters_read_the_entries_header(train_files):
+    """Resolution and release date travel from the mmCIF header into the feature file's attributes."""
+    import gemmi
+
+    entries = {e.target_id: e for e in D.build_index(train_files)}
+    block = gemmi.cif.read(str(next(MMCIF_DIR.glob("1ubq.cif*")))).sole_block()
+    assert entries["1ubq"].resolution == pytest.approx(float(block.find_value("_refine.ls_d_res_high")))
+    assert entries["1gya"].resolution is None  # NMR
+    ubq_release = entries["1ubq"].release_date
+    assert ubq_release and ubq_release < entries["1k6p"].release_date
+    base = {"max_resolution": 9.0, "release_date_cutoff": "2100-01-01", "max_chains": 1000}
+    kept, dropped = D.apply_filters(list(entries.values()), {**base, "release_date_cutoff": ubq_release})
+    assert [e.target_id for e in kept] == ["1ubq"] and {t for t, _ in dropped} == {"1k6p", "1gya"}
+    kept, dropped = D.apply_filters(list(entries.values()), {**base, "max_resolution": 2.0})
+    assert {e.target_id for e in kept} == {"1ubq", "1gya"} and [t for t, _ in dropped] == ["1k6p"]
