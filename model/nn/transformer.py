@@ -53,7 +53,8 @@ class AttentionPairBias(nn.Module):
 
     def pair_bias(self, z: torch.Tensor) -> torch.Tensor:
         """`[*, Q, K, c_z]` -> `[*, H, Q, K]` (independent of a, so precomputable per denoising call)."""
-        return self.linear_nobias_z(self.layernorm_z(z)).movedim(-1, -3)
+        # Contiguous once here (cached by `prepare`), not at every denoising step inside SDPA.
+        return self.linear_nobias_z(self.layernorm_z(z)).movedim(-1, -3).contiguous()
 
     def forward(
         self,
