@@ -270,7 +270,7 @@ def test_deterministic_per_seed(featurized: dict, ccd) -> None:
     again = featurize(structure, ccd, seed=0, with_truth=True)
     for key, value in first.features.items():
         np.testing.assert_array_equal(again.features[key], value, err_msg=key)
-    other = featurize(structure, ccd, seed=2, with_truth=True)
+    other = featurize(structure, ccd, seed=1, with_truth=True)  # neighbouring seeds differ too
     lys = first.meta["token_res_name"][first.features["atom_to_token"]] == "LYS"  # flexible side chain
     assert lys.any() and not np.allclose(other.features["ref_pos"][lys], first.features["ref_pos"][lys])
 

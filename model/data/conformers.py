@@ -212,7 +212,8 @@ def _embed(mol: Chem.Mol, seed: int, random_coords_retry: bool) -> bool:
     """One seeded ETKDGv3 embedding of `mol` (as AF3); a retry from random coordinates on request."""
     for random_coords in (False, True) if random_coords_retry else (False,):
         params = rdDistGeom.ETKDGv3()
-        params.randomSeed = seed % 2**31
+        # RDKit treats seed 0 like seed 1 (measured: identical LYS conformers), so shift by one.
+        params.randomSeed = seed % (2**31 - 1) + 1
         params.useRandomCoords = random_coords
         params.numThreads = 1
         params.maxIterations = _MAX_EMBED_ITERATIONS
