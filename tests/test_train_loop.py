@@ -91,7 +91,6 @@ def test_training_loss_is_deterministic_and_confidence_only_trains_the_head(feat
     assert grads and all(n.startswith("confidence_head.") for n in grads)
 
 
-@pytest.mark.slow
 def test_stage_outputs_and_chained_provenance(features, train_files, tmp_path):  # noqa: F811
     s0, s1 = tmp_path / "stage0", tmp_path / "stage1"
     # three entries: the last one (by path) is held out and scored every 2 steps
@@ -135,7 +134,6 @@ def _interrupted(features: list[Path], out: Path, steps: int, sig: int, at_rows:
     assert not (out / "checkpoint.pt").exists()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill9"])
 def test_resume_after_interruption_gives_identical_metrics(features, tmp_path, sig):
     steps = 6
@@ -150,7 +148,6 @@ def test_resume_after_interruption_gives_identical_metrics(features, tmp_path, s
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.slow
 def test_ddp_two_processes_equal_one_process_with_doubled_batch(features, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     _run(_cmd(0, features, one, 2, "--set", "grad_accum_steps=2", "--set", "num_workers=0"))
