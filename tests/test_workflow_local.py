@@ -31,7 +31,6 @@ def _digests(results: Path) -> dict[str, str]:
     return out
 
 
-@pytest.mark.slow
 def test_local_predict_is_reproducible_and_complete(tmp_path, monkeypatch):
     # two (pretend) cards: the slot allocator pins each GPU job to one of them; torch finds no CUDA
     # driver here, so the jobs still run on the CPU
