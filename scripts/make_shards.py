@@ -11,11 +11,11 @@ As a rule:   writes the shard plan (snakemake.params.plan, .tokens) to snakemake
 import argparse
 import heapq
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+
+from model.fileio import write_text_atomic
 
 # A ligand whose size cannot be looked up still costs some tokens; a typical drug-like ligand.
 _FALLBACK_LIGAND_TOKENS = 30
@@ -110,10 +110,7 @@ def write_plan(
         for name in sorted(plan)
         for t in plan[name][1]
     ]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,8 +20,8 @@ if __package__ in (None, ""):  # run as a script: make the repository's `model` 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.data.msa import parse_a3m  # noqa: E402
+from model.fileio import write_text_atomic  # noqa: E402
 from model.search.a3m import write_a3m  # noqa: E402
-from model.search.databases import atomic_write_text  # noqa: E402
 from model.search.pairing import pair_msas  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def run(manifest_in: Path, out: Path, paired_dir: Path) -> None:
             write_a3m(path, records)
             result[chain]["paired"] = str(path)
         logging.info("%s: paired %d chains, %d rows", manifest_in, len(rows), len(records))
-    atomic_write_text(out, json.dumps({**manifest, "chains": result}, indent=1) + "\n")
+    write_text_atomic(out, json.dumps({**manifest, "chains": result}, indent=1) + "\n")
 
 
 def main() -> None:

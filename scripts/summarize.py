@@ -15,10 +15,10 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from model.fileio import write_text_atomic
 
 SUMMARY_COLUMNS = (
     "target_id",
@@ -33,14 +33,6 @@ SUMMARY_COLUMNS = (
     "reason",
 )
 FAILURE_COLUMNS = ("target_id", "stage", "reason")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def _tsv(columns: tuple[str, ...], rows: list[dict]) -> str:
@@ -111,11 +103,11 @@ def summarize(
     from model.data.store import code_version, content_hash
 
     for target_id, message in sorted(invalid.items()):
-        _write_atomic(results / "failed" / f"{target_id}.txt", _one_line(message) + "\n")
+        write_text_atomic(results / "failed" / f"{target_id}.txt", _one_line(message) + "\n")
     rows = [target_row(t, results, invalid, tokens) for t in sorted(set(targets) | set(invalid))]
     failures = [r for r in rows if r["status"] == "failed"]
-    _write_atomic(out_summary, _tsv(SUMMARY_COLUMNS, rows))
-    _write_atomic(out_failures, _tsv(FAILURE_COLUMNS, failures))
+    write_text_atomic(out_summary, _tsv(SUMMARY_COLUMNS, rows))
+    write_text_atomic(out_failures, _tsv(FAILURE_COLUMNS, failures))
     provenance = {
         "code_version": code_version(),
         "inputs": str(inputs),
@@ -124,7 +116,7 @@ def summarize(
         "targets": len(rows),
         "failed": len(failures),
     }
-    _write_atomic(out_provenance, json.dumps(provenance, indent=1, sort_keys=True) + "\n")
+    write_text_atomic(out_provenance, json.dumps(provenance, indent=1, sort_keys=True) + "\n")
     return failures
 
 
@@ -138,7 +130,7 @@ def check(failures_tsv: Path, ok: Path) -> int:
         for r in rows:
             print(f"  {r['target_id']:<{width}}  {r['stage']:<8}  {r['reason']}", file=sys.stderr)
         return 1
-    _write_atomic(ok, "")
+    write_text_atomic(ok, "")
     return 0
 
 

@@ -7,7 +7,6 @@ import hashlib
 import re
 from pathlib import Path
 
-import pytest
 from test_workflow_helpers import make_workdir, snakemake
 
 CONFIG = {"samples": 2, "steps": 2, "cycles": 1, "checkpoint": "none", "shards": 2}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import lzma
-import os
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from model.data.conformers import component_from_file, component_from_smiles
 from model.data.inputs import Entity, Target, TargetError
 from model.data.msa import MsaInput
 from model.data.structure import POLYMER_LINK, STANDARD_RESIDUES, Structure
+from model.fileio import write_text_atomic
 
 
 class _Lookup:
@@ -50,11 +50,7 @@ def _user_ccd_file(target: Target) -> Path:
     digest = hashlib.sha256(target.user_ccd.encode()).hexdigest()
     path = Path(tempfile.gettempdir()) / "foldline-user-ccd" / f"{digest}.cif"
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(handle, "w") as out:
-            out.write(target.user_ccd)
-        os.replace(tmp, path)
+        write_text_atomic(path, target.user_ccd)
     return path
 
 

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import subprocess
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import torch
 
 import model
 from model.data.feature_spec import FEATURES, GROUPS, META, check_features
+from model.fileio import atomic_path
 
 META_GROUP = "meta"
 # Narrower on-disk dtypes, smallest first: the first that holds every value exactly is used,
@@ -182,29 +181,21 @@ def write_features(
         "n_token": sizes["T"],
         "n_atom": sizes["A"],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            for group in GROUPS:
-                f.create_group(group)
-            for name, value in features.items():
-                value = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-                array, sparse = _to_disk(name, value)
-                kwargs = _dataset_kwargs(array, compress)
-                dataset = f[FEATURES[name][0]].create_dataset(name, data=array, **kwargs)
-                if sparse:
-                    dataset.attrs["dense_shape"] = value.shape
-            _write_meta(f.create_group(META_GROUP), meta or {})
-            for key, value in attrs.items():
-                f.attrs[key] = "" if value is None else value
-            f.flush()
-            f.attrs["complete"] = True  # last: a file without it was interrupted
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for group in GROUPS:
+            f.create_group(group)
+        for name, value in features.items():
+            value = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+            array, sparse = _to_disk(name, value)
+            kwargs = _dataset_kwargs(array, compress)
+            dataset = f[FEATURES[name][0]].create_dataset(name, data=array, **kwargs)
+            if sparse:
+                dataset.attrs["dense_shape"] = value.shape
+        _write_meta(f.create_group(META_GROUP), meta or {})
+        for key, value in attrs.items():
+            f.attrs[key] = "" if value is None else value
+        f.flush()
+        f.attrs["complete"] = True  # last: a file without it was interrupted
     return path
 
 

@@ -12,8 +12,6 @@ highest-occupancy alternative location, no waters or hydrogens, residue atoms fr
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 
 from model.data.ccd import Ccd, Component, UnknownComponentError
 from model.data.constants import DNA_RESIDUES, PROTEIN_RESIDUES, RNA_RESIDUES
+from model.fileio import write_bytes_atomic
 
 # Residues that get one token each (AF3 §2.6); everything else in a polymer is atomised.
 STANDARD_RESIDUES = {
@@ -762,12 +761,5 @@ def write_mmcif(structure: Structure, path: str | Path) -> None:
 
     path = Path(path)
     text = to_cif_document(structure).as_string()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            data = text.encode()
-            fh.write(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    data = text.encode()
+    write_bytes_atomic(path, gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)

@@ -19,18 +19,17 @@ Uses gemmi (and matplotlib, optionally RDKit); the GPU timing path never imports
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import gemmi
 import numpy as np
+
+from model.fileio import write_bytes_atomic, write_text_atomic
 
 POLYMER_TYPE = {
     "protein": gemmi.PolymerType.PeptideL,
@@ -122,22 +121,8 @@ class TargetLayout:
         return [(c, r, n, np.asarray(idx)) for c, r, n, idx in out]
 
 
-def atomic_write(path: str | Path, write: Callable[[io.TextIOBase | io.BufferedIOBase], None], binary=False):
-    """Call write(f) on a temp file in path's folder, then rename it over path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text))
+    write_text_atomic(path, text)
 
 
 def write_json(path: str | Path, obj: dict, indent: int | None = 1) -> None:
@@ -384,7 +369,7 @@ def write_pae_png(path: str | Path, pae: np.ndarray, token_chain_ids: list[str],
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
-    atomic_write(path, lambda f: f.write(buf.getvalue()), binary=True)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def ligand_sdf(layout: TargetLayout, coords: np.ndarray, chain_idx: int) -> str | None:
@@ -464,12 +449,10 @@ def write_target(
     token_chain = layout.chain_name[layout.asym_id].tolist()
     write_pae_png(folder / "pae.png", conf["pae"][k], token_chain, f"{target} seed {best_seed} sample {k}")
 
-    def write_csv(f) -> None:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["seed", "sample", "ranking_score"])
-        for seed, sample, score in rows:
-            w.writerow([seed, sample, f"{score:.4f}"])
-
-    atomic_write(folder / "ranking_scores.csv", write_csv)
+    csv_lines = [
+        "seed,sample,ranking_score",
+        *(f"{seed},{sample},{score:.4f}" for seed, sample, score in rows),
+    ]
+    write_text_atomic(folder / "ranking_scores.csv", "\n".join(csv_lines) + "\n")
     write_json(folder / "provenance.json", {**provenance, "best": {"seed": best_seed, "sample": k}}, indent=2)
     return folder

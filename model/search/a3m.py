@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from model.search.databases import atomic_write_text
+from model.fileio import write_text_atomic
 
 Row = tuple[str, str]  # (description, aligned sequence)
 
@@ -74,4 +74,4 @@ def format_a3m(rows: Iterable[Row]) -> str:
 
 def write_a3m(path: str | Path, rows: Iterable[Row]) -> None:
     """Write rows as a3m, atomically."""
-    atomic_write_text(path, format_a3m(rows))
+    write_text_atomic(path, format_a3m(rows))

@@ -15,10 +15,11 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from model.fileio import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +70,6 @@ def _count_fasta(path: Path) -> tuple[int, int]:
     return n_seq, n_res
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` through a temp file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def quick_identity(path: str | Path) -> dict[str, str | int]:
     """Name, size and sha256 of the first and last MiB: cheap on a 100 GB file, stable across copies
     and checkouts (unlike mtime). Names a database in search keys and validates sidecars. Cached per
@@ -122,7 +109,7 @@ def prepare_database(path: str | Path, write_sidecar: bool = False) -> DatabaseS
     stats = _compute_stats(str(path.resolve()), identity["size"], identity["head_tail_sha256"])
     if write_sidecar:
         record = {**asdict(stats), "path": path.name, "identity": identity}
-        atomic_write_text(side, json.dumps(record, indent=1) + "\n")
+        write_text_atomic(side, json.dumps(record, indent=1) + "\n")
     return stats
 
 
@@ -176,10 +163,8 @@ def download(url: str, dest: str | Path, sha256: str | None) -> Path:
     dest = Path(dest)
     if dest.is_file() and sha256 and file_sha256(dest) == sha256:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as response:  # noqa: S310
+    with atomic_path(dest, suffix=".part") as tmp:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url) as response:  # noqa: S310
             if url.endswith(".gz") and dest.suffix != ".gz":
                 with gzip.GzipFile(fileobj=response) as unzipped:
                     shutil.copyfileobj(unzipped, out, _HASH_CHUNK)
@@ -191,9 +176,5 @@ def download(url: str, dest: str | Path, sha256: str | None) -> Path:
                 raise DatabaseError(
                     f"database {dest.name}: sha256 mismatch for {url}: got {found}, want {sha256}"
                 )
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     log.info("downloaded %s -> %s", url, dest)
     return dest

@@ -17,9 +17,7 @@ from __future__ import annotations
 import datetime
 import io
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from pyhmmer import easel, plan7
 
 from model.data.constants import GAP, ONE_TO_THREE_PROTEIN, RESTYPE_INDEX, UNKNOWN_PROTEIN
 from model.data.feature_spec import FEATURES
+from model.fileio import write_bytes_atomic
 from model.search.a3m import Row, match_columns
 from model.search.hmmsearch import DEFAULT_BLOCK_RESIDUES, database_z, search_database
 from model.search.jackhmmer import PROTEIN_ALPHABET
@@ -324,14 +323,7 @@ def write_templates(path: str | Path, arrays: dict[str, np.ndarray], hits: list[
         template_names=np.array([h.name for h in hits], dtype=np.str_),
         template_evalues=np.array([h.evalue for h in hits], dtype=np.float64),
     )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def search_templates(

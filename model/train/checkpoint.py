@@ -12,11 +12,12 @@ import hashlib
 import json
 import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from model.fileio import atomic_path, write_text_atomic
 
 
 def sha256_file(path: str | Path) -> str:
@@ -28,29 +29,14 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(path: str | Path, state: dict) -> Path:
     """torch.save `state` to a temp file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
 
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-
-    _atomic(path, write)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 
@@ -67,15 +53,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def write_json(path: str | Path, obj: dict) -> Path:
     """Atomic pretty-printed JSON."""
-    path = Path(path)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=str)
-            f.write("\n")
-
-    _atomic(path, write)
-    return path
+    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def rng_state() -> dict:

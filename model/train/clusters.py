@@ -13,12 +13,11 @@ Run standalone: `python -m model.train.clusters --features DIR_OR_LIST --out clu
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import pyhmmer
 
+from model.fileio import write_text_atomic
 from model.train.data import Entry, build_index, feature_files
 
 PROTEIN_IDENTITY = 0.4
@@ -72,15 +71,9 @@ def assign_clusters(entries: list[Entry], cpus: int = 0) -> str:
 
 def write_table(entries: list[Entry], path: str | Path) -> None:
     """TSV (target_id, asym_id, cluster), written atomically; read by `data.read_cluster_table`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write("# target_id\tasym_id\tcluster\n")
-        for e in entries:
-            for c in e.chains:
-                f.write(f"{e.target_id}\t{c.asym_id}\t{c.cluster}\n")
-    os.replace(tmp, path)
+    lines = ["# target_id\tasym_id\tcluster"]
+    lines += [f"{e.target_id}\t{c.asym_id}\t{c.cluster}" for e in entries for c in e.chains]
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
