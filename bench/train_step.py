@@ -141,7 +141,7 @@ def bench_overfit(args: argparse.Namespace) -> dict:
     t_start = time.time() - before * 60
     t_limit = time.time() + args.max_minutes * 60
     while step < args.max_steps and time.time() < t_limit and best < args.target:
-        n_cycle = int(np.random.default_rng([step, 7]).integers(1, 5))
+        n_cycle = args.n_cycle or int(np.random.default_rng([step, 7]).integers(1, 5))
         loss, terms = module(feats, aux, n_cycle, step, amp)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), float(cfg["grad_clip_norm"]))
@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     over.add_argument("--eval-every", type=int, default=25)
     over.add_argument("--sample-steps", type=int, default=50)
     over.add_argument("--max-steps", type=int, default=20000)
+    over.add_argument("--n-cycle", type=int, default=0, help="recycles per step (0: 1-4 at random)")
     over.add_argument("--max-minutes", type=float, default=9.0, help="wall-clock budget of this invocation")
     over.add_argument("--state", default=None, help="save the run here at the end; rerun to continue it")
     args = p.parse_args(argv)
