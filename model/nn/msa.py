@@ -17,7 +17,15 @@ from torch import nn
 from model.data.constants import NUM_RESTYPES
 from model.nn.config import ModelConfig
 from model.nn.pairformer import PairStack
-from model.nn.primitives import Transition, chunked, dropout, layer_norm, linear, maybe_checkpoint
+from model.nn.primitives import (
+    Transition,
+    chunked,
+    dropout,
+    layer_norm,
+    linear,
+    maybe_checkpoint,
+    precision,
+)
 
 
 class OuterProductMean(nn.Module):
@@ -61,7 +69,8 @@ class MSAPairWeightedAveraging(nn.Module):
 
     def forward(self, m: torch.Tensor, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
         m = self.layernorm_m(m)
-        w = torch.softmax(self.linear_no_bias_z(self.layernorm_z(z)), dim=1)  # [i, j, H] over j
+        # Softmax in FP32 (CUDA autocast does so too; CPU autocast would keep BF16).
+        w = torch.softmax(self.linear_no_bias_z(self.layernorm_z(z)), dim=1, dtype=torch.float32)  # over j
 
         def rows(m_rows: torch.Tensor) -> torch.Tensor:
             v = self.linear_no_bias_mv(m_rows).unflatten(-1, (self.n_heads, self.c_hidden))  # [s, j, H, c]
@@ -169,7 +178,8 @@ class MSAModule(nn.Module):
             ],
             dim=-1,
         )
-        m = self.linear_no_bias_m(m) + self.linear_no_bias_s(s_inputs)
+        with precision(z.device, torch.float32):  # once per cycle, FP32 like the trunk's embeddings
+            m = self.linear_no_bias_m(m) + self.linear_no_bias_s(s_inputs)
         for blk in self.blocks:
             m, z = maybe_checkpoint(
                 self.checkpoint_blocks, blk, m, z, chunk_size, generator, generator=generator

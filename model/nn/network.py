@@ -5,9 +5,11 @@ module, pairformer) as `run_trunk`; the diffusion module (Algorithm 20) is `net.
 (`prepare` once, `denoise` per step; the sampler, Algorithm 18, lives in model.infer.sampler), the
 confidence head (Algorithm 31) is `net.confidence` and the distogram head `net.distogram`.
 
-Precision: the trunk runs under BF16 autocast by default on CUDA (FP32 on CPU); the diffusion
-module and the confidence head take a `dtype` per call (FP32 by default) so the inference precision
-rule (SEED.md) can pick per target. Submodule and parameter names follow the released Protenix
+Precision: the trunk runs under BF16 autocast by default on CUDA (FP32 on CPU), but only the
+pair-sized work inside the template, MSA and pairformer blocks is BF16: the input embedder, the
+per-cycle embeddings, the single track and every residual stream stay FP32 (docs/network.md,
+"Precision"). The diffusion module and the confidence head take a `dtype` per call (FP32 by default)
+so the inference precision rule (SEED.md) can pick per target. Submodule and parameter names follow the released Protenix
 base v1.0.0 layout (docs/network.md).
 """
 
@@ -89,11 +91,12 @@ class Foldline(nn.Module):
         device = feats["restype"].device
         if dtype is None:
             dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        with precision(device, dtype):
-            s_inputs = self.input_embedder(feats).float()
-        # The embeddings are cheap: FP32. The residual streams stay FP32 too (bf16 block updates are
-        # promoted when added), so only block internals run in bf16.
+        # The embeddings run once per call, at O(N_atom) cost or that of one pair linear: FP32. (The
+        # input embedder in BF16 put 0.4 % error on s_inputs, which reached z through z_init.) The
+        # residual streams stay FP32 too (BF16 block updates are promoted when added), so only block
+        # internals run in BF16.
         with precision(device, torch.float32):
+            s_inputs = self.input_embedder(feats)
             s_init = self.linear_no_bias_sinit(s_inputs)
             z_init = self.linear_no_bias_zinit1(s_init)[:, None] + self.linear_no_bias_zinit2(s_init)[None]
             z_init = z_init + self.relative_position_encoding(feats)
@@ -118,10 +121,11 @@ class Foldline(nn.Module):
         chunk_size: int | None,
         generator: torch.Generator | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        z = z_init + self.linear_no_bias_z_cycle(self.layernorm_z_cycle(z))
+        with precision(z.device, torch.float32):  # once per cycle, like the embeddings
+            z = z_init + self.linear_no_bias_z_cycle(self.layernorm_z_cycle(z))
+            s = s_init + self.linear_no_bias_s(self.layernorm_s(s))
         z = z + self.template_embedder(feats, z, chunk_size, generator)
         z = self.msa_module(feats, z, s_inputs, chunk_size, generator)
-        s = s_init + self.linear_no_bias_s(self.layernorm_s(s))
         return self.pairformer_stack(s, z, chunk_size, generator)
 
     def distogram(self, z: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,16 @@ import torch
 from torch import nn
 
 from model.nn.config import ModelConfig
-from model.nn.primitives import Attention, Transition, chunked, dropout, layer_norm, linear, maybe_checkpoint
+from model.nn.primitives import (
+    Attention,
+    Transition,
+    chunked,
+    dropout,
+    layer_norm,
+    linear,
+    maybe_checkpoint,
+    precision,
+)
 from model.nn.transformer import AttentionPairBias
 
 
@@ -126,8 +135,12 @@ class PairformerBlock(PairStack):
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         z = super().forward(z, chunk_size, generator)
         if self.has_s:
-            s = s + self.attention_pair_bias(s, self.attention_pair_bias.pair_bias(z))
-            s = s + self.single_transition(s, chunk_size)
+            bias = self.attention_pair_bias.pair_bias(z)  # pair-sized: the trunk's dtype
+            # The single track costs O(N·c_s²) against the pair stack's O(N²·c_z²): FP32 is ~free.
+            with precision(z.device, torch.float32):
+                s = s.float()
+                s = s + self.attention_pair_bias(s, bias)
+                s = s + self.single_transition(s, chunk_size)
         return s, z
 
 

@@ -39,8 +39,28 @@ def linear(c_in: int, c_out: int, bias: bool = False, init: str = "default") -> 
     return layer
 
 
-def layer_norm(c: int, bias: bool = True, affine: bool = True) -> nn.LayerNorm:
-    return nn.LayerNorm(c, elementwise_affine=affine, bias=bias if affine else False)
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm with FP32 statistics whatever the input dtype; under autocast it returns the autocast dtype.
+
+    Normalisation is precision-sensitive and stays FP32 under mixed precision (as AF3 and Protenix
+    keep it): a BF16 input meets the FP32 weights in PyTorch's mixed-dtype kernel, which accumulates in
+    FP32 without an upcast copy. Every consumer of a LayerNorm inside an autocast region is a matmul
+    that would cast its input to BF16 anyway, so the result is cast once here instead of once per
+    consumer (five projections read each triangle-update LayerNorm). Outside autocast the input dtype
+    is kept, as nn.LayerNorm does.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        device = x.device.type
+        with torch.autocast(device, enabled=False):
+            y = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        if torch.is_autocast_enabled(device):
+            y = y.to(torch.get_autocast_dtype(device))
+        return y
+
+
+def layer_norm(c: int, bias: bool = True, affine: bool = True) -> LayerNorm:
+    return LayerNorm(c, elementwise_affine=affine, bias=bias if affine else False)
 
 
 def dropout(

@@ -9,6 +9,8 @@ distogram 39, pseudo-β mask 1, restype_j 32, restype_i 32, unit vector 3, backb
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,7 +18,7 @@ from torch import nn
 from model.data.constants import NUM_RESTYPES
 from model.nn.config import ModelConfig
 from model.nn.pairformer import PairformerStack
-from model.nn.primitives import layer_norm, linear
+from model.nn.primitives import layer_norm, linear, precision
 
 N_DGRAM_BINS = 39
 DGRAM_MIN, DGRAM_MAX = 3.25, 50.75
@@ -87,8 +89,12 @@ class TemplateEmbedder(nn.Module):
         dgram = template_distogram(feats["template_pseudo_beta"]) * pb_2d[..., None]
         unit = backbone_unit_vectors(feats["template_backbone"]) * bb_2d[..., None]
         onehot = F.one_hot(restype.long(), NUM_RESTYPES).float()  # [K, N, 32]
-        z_in = self.linear_no_bias_z(self.layernorm_z(z))
-        u = torch.zeros(n_tok, n_tok, z_in.shape[-1], device=z.device, dtype=z_in.dtype)
+        # The template embedding in and out is once per template per cycle: FP32, like the residual
+        # stream v; only the pairformer blocks run in the trunk's dtype.
+        fp32 = partial(precision, z.device, torch.float32)
+        with fp32():
+            z_in = self.linear_no_bias_z(self.layernorm_z(z))
+        u = torch.zeros_like(z_in)
         for t in range(n_templ):
             a = torch.cat(
                 [
@@ -101,7 +107,10 @@ class TemplateEmbedder(nn.Module):
                 ],
                 dim=-1,
             )
-            v = z_in + self.linear_no_bias_a(a)
+            with fp32():
+                v = z_in + self.linear_no_bias_a(a)
             _, v = self.pairformer_stack(None, v, chunk_size, generator)
-            u = u + self.layernorm_v(v)
-        return self.linear_no_bias_u(F.relu(u / n_templ))
+            with fp32():
+                u = u + self.layernorm_v(v)
+        with fp32():
+            return self.linear_no_bias_u(F.relu(u / n_templ))
