@@ -8,9 +8,9 @@ confidence head (Algorithm 31) is `net.confidence` and the distogram head `net.d
 Precision: the trunk runs under BF16 autocast by default on CUDA (FP32 on CPU), but only the
 pair-sized work inside the template, MSA and pairformer blocks is BF16: the input embedder, the
 per-cycle embeddings, the single track and every residual stream stay FP32 (docs/network.md,
-"Precision"). The diffusion module and the confidence head take a `dtype` per call (FP32 by default)
-so the inference precision rule (SEED.md) can pick per target. Submodule and parameter names follow the released Protenix
-base v1.0.0 layout (docs/network.md).
+"Precision"). The diffusion module and the confidence head take a `dtype` per call (FP32 by
+default) so the inference precision rule (SEED.md) can pick per target. Submodule and parameter
+names follow the released Protenix base v1.0.0 layout (docs/network.md).
 """
 
 from __future__ import annotations
