@@ -6,13 +6,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pyhmmer import easel, plan7
 
 from model.search import hmmsearch
 from model.search.a3m import alignment_to_a3m, merge_rows
 from model.search.databases import split_fasta
-from model.search.hmmsearch import record_ranges, search_database
+from model.search.hmmsearch import flushed_denormals, record_ranges, search_database
 from model.search.jackhmmer import JackhmmerSettings, digital_query, pipeline_options, search_protein
 from model.search.nhmmer import NhmmerSettings, search_rna
 
@@ -162,3 +163,17 @@ def test_record_ranges_cover_the_file_at_record_starts(shared_data: Path) -> Non
     assert len(ranges) == 7 and ranges[0][0] == 0 and ranges[-1][1] == len(data)
     assert all(a[1] == b[0] for a, b in zip(ranges[:-1], ranges[1:], strict=True))
     assert all(data[start : start + 1] == b">" for start, _ in ranges)
+
+
+def test_denormals_flushed_only_inside_the_search_context() -> None:
+    # HMMER's binaries flush subnormal floats to zero; searches do the same, and the process's own
+    # arithmetic (numpy, torch) is back to IEEE subnormals afterwards, even after an error.
+    tiny, scale = np.float32(1e-38), np.float32(1e-3)
+    assert tiny * scale > 0  # a subnormal result
+    with flushed_denormals():
+        assert tiny * scale == 0
+        assert np.float32(1e-41) + np.float32(0) == 0  # a subnormal input reads as zero
+    assert tiny * scale > 0
+    with pytest.raises(RuntimeError), flushed_denormals():
+        raise RuntimeError("search failed")
+    assert tiny * scale > 0
