@@ -2,11 +2,16 @@
 
     search_msa.py --sequence MVLSEGEW... --molecule protein|rna --config config/config.yaml \
         --out results/msa/protein/{sha}.a3m [--threads 2]
+    search_msa.py --batch jobs.tsv --molecule protein|rna --config ... [--threads 2]
+
+`--batch` takes a TSV of `sequence<TAB>out` lines and reads each database once for all of them
+(model.search.store.search_msas); each entry is the file the single search writes.
 
 Writes {sha}.a3m (unpaired rows) and {sha}.paired.a3m (protein: UniProt rows for species pairing;
 RNA: the query only) atomically; an entry already in the store is not searched again. Databases and
 settings come from the config's `databases` and `search` sections. Also runs as the `search_msa`
-rule's script (`snakemake` object: params.sequence, params.molecule, output.a3m, threads, log).
+rule's script (`snakemake` object: params.sequence, params.molecule, output.a3m, threads, log; for a
+batch rule, params.sequences and output.a3m as lists of the same length).
 """
 
 import argparse
@@ -20,29 +25,44 @@ if __package__ in (None, ""):  # run as a script: make the repository's `model` 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.search.a3m import write_a3m  # noqa: E402
-from model.search.store import search_msa  # noqa: E402
+from model.search.store import search_msas  # noqa: E402
 
 
 def run(sequence: str, molecule: str, databases: dict, settings: dict, out: Path, threads: int) -> None:
-    search_msa(sequence, molecule, databases, settings, out, threads=threads)
-    paired = out.with_name(out.name.removesuffix(".a3m") + ".paired.a3m")
-    if not paired.is_file():  # RNA has no paired search; an empty paired MSA keeps outputs uniform
-        write_a3m(paired, [("query", sequence.upper())])
+    run_batch([(sequence, out)], molecule, databases, settings, threads)
+
+
+def run_batch(
+    jobs: list[tuple[str, Path]], molecule: str, databases: dict, settings: dict, threads: int
+) -> None:
+    search_msas(jobs, molecule, databases, settings, threads=threads)
+    for sequence, out in jobs:
+        paired = out.with_name(out.name.removesuffix(".a3m") + ".paired.a3m")
+        if not paired.is_file():  # RNA has no paired search; an empty paired MSA keeps outputs uniform
+            write_a3m(paired, [("query", sequence.upper())])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sequence", required=True)
+    parser.add_argument("--sequence")
+    parser.add_argument("--out", type=Path, help="results/msa/{molecule}/{sha}.a3m")
+    parser.add_argument("--batch", type=Path, help="TSV of sequence<TAB>out lines")
     parser.add_argument("--molecule", required=True, choices=("protein", "rna"))
     parser.add_argument("--config", type=Path, default=Path("config/config.yaml"))
-    parser.add_argument("--out", type=Path, required=True, help="results/msa/{molecule}/{sha}.a3m")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.batch:
+        lines = [line.split("\t") for line in args.batch.read_text().splitlines() if line.strip()]
+        jobs = [(sequence, Path(out)) for sequence, out in lines]
+    elif args.sequence and args.out:
+        jobs = [(args.sequence, args.out)]
+    else:
+        parser.error("give --sequence and --out, or --batch")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config = yaml.safe_load(args.config.read_text())
-    run(args.sequence, args.molecule, config["databases"], config["search"], args.out, args.threads)
+    run_batch(jobs, args.molecule, config["databases"], config["search"], args.threads)
 
 
 if "snakemake" in globals():
@@ -50,13 +70,10 @@ if "snakemake" in globals():
     logging.basicConfig(
         filename=sm.log[0] if sm.log else None, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s"
     )
-    run(
-        sm.params.sequence,
-        sm.params.molecule,
-        sm.config["databases"],
-        sm.config["search"],
-        Path(sm.output.a3m),
-        sm.threads,
-    )
+    if hasattr(sm.params, "sequences"):
+        sm_jobs = list(zip(sm.params.sequences, map(Path, sm.output.a3m), strict=True))
+    else:
+        sm_jobs = [(sm.params.sequence, Path(sm.output.a3m))]
+    run_batch(sm_jobs, sm.params.molecule, sm.config["databases"], sm.config["search"], sm.threads)
 elif __name__ == "__main__":
     main()

@@ -14,8 +14,14 @@ from model.search import hmmsearch
 from model.search.a3m import alignment_to_a3m, merge_rows
 from model.search.databases import split_fasta
 from model.search.hmmsearch import flushed_denormals, record_ranges, search_database
-from model.search.jackhmmer import JackhmmerSettings, digital_query, pipeline_options, search_protein
-from model.search.nhmmer import NhmmerSettings, search_rna
+from model.search.jackhmmer import (
+    JackhmmerSettings,
+    digital_query,
+    pipeline_options,
+    search_protein,
+    search_proteins,
+)
+from model.search.nhmmer import NhmmerSettings, search_rna, search_rnas
 
 MYOGLOBIN = (
     "MVLSEGEWQLVLHVWAKVEADVAGHGQDILIRLFKSHPETLEKFDRFKHLKTEAEMKASEDLKKAGVTVLTALGAILKKKGHHEAELKPLAQSHATKHK"
@@ -177,3 +183,37 @@ def test_denormals_flushed_only_inside_the_search_context() -> None:
     with pytest.raises(RuntimeError), flushed_denormals():
         raise RuntimeError("search failed")
     assert tiny * scale > 0
+
+
+def _shared_chains(shared_data: Path, molecule: str, count: int) -> list[str]:
+    seqres = (shared_data / "template_db" / "pdb_seqres_shared_structures.fasta").read_text()
+    chains = []
+    for record in seqres.split(">")[1:]:
+        header, *lines = record.splitlines()
+        sequence = "".join(lines)
+        if f"mol:{molecule}" in header and len(sequence) >= 20 and sequence not in chains:
+            chains.append(sequence)
+    return chains[:count]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_many_queries_in_one_pass_equal_single_searches(
+    shared_data: Path, threads: int, parallel_small_files
+) -> None:
+    db = shared_data / "seqdb" / "msa_hits_for_shared_queries.fasta"
+    queries = [MYOGLOBIN, *_shared_chains(shared_data, "protein", 3)]
+    batch = search_proteins(queries, db, threads=threads, block_residues=20_000)
+    singles = [search_protein(query, db) for query in queries]
+    assert [r.rows for r in batch] == [r.rows for r in singles]
+    assert [r.hit_names for r in batch] == [r.hit_names for r in singles]
+    assert len(batch[0].hit_names) > 50 and len({len(r.rows) for r in batch}) > 1  # distinct queries
+
+
+def test_many_rna_queries_in_one_pass_equal_single_searches(shared_data: Path, parallel_small_files) -> None:
+    db = shared_data / "seqdb" / "rfam_14_4_clustered_rep_seq__subsampled_1000.fasta"
+    records = db.read_text().split(">")[1:]
+    queries = ["".join(records[i].splitlines()[1:])[:length] for i, length in ((4, 120), (9, 40))]
+    batch = search_rnas(queries, db, threads=2, block_residues=50_000)
+    singles = [search_rna(query, db) for query in queries]
+    assert [r.rows for r in batch] == [r.rows for r in singles]
+    assert len(batch[0].rows) > 1

@@ -13,7 +13,7 @@ import pytest
 
 import model.search.store as store
 from model.data.msa import parse_a3m
-from model.search.store import msa_key, msa_path, search_msa
+from model.search.store import msa_key, msa_path, search_msa, search_msas
 
 MYOGLOBIN = (
     "MVLSEGEWQLVLHVWAKVEADVAGHGQDILIRLFKSHPETLEKFDRFKHLKTEAEMKASEDLKKAGVTVLTALGAILKKKGHHEAELKPLAQSHATKHK"
@@ -88,9 +88,32 @@ def test_second_search_does_no_search(databases: dict, tmp_path: Path, monkeypat
     def no_search(*args, **kwargs):
         raise AssertionError("searched again")
 
-    monkeypatch.setattr(store, "search_protein", no_search)
+    monkeypatch.setattr(store, "search_proteins", no_search)
     assert not search_msa(MYOGLOBIN, "protein", databases, SETTINGS, out, threads=2)
     assert out.stat().st_mtime_ns == stamp
+
+
+def test_batch_search_writes_the_single_search_files(
+    databases: dict, tmp_path: Path, shared_data: Path
+) -> None:
+    seqres = (shared_data / "template_db" / "pdb_seqres_shared_structures.fasta").read_text()
+    chains = ["".join(r.splitlines()[1:]) for r in seqres.split(">")[1:] if "mol:protein" in r.split()[1]]
+    queries = [MYOGLOBIN, *dict.fromkeys(c for c in chains[1:] if len(c) >= 20)][:4]
+    single, batch = tmp_path / "single", tmp_path / "batch"
+    for query in queries:
+        assert search_msa(query, "protein", databases, SETTINGS, single / f"{query[:8]}.a3m", threads=2)
+    jobs = [(query, batch / f"{query[:8]}.a3m") for query in queries]
+    done = batch / f"{queries[0][:8]}.a3m"  # already in the store: skipped, not overwritten
+    done.parent.mkdir()
+    done.write_text(">query\nX\n")
+    done.with_name(f"{queries[0][:8]}.paired.a3m").write_text(">query\nX\n")
+    assert search_msas(jobs, "protein", databases, SETTINGS, threads=2) == [out for _, out in jobs[1:]]
+    assert done.read_text() == ">query\nX\n"
+    for query in queries[1:]:
+        for suffix in (".a3m", ".paired.a3m"):
+            name = f"{query[:8]}{suffix}"
+            assert (batch / name).read_bytes() == (single / name).read_bytes()
+    assert search_msas(jobs, "protein", databases, SETTINGS) == []
 
 
 def test_rna_search_into_store(databases: dict, tmp_path: Path, shared_data: Path) -> None:
@@ -111,6 +134,16 @@ def test_scripts_run_standalone(databases: dict, tmp_path: Path, repo_root: Path
     out = tmp_path / "msa" / "protein" / "x.a3m"
     run = [sys.executable, str(repo_root / "scripts" / "search_msa.py"), "--sequence", MYOGLOBIN]
     subprocess.run([*run, "--molecule", "protein", "--config", str(config), "--out", str(out)], check=True)
+    batch_out = tmp_path / "batch" / "x.a3m"
+    (tmp_path / "jobs.tsv").write_text(f"{MYOGLOBIN}\t{batch_out}\n")
+    batch = [
+        sys.executable,
+        str(repo_root / "scripts" / "search_msa.py"),
+        "--batch",
+        str(tmp_path / "jobs.tsv"),
+    ]
+    subprocess.run([*batch, "--molecule", "protein", "--config", str(config)], check=True)
+    assert batch_out.read_bytes() == out.read_bytes()
     npz = tmp_path / "templates" / "x.npz"
     cmd = [sys.executable, str(repo_root / "scripts" / "search_templates.py"), "--msa", str(out)]
     cmd += ["--seqres", databases["templates"]["seqres"], "--mmcif-dir", str(shared_data / "mmcif")]

@@ -1,11 +1,14 @@
-"""Search one profile HMM against a streamed sequence database on all cores (pyhmmer).
+"""Search profile HMMs against a streamed sequence database on all cores (pyhmmer).
 
 The database file is cut into byte ranges at record boundaries (a few per worker, for balance);
 worker processes each stream their ranges block by block in digital mode, search every block with a
 fresh pyhmmer pipeline, and send back only the hits. Processes, not threads: pyhmmer's FASTA reader
 holds the GIL, and threads that both read and search were measured slower than one thread. Memory
 is bounded by one block per worker, whatever the database size. With one worker (one thread, a
-gzipped or a small database) pyhmmer streams the file itself, one sequence at a time.
+gzipped or a small database) and one profile, pyhmmer streams the file itself, one sequence at a
+time. Several profiles (`search_database_many`: the unique chains of a workflow run) share one
+pass: each block is read once and searched by every profile, so parsing is paid once per database
+instead of once per query as with HMMER's binaries.
 
 Every search runs with the SSE denormals flushed to zero (`flushed_denormals`), as HMMER's own
 binaries do (`impl_Init`): pyhmmer >= 0.11.2 stopped setting that mode so that importing it does not
@@ -44,7 +47,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BLOCK_RESIDUES = 1 << 21  # ~2 M residues a block: a few MB of memory per worker
 RANGES_PER_WORKER = 4
-MIN_PARALLEL_BYTES = 4 << 20  # smaller databases take less time to search than to start workers
+MIN_PARALLEL_BYTES = 4 << 20  # database bytes x profiles: less work takes less time than starting workers
 
 
 # MXCSR bits: FTZ (flush results to zero) and DAZ (read subnormal inputs as zero), both set by HMMER.
@@ -132,29 +135,35 @@ def record_ranges(path: Path, n_ranges: int) -> list[tuple[int, int]]:
 
 @flushed_denormals()
 def _search_range(
-    hmm: plan7.HMM,
+    hmms: list[plan7.HMM],
     path: Path,
     byte_range: tuple[int, int] | None,
-    options: dict,
+    options: list[dict],
     long_targets: bool,
     block_residues: int,
-) -> plan7.TopHits | None:
-    """Search one byte range of `path`, or (None) the whole file, which easel may decompress."""
+) -> list[plan7.TopHits] | None:
+    """Search every profile against one byte range of `path`, or (None) the whole file, which easel
+    may decompress. Each block is read once and searched by every profile."""
     pipeline_class = plan7.LongTargetsPipeline if long_targets else plan7.Pipeline
-    background = plan7.Background(hmm.alphabet)
-    if byte_range is None:
+    alphabet = hmms[0].alphabet
+    background = plan7.Background(alphabet)
+    if byte_range is None and len(hmms) == 1:
         # pyhmmer then reads the file itself, one sequence at a time, without the GIL or Python objects
-        with easel.SequenceFile(path, digital=True, alphabet=hmm.alphabet) as seqs:
-            return pipeline_class(hmm.alphabet, background, **options).search_hmm(hmm, seqs)
-    hits = []
-    stream = io.BufferedReader(_ByteRange(path, *byte_range), 1 << 20)
-    with easel.SequenceFile(stream, format="fasta", digital=True, alphabet=hmm.alphabet) as seqs:
+        with easel.SequenceFile(path, digital=True, alphabet=alphabet) as seqs:
+            return [pipeline_class(alphabet, background, **options[0]).search_hmm(hmms[0], seqs)]
+    if byte_range is None:
+        source, fmt = path, None
+    else:
+        source, fmt = io.BufferedReader(_ByteRange(path, *byte_range), 1 << 20), "fasta"
+    hits: list[list[plan7.TopHits]] = [[] for _ in hmms]
+    with easel.SequenceFile(source, format=fmt, digital=True, alphabet=alphabet) as seqs:
         while len(block := seqs.read_block(residues=block_residues)):
-            # A fresh pipeline per block: a reused long-targets pipeline keeps counting residues.
-            hits.append(pipeline_class(hmm.alphabet, background, **options).search_hmm(hmm, block))
-    if not hits:
+            for hmm, opts, found in zip(hmms, options, hits, strict=True):
+                # A fresh pipeline per block: a reused long-targets pipeline keeps counting residues.
+                found.append(pipeline_class(alphabet, background, **opts).search_hmm(hmm, block))
+    if not hits[0]:
         return None
-    return hits[0].merge(*hits[1:]) if len(hits) > 1 else hits[0]
+    return [found[0].merge(*found[1:]) if len(found) > 1 else found[0] for found in hits]
 
 
 def search_database(
@@ -168,17 +177,34 @@ def search_database(
     """Search `hmm` against every sequence of the FASTA `database`; returns the merged hits.
 
     `options` are pyhmmer Pipeline keywords (E, incE, F1.., Z); `long_targets` uses nhmmer's
-    LongTargetsPipeline. Gzipped databases cannot be cut into ranges, and databases under
-    `MIN_PARALLEL_BYTES` are not worth it: both are read by one worker.
+    LongTargetsPipeline. Gzipped databases cannot be cut into ranges, and searches under
+    `MIN_PARALLEL_BYTES` of work are not worth it: both are read by one worker.
     """
+    return search_database_many([hmm], database, [options], long_targets, threads, block_residues)[0]
+
+
+def search_database_many(
+    hmms: list[plan7.HMM],
+    database: str | Path,
+    options: list[dict],
+    long_targets: bool = False,
+    threads: int = 1,
+    block_residues: int = DEFAULT_BLOCK_RESIDUES,
+) -> list[plan7.TopHits]:
+    """Search every profile of `hmms` (with its own `options`) against the FASTA `database` in one
+    pass: the database is read once for all of them, in bounded blocks. Each profile's hits equal
+    those of `search_database` for that profile alone."""
     database = Path(database)
     if not database.is_file():
         raise FileNotFoundError(f"database {database}: file not found")
+    if not hmms or len(options) != len(hmms):
+        raise ValueError(f"search of {database.name}: {len(hmms)} profiles but {len(options)} option sets")
     threads = max(1, threads)
     start = time.perf_counter()
-    parallel = threads > 1 and database.suffix != ".gz" and database.stat().st_size >= MIN_PARALLEL_BYTES
+    work = database.stat().st_size * len(hmms)
+    parallel = threads > 1 and database.suffix != ".gz" and work >= MIN_PARALLEL_BYTES
     ranges = record_ranges(database, threads * RANGES_PER_WORKER) if parallel else [None]
-    jobs = [(hmm, database, byte_range, options, long_targets, block_residues) for byte_range in ranges]
+    jobs = [(hmms, database, byte_range, options, long_targets, block_residues) for byte_range in ranges]
     if len(jobs) == 1:
         results = [_search_range(*jobs[0])]
     else:
@@ -188,13 +214,15 @@ def search_database(
     results = [r for r in results if r is not None]
     if not results:
         raise ValueError(f"database {database}: no sequences")
-    merged = results[0].merge(*results[1:]) if len(results) > 1 else results[0]
+    merged = [
+        parts[0].merge(*parts[1:]) if len(parts) > 1 else parts[0] for parts in zip(*results, strict=True)
+    ]
     log.info(
-        "searched %s: %d sequences, %d hits (%d included) in %.1f s on %d workers",
+        "searched %s: %d profiles x %d sequences, %d hits included in %.1f s on %d workers",
         database.name,
-        merged.searched_sequences,
-        len(merged),
-        len(merged.included),
+        len(hmms),
+        merged[0].searched_sequences,
+        sum(len(hits.included) for hits in merged),
         time.perf_counter() - start,
         threads,
     )

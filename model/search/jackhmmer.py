@@ -17,7 +17,7 @@ from pathlib import Path
 from pyhmmer import easel, plan7
 
 from model.search.a3m import Row
-from model.search.hmmsearch import DEFAULT_BLOCK_RESIDUES, database_z, hits_to_rows, search_database
+from model.search.hmmsearch import DEFAULT_BLOCK_RESIDUES, database_z, hits_to_rows, search_database_many
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +82,30 @@ def search_protein(
     block_residues: int = DEFAULT_BLOCK_RESIDUES,
 ) -> SearchResult:
     """jackhmmer `sequence` against the FASTA `database`; returns a3m rows and included hit names."""
-    query = digital_query(sequence)
+    return search_proteins([sequence], database, settings, threads, block_residues)[0]
+
+
+def search_proteins(
+    sequences: list[str],
+    database: str | Path,
+    settings: JackhmmerSettings = JackhmmerSettings(),
+    threads: int = 1,
+    block_residues: int = DEFAULT_BLOCK_RESIDUES,
+) -> list[SearchResult]:
+    """jackhmmer every sequence against `database` in one pass over it; each result equals
+    `search_protein` of that sequence alone."""
     background = plan7.Background(PROTEIN_ALPHABET)
-    hmm, _, _ = plan7.Builder(PROTEIN_ALPHABET).build(query, background)
+    builder = plan7.Builder(PROTEIN_ALPHABET)
+    hmms = [builder.build(digital_query(seq), background)[0] for seq in sequences]
     options = pipeline_options(settings, database)
-    hits = search_database(hmm, database, options, threads=threads, block_residues=block_residues)
-    log.info("jackhmmer %s: %d included hits", Path(database).name, len(hits.included))
-    rows = [("query", sequence.upper())]
-    rows += hits_to_rows(hits, len(sequence), max_rows=settings.max_hits - 1)
-    names = [hit.name for hit in hits.included]
-    return SearchResult(rows=rows, hit_names=names, n_searched=int(hits.searched_sequences))
+    found = search_database_many(
+        hmms, database, [options] * len(hmms), threads=threads, block_residues=block_residues
+    )
+    results = []
+    for sequence, hits in zip(sequences, found, strict=True):
+        log.info("jackhmmer %s: %d included hits", Path(database).name, len(hits.included))
+        rows = [("query", sequence.upper())]
+        rows += hits_to_rows(hits, len(sequence), max_rows=settings.max_hits - 1)
+        names = [hit.name for hit in hits.included]
+        results.append(SearchResult(rows=rows, hit_names=names, n_searched=int(hits.searched_sequences)))
+    return results

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pyhmmer import easel, plan7
 
-from model.search.hmmsearch import DEFAULT_BLOCK_RESIDUES, database_z, hits_to_rows, search_database
+from model.search.hmmsearch import DEFAULT_BLOCK_RESIDUES, database_z, hits_to_rows, search_database_many
 from model.search.jackhmmer import SearchResult
 
 log = logging.getLogger(__name__)
@@ -54,23 +54,38 @@ def search_rna(
     block_residues: int = DEFAULT_BLOCK_RESIDUES,
 ) -> SearchResult:
     """nhmmer the RNA `sequence` against the FASTA `database` (T read as U); a3m rows, hit names."""
-    sequence = sequence.upper().replace("T", "U")
-    try:
-        query = easel.TextSequence(name=b"query", sequence=sequence).digitize(RNA_ALPHABET)
-    except ValueError as err:
-        raise ValueError(f"query: not an RNA sequence ({err})") from err
+    return search_rnas([sequence], database, settings, threads, block_residues)[0]
+
+
+def search_rnas(
+    sequences: list[str],
+    database: str | Path,
+    settings: NhmmerSettings = NhmmerSettings(),
+    threads: int = 1,
+    block_residues: int = DEFAULT_BLOCK_RESIDUES,
+) -> list[SearchResult]:
+    """nhmmer every sequence against `database` in one pass over it; each result equals
+    `search_rna` of that sequence alone."""
+    sequences = [sequence.upper().replace("T", "U") for sequence in sequences]
     background = plan7.Background(RNA_ALPHABET)
-    hmm, _, _ = plan7.Builder(RNA_ALPHABET).build(query, background)
-    options = dict(E=settings.e_value, F3=settings.filter_f3(len(sequence)))
-    options["Z"] = (
-        settings.z_value if settings.z_value is not None else database_z(database, long_targets=True)
+    builder = plan7.Builder(RNA_ALPHABET)
+    hmms = []
+    for sequence in sequences:
+        try:
+            query = easel.TextSequence(name=b"query", sequence=sequence).digitize(RNA_ALPHABET)
+        except ValueError as err:
+            raise ValueError(f"query: not an RNA sequence ({err})") from err
+        hmms.append(builder.build(query, background)[0])
+    z_value = settings.z_value if settings.z_value is not None else database_z(database, long_targets=True)
+    options = [dict(E=settings.e_value, F3=settings.filter_f3(len(seq)), Z=z_value) for seq in sequences]
+    found = search_database_many(
+        hmms, database, options, long_targets=True, threads=threads, block_residues=block_residues
     )
-    hits = search_database(
-        hmm, database, options, long_targets=True, threads=threads, block_residues=block_residues
-    )
-    log.info("nhmmer %s: %d included hits", Path(database).name, len(hits.included))
-    rows = [("query", sequence)]
-    rows += hits_to_rows(hits, len(sequence), max_rows=settings.max_hits - 1)
-    return SearchResult(
-        rows=rows, hit_names=[hit.name for hit in hits.included], n_searched=int(hits.searched_sequences)
-    )
+    results = []
+    for sequence, hits in zip(sequences, found, strict=True):
+        log.info("nhmmer %s: %d included hits", Path(database).name, len(hits.included))
+        rows = [("query", sequence)]
+        rows += hits_to_rows(hits, len(sequence), max_rows=settings.max_hits - 1)
+        names = [hit.name for hit in hits.included]
+        results.append(SearchResult(rows=rows, hit_names=names, n_searched=int(hits.searched_sequences)))
+    return results

@@ -19,14 +19,14 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 from model.search.a3m import merge_rows, write_a3m
 from model.search.databases import quick_identity, sidecar_path
-from model.search.jackhmmer import JackhmmerSettings, search_protein
-from model.search.nhmmer import NhmmerSettings, search_rna
+from model.search.jackhmmer import JackhmmerSettings, search_proteins
+from model.search.nhmmer import NhmmerSettings, search_rnas
 
 log = logging.getLogger(__name__)
 
@@ -136,29 +136,54 @@ def search_msa(
     A missing database in config is skipped (and is not part of the key); a listed one that does not
     exist is an error.
     """
-    out_a3m = Path(out_a3m)
-    paired_out = out_a3m.with_name(out_a3m.name.removesuffix(".a3m") + ".paired.a3m")
-    if out_a3m.is_file() and (molecule != "protein" or paired_out.is_file()):
-        log.info("%s: already in the store, no search", out_a3m)
-        return False
+    return bool(search_msas([(sequence, out_a3m)], molecule, databases, settings, threads))
+
+
+def _paired_path(out_a3m: Path) -> Path:
+    return out_a3m.with_name(out_a3m.name.removesuffix(".a3m") + ".paired.a3m")
+
+
+def search_msas(
+    jobs: Sequence[tuple[str, str | Path]],
+    molecule: str,
+    databases: Mapping,
+    settings: Mapping,
+    threads: int = 1,
+) -> list[Path]:
+    """Fill the store entries of many (sequence, out_a3m) pairs of one molecule type, reading each
+    database once for all of them; entries already in the store are skipped. Every file written is
+    the one `search_msa` writes for its sequence alone. Returns the entries written."""
     protein = molecule == "protein"
-    sequence = sequence.upper() if protein else sequence.upper().replace("T", "U")
-    search, make_settings = (search_protein, JackhmmerSettings) if protein else (search_rna, NhmmerSettings)
+    todo = []
+    for sequence, out_a3m in jobs:
+        out_a3m = Path(out_a3m)
+        if out_a3m.is_file() and (not protein or _paired_path(out_a3m).is_file()):
+            log.info("%s: already in the store, no search", out_a3m)
+            continue
+        sequence = sequence.upper() if protein else sequence.upper().replace("T", "U")
+        todo.append((sequence, out_a3m))
+    if not todo:
+        return []
+    search, make_settings = (search_proteins, JackhmmerSettings) if protein else (search_rnas, NhmmerSettings)
     max_hits = {**DEFAULT_MAX_HITS, **settings.get("max_hits", {})}
     dbs = molecule_databases(molecule, databases)
+    sequences = [sequence for sequence, _ in todo]
     start = time.perf_counter()
-    found = {}
+    found: dict[str, list] = {}
     for i, (name, path) in enumerate(dbs.items(), start=1):
-        log.info("%s: searching %s (%d of %d)", out_a3m.name, name, i, len(dbs))
-        found[name] = search(sequence, path, make_settings(max_hits=max_hits[name]), threads=threads).rows[1:]
-    query = ("query", sequence)
-    if protein:
-        paired = merge_rows(query, *(found[n] for n in PROTEIN_PAIRED if n in found), deduplicate=False)
-        write_a3m(paired_out, paired)
+        log.info("%d %s queries: searching %s (%d of %d)", len(todo), molecule, name, i, len(dbs))
+        results = search(sequences, path, make_settings(max_hits=max_hits[name]), threads=threads)
+        found[name] = [result.rows[1:] for result in results]
     order = PROTEIN_UNPAIRED if protein else RNA_DATABASES
-    unpaired = merge_rows(query, *(found[n] for n in order if n in found))
-    write_a3m(out_a3m, unpaired)
-    log.info(
-        "%s: %d rows from %s in %.1f s", out_a3m, len(unpaired), ", ".join(dbs), time.perf_counter() - start
-    )
-    return True
+    for j, (sequence, out_a3m) in enumerate(todo):
+        query = ("query", sequence)
+        if protein:
+            paired = merge_rows(
+                query, *(found[n][j] for n in PROTEIN_PAIRED if n in found), deduplicate=False
+            )
+            write_a3m(_paired_path(out_a3m), paired)
+        unpaired = merge_rows(query, *(found[n][j] for n in order if n in found))
+        write_a3m(out_a3m, unpaired)
+        log.info("%s: %d rows from %s", out_a3m, len(unpaired), ", ".join(dbs))
+    log.info("%d %s MSAs in %.1f s", len(todo), molecule, time.perf_counter() - start)
+    return [out_a3m for _, out_a3m in todo]
