@@ -31,7 +31,7 @@ rule predict:
 rule features:
     """Features of every prediction target and training entry."""
     input:
-        expand(f"{RESULTS}/features/{{t}}.status", t=sorted(TARGETS)),
+        expand(f"{RESULTS}/features/shards/{{shard}}.tsv", shard=sorted(SHARDS)),
         expand(f"{RESULTS}/features/train/{{e}}.status", e=TRAINING_ENTRIES),
 
 

@@ -1,18 +1,24 @@
 """Build the HDF5 feature file of prediction targets or training entries.
 
 Prediction target(s), from a targets.csv or an AF3/Protenix job JSON:
-    build_features.py --inputs targets.csv --target-id T [--msa-manifest results/msa/targets/T.json]
+    build_features.py --inputs targets.csv --target-id T [--msa-manifest T.json]
         [--template-dir results/templates] --ccd "" --out results/features/T.h5 --failed-dir results/failed
     build_features.py --inputs targets.csv --out-dir results/features --failed-dir results/failed
+One shard of the workflow (the `build_features` rule; the shard's targets and their searched MSAs as
+inline JSON {target: {"chains": {chain: a3m}, "pair": bool}}, "pair" = pair the chains by species):
+    build_features.py --inputs targets.csv --shard '{...}' --template-dir results/templates
+        --out-dir results/features --failed-dir results/failed --status results/features/shards/S.tsv
 Training entries (with ground truth; MSAs from --msa-dir in the Protenix layout, optional):
     build_features.py --mmcif 102m.cif.gz [more.cif ...] [--msa-dir ../shared/data/msa]
         --out-dir results/features/train --failed-dir results/failed/train
 
 A bad target writes {failed-dir}/{target}.txt (one-line reason) and the others go on. With one
---target-id the exit status is 0 when either file was written (the workflow's summary reports
-failures); in batch mode it is 1 when any target failed, after printing the failures. An existing
-valid h5 with the same content hash is kept. Also runs as a Snakemake rule script (`snakemake`
-object: input.inputs|mmcif, input.manifest, output[0], params.*).
+--target-id, or with --status (a row per target: target<TAB>ok<TAB>h5 or target<TAB>failed<TAB>reason,
+written last), the exit status is 0 when every target got its h5 or failure file (the workflow's
+summary reports failures); in batch mode it is 1 when any target failed, after printing the failures.
+An existing valid h5 with the same content hash is kept ("cached"), so rerunning a shard featurizes
+only its changed targets. Also runs as a Snakemake rule script (`snakemake` object: input.mmcif,
+output[0], params.*).
 """
 
 # no `from __future__ import annotations`: Snakemake's `script:` prepends a preamble to this file
@@ -25,11 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: make the repository's `model` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a script: make `model` and the sibling scripts importable
+    sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 from model.data import store  # noqa: E402
 from model.data.msa import MsaInput, parse_a3m  # noqa: E402
+from model.fileio import write_text_atomic  # noqa: E402
 
 
 @dataclass
@@ -53,8 +60,9 @@ def _one_line(err: BaseException) -> str:
 
 
 def _read_manifest(path: Path | None) -> dict:
-    """The search step's manifest: {"chains": {chain: a3m path | {"unpaired": p, "paired": p}},
-    optional "templates": {chain: npz path}}."""
+    """A target's MSA manifest: {"chains": {chain: a3m path | {"unpaired": p, "paired": p}},
+    optional "templates": {chain: npz path}, optional "pair": true (pair the chains' searched
+    UniProt rows by species, scripts/search_pairing.py)}."""
     if path is None or str(path) == "":
         return {}
     return json.loads(Path(path).read_text())
@@ -69,8 +77,17 @@ def _load_templates(path: Path) -> dict[str, np.ndarray]:
 
 def attach_inputs(job: Job, manifest: dict, template_dir: Path | None) -> None:
     """Per-chain MSAs and templates of a target: the entity's own (user MSA in the job), else the
-    manifest's searched a3m; templates from the manifest or {template_dir}/{molecule}/{sha}.npz."""
+    manifest's searched a3m (with species-paired rows when the manifest says "pair"); templates from
+    the manifest or {template_dir}/{molecule}/{sha}.npz."""
     chains = manifest.get("chains", {})
+    species_paired = {}
+    if manifest.get("pair"):
+        from search_pairing import paired_rows
+
+        from model.search.a3m import format_a3m
+
+        searched = {c: Path(e if isinstance(e, str) else e["unpaired"]) for c, e in chains.items()}
+        species_paired = {c: format_a3m(rows) for c, rows in paired_rows(searched).items()}
     for entity in job.target.entities:
         for chain in entity.chain_ids:
             unpaired = paired = None
@@ -86,6 +103,7 @@ def attach_inputs(job: Job, manifest: dict, template_dir: Path | None) -> None:
                 entry = {"unpaired": entry} if isinstance(entry, str) else entry
                 unpaired = Path(entry["unpaired"]).read_text() if entry.get("unpaired") else None
                 paired = Path(entry["paired"]).read_text() if entry.get("paired") else None
+                paired = species_paired.get(chain, paired)
             if unpaired or paired:
                 job.msas[chain] = MsaInput(parse_a3m(unpaired or ""), parse_a3m(paired or ""))
                 job.hash_parts += [f"msa:{chain}", unpaired or "", paired or ""]
@@ -210,15 +228,17 @@ def make_jobs(args: argparse.Namespace) -> tuple[list[Job], list[str]]:
     jobs = [Job(name=t.target_id, out=out_path(t.target_id), target=t) for t in targets]
     jobs += [Job(name=e.target_id, out=out_path(e.target_id), error=str(e)) for e in errors if e.target_id]
     unnamed = [str(e) for e in errors if not e.target_id]
-    if args.target_id:
-        jobs = [j for j in jobs if j.name == args.target_id]
-        if not jobs:
-            jobs = [Job(name=args.target_id, out=out_path(args.target_id),
-                        error=f"target {args.target_id}: not found in {args.inputs}")]  # fmt: skip
-    manifest = _read_manifest(args.msa_manifest)
+    wanted = [args.target_id] if args.target_id else sorted(args.shard) if args.shard else None
+    if wanted is not None:
+        found = {j.name: j for j in jobs}
+        jobs = [found.get(name) or Job(name=name, out=out_path(name),
+                                       error=f"target {name}: not found in {args.inputs}")
+                for name in wanted]  # fmt: skip
+    single_manifest = _read_manifest(args.msa_manifest)
     template_dir = Path(args.template_dir) if args.template_dir else None
     for job in jobs:
         if job.error is None:
+            manifest = args.shard[job.name] if args.shard else single_manifest
             try:
                 attach_inputs(job, manifest, template_dir)
             except (OSError, ValueError, KeyError) as err:
@@ -234,7 +254,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--inputs", help="targets.csv or an AF3/Protenix job JSON")
     source.add_argument("--mmcif", nargs="+", help="training entries (mmCIF, .cif or .cif.gz)")
     parser.add_argument("--target-id", help="featurize only this target of --inputs")
-    parser.add_argument("--msa-manifest", help="results/msa/targets/{target}.json written by the search step")
+    parser.add_argument("--msa-manifest", help="the MSA manifest of the single --target-id (JSON file)")
+    parser.add_argument(
+        "--shard",
+        type=json.loads,
+        help='the targets to build, inline JSON {target: {"chains": ..., "pair": ...}}',
+    )
     parser.add_argument("--msa-dir", help="training entries: {msa-dir}/{entry}_{entity|chain}/*.a3m")
     parser.add_argument("--template-dir", help="template features per sequence: {molecule}/{sha}.npz")
     parser.add_argument("--allowed-root", action="append", default=[], help="root that input paths may use")
@@ -243,6 +268,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument("--out", help="the h5 of the single target/entry")
     out.add_argument("--out-dir", help="folder for {target}.h5 of every target/entry")
     parser.add_argument("--failed-dir", required=True, help="folder for {target}.txt failure notes")
+    parser.add_argument("--status", help="write target<TAB>ok|failed<TAB>h5|reason rows here (last)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the reference conformers")
     parser.add_argument(
         "--no-compress", action="store_true", help="skip gzip: ~2.5x the bytes, MSA loads ~2-3x faster"
@@ -251,6 +277,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.out and (args.mmcif and len(args.mmcif) > 1 or args.inputs and not args.target_id):
         parser.error("--out needs exactly one target (--target-id) or one --mmcif; use --out-dir")
+    if args.shard is not None and (args.target_id or args.msa_manifest or not args.inputs):
+        parser.error("--shard names the targets and MSAs: no --target-id/--msa-manifest; needs --inputs")
     return args
 
 
@@ -273,7 +301,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{len(failures)} of {len(results) + len(unnamed)} failed:", file=sys.stderr)
         for name, detail in failures:
             print(f"  {name}: {detail}", file=sys.stderr)
-    single = args.out is not None
+    if args.status:
+        rows = [
+            f"{name}\t{'ok' if status != 'failed' else status}\t{detail}\n"
+            for name, status, detail in results
+        ]
+        write_text_atomic(args.status, "".join(rows))
+    single = args.out is not None or args.status is not None
     return 0 if single or not failures else 1
 
 

@@ -1,13 +1,14 @@
 """Pair the MSAs of one target's protein chains by species (model.search.pairing).
 
-    search_pairing.py --manifest-in results/msa/targets/T.json --out results/msa/targets/T.paired.json \
-        --paired-dir results/msa/paired/T
+    search_pairing.py --manifest-in T.json --out T.paired.json --paired-dir results/msa/paired/T
 
-Reads the target's manifest ({"chains": {chain: "results/msa/protein/{sha}.a3m"}}), pairs every
-chain's `{sha}.paired.a3m` (UniProt rows), writes one row-aligned a3m per chain into --paired-dir and
-a manifest in build_features' format: {"chains": {chain: {"unpaired": a3m, "paired": a3m}}}. Chains
-that are not proteins (no .paired.a3m rows) keep their unpaired MSA only. Also runs as the
-`pair_msas` rule's script (`snakemake` object: input.manifest, output.manifest, output.paired_dir).
+`paired_rows` is what the workflow uses: build_features.py pairs the searched MSAs of a heteromer
+(targets with two or more different protein chains) when it featurizes the target. This command line
+writes the same pairing to files for inspection: it reads a target's manifest ({"chains": {chain:
+"results/msa/protein/{sha}.a3m"}}), pairs every chain's `{sha}.paired.a3m` (UniProt rows), writes one
+row-aligned a3m per chain into --paired-dir and a manifest in build_features' format: {"chains":
+{chain: {"unpaired": a3m, "paired": a3m}}}. Chains that are not proteins (no .paired.a3m rows) keep
+their unpaired MSA only.
 """
 
 import argparse
@@ -25,25 +26,30 @@ from model.search.a3m import write_a3m  # noqa: E402
 from model.search.pairing import pair_msas  # noqa: E402
 
 
+def paired_rows(chains: dict[str, Path]) -> dict[str, list[tuple[str, str]]]:
+    """Species-paired rows per chain (row i of every chain is one species) from the `.paired.a3m`
+    beside each chain's searched a3m; {} when fewer than two chains have UniProt hits."""
+    rows = {}
+    for chain, a3m in chains.items():
+        paired = a3m.with_name(a3m.name.removesuffix(".a3m") + ".paired.a3m")
+        if paired.is_file() and len(records := parse_a3m(paired.read_text())) > 1:
+            rows[chain] = records
+    return pair_msas(rows) if len(rows) >= 2 else {}
+
+
 def run(manifest_in: Path, out: Path, paired_dir: Path) -> None:
     manifest = json.loads(manifest_in.read_text())
     chains = {
         chain: Path(entry if isinstance(entry, str) else entry["unpaired"])
         for chain, entry in manifest.get("chains", {}).items()
     }
-    rows = {}
-    for chain, a3m in chains.items():
-        paired = a3m.with_name(a3m.name.removesuffix(".a3m") + ".paired.a3m")
-        if paired.is_file() and len(records := parse_a3m(paired.read_text())) > 1:
-            rows[chain] = records
     result = {chain: {"unpaired": str(a3m)} for chain, a3m in chains.items()}
     paired_dir.mkdir(parents=True, exist_ok=True)
-    if len(rows) >= 2:
-        for chain, records in pair_msas(rows).items():
-            path = paired_dir / f"{chain}.a3m"
-            write_a3m(path, records)
-            result[chain]["paired"] = str(path)
-        logging.info("%s: paired %d chains, %d rows", manifest_in, len(rows), len(records))
+    for chain, records in paired_rows(chains).items():
+        path = paired_dir / f"{chain}.a3m"
+        write_a3m(path, records)
+        result[chain]["paired"] = str(path)
+        logging.info("%s: chain %s paired, %d rows", manifest_in, chain, len(records))
     write_text_atomic(out, json.dumps({**manifest, "chains": result}, indent=1) + "\n")
 
 
@@ -59,11 +65,5 @@ def main() -> None:
     run(args.manifest_in, args.out, args.paired_dir)
 
 
-if "snakemake" in globals():
-    sm = globals()["snakemake"]
-    logging.basicConfig(
-        filename=sm.log[0] if sm.log else None, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s"
-    )
-    run(Path(sm.input.manifest), Path(sm.output.manifest), Path(sm.output.paired_dir))
-elif __name__ == "__main__":
+if __name__ == "__main__":
     main()

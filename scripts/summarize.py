@@ -70,13 +70,28 @@ def best_prediction(pred_dir: Path) -> dict | None:
     }
 
 
-def target_row(target_id: str, results: Path, invalid: dict[str, str], tokens: dict[str, int]) -> dict:
+def read_statuses(paths: list[Path]) -> dict[str, tuple[str, str]]:
+    """target -> (ok | failed, h5 path | reason) from build_features' per-shard status tables."""
+    statuses = {}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            target_id, state, detail = line.split("\t", 2)
+            statuses[target_id] = (state, detail)
+    return statuses
+
+
+def target_row(
+    target_id: str,
+    results: Path,
+    invalid: dict[str, str],
+    tokens: dict[str, int],
+    statuses: dict[str, tuple[str, str]],
+) -> dict:
     """Status of one target from the files its jobs left behind."""
     row = {"target_id": target_id, "tokens": tokens.get(target_id, "")}
     if target_id in invalid:
         return row | {"status": "failed", "stage": "input", "reason": _one_line(invalid[target_id])}
-    status_file = results / "features" / f"{target_id}.status"
-    state, _, detail = status_file.read_text().rstrip("\n").partition("\t")
+    state, detail = statuses.get(target_id, ("failed", "no features status was written"))
     if state != "ok":
         return row | {"status": "failed", "stage": "features", "reason": _one_line(detail)}
     failed = results / "failed" / f"{target_id}.txt"
@@ -93,6 +108,7 @@ def summarize(
     invalid: dict[str, str],
     results: Path,
     tokens: dict[str, int],
+    status_files: list[Path],
     config: dict,
     inputs: Path,
     out_summary: Path,
@@ -104,7 +120,8 @@ def summarize(
 
     for target_id, message in sorted(invalid.items()):
         write_text_atomic(results / "failed" / f"{target_id}.txt", _one_line(message) + "\n")
-    rows = [target_row(t, results, invalid, tokens) for t in sorted(set(targets) | set(invalid))]
+    statuses = read_statuses(status_files)
+    rows = [target_row(t, results, invalid, tokens, statuses) for t in sorted(set(targets) | set(invalid))]
     failures = [r for r in rows if r["status"] == "failed"]
     write_text_atomic(out_summary, _tsv(SUMMARY_COLUMNS, rows))
     write_text_atomic(out_failures, _tsv(FAILURE_COLUMNS, failures))
@@ -155,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         {e.target_id: str(e) for e in errors},
         args.results,
         {},
+        sorted((args.results / "features" / "shards").glob("*.tsv")),
         {"inputs": str(args.inputs)},
         args.inputs,
         args.results / "summary.tsv",
@@ -171,6 +189,7 @@ if "snakemake" in globals():
         smk.params.invalid,
         Path(smk.params.results),
         smk.params.tokens,
+        [Path(p) for p in smk.input.status],
         smk.params.config,
         Path(smk.params.config["inputs"]),
         Path(smk.output.summary),

@@ -51,7 +51,7 @@ def test_download_prepare_search_once(shared_data: Path, tmp_path: Path) -> None
     rows = parse_a3m(unpaired.read_text())
     assert rows[0][1] == MYOGLOBIN and len(rows) > 50
     assert (work / "results" / "templates" / "protein" / unpaired.name.replace(".a3m", ".npz")).is_file()
-    assert "search_msa" in first.stderr + first.stdout
+    assert "search_protein" in first.stderr + first.stdout
 
     stamp = unpaired.stat().st_mtime_ns
     second = snakemake(work, "msa", "templates", "--cores", "2")

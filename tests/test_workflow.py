@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -152,9 +153,16 @@ def test_misspelt_column_stops_but_bad_row_only_drops_its_target(workdir, tmp_pa
 
     mixed = tmp_path / "mixed.csv"
     mixed.write_text("target_id,chains\ngood,protein:MKTAYIAK\nbad,protein:MKJT\n")
-    jobs = planned_jobs(workdir, "predict", "--config", f"inputs={mixed}", "checkpoint=none")
-    features = {w for r, w in jobs if r == "build_features"}
-    assert features == {"target=good"}
+    args = ("predict", "--config", f"inputs={mixed}", "checkpoint=none")
+    assert [r for r, _ in planned_jobs(workdir, *args)].count("build_features") == 1
+    assert _featurized(workdir, *args) == {"good"}
+
+
+def _featurized(workdir, *args: str) -> set[str]:
+    """The targets that the planned build_features jobs would featurize (their --shard JSON)."""
+    out = snakemake(workdir, "--dry-run", "--printshellcmds", *args).stdout
+    shards = re.findall(r"scripts/build_features\.py .*--shard '(\{.*?\})'", out)
+    return {target for shard in shards for target in json.loads(shard)}
 
 
 def test_train_stage3_plan_chains_the_four_stages(workdir):
@@ -168,8 +176,11 @@ def test_predict_plan_searches_each_unique_sequence_once(workdir):
     jobs = planned_jobs(workdir, "predict")
     rules = [r for r, _ in jobs]
     # trp_cage and trp_cage_atp share one protein sequence; the DNA target needs no search
-    assert rules.count("search_msa") == 1
-    assert rules.count("build_features") == 3 and rules.count("train_stage") == 4
+    assert rules.count("search_protein") == 1 and "search_rna" not in rules
+    # the three targets fit one shard (tokens_per_shard): one featurization and one prediction job
+    assert rules.count("build_features") == rules.count("predict_shard") == 1
+    assert rules.count("train_stage") == 4
+    assert _featurized(workdir, "predict") == {"trp_cage", "trp_cage_atp", "dickerson_dodecamer"}
     with_ckpt = [r for r, _ in planned_jobs(workdir, "predict", "--config", "checkpoint=none")]
     assert "train_stage" not in with_ckpt
 
@@ -220,13 +231,11 @@ def _fake_prediction(results: Path, target: str, scores: list[tuple[int, int, fl
 
 def test_summary_lists_every_target_and_every_failure(tmp_path):
     results = tmp_path / "results"
-    (results / "features").mkdir(parents=True)
+    (results / "features" / "shards").mkdir(parents=True)
     (results / "failed").mkdir()
-    for t in ("ok1", "pred_fail"):
-        (results / "features" / f"{t}.status").write_text(f"ok\t{results}/features/{t}.h5\n")
-    (results / "features" / "feat_fail.status").write_text(
-        "failed\ttarget feat_fail: conformer: RDKit gave up\n"
-    )
+    statuses = [results / "features" / "shards" / f"shard-00{i}.tsv" for i in (0, 1)]
+    statuses[0].write_text("".join(f"{t}\tok\t{results}/features/{t}.h5\n" for t in ("ok1", "pred_fail")))
+    statuses[1].write_text("feat_fail\tfailed\ttarget feat_fail: conformer: RDKit gave up\n")
     (results / "failed" / "pred_fail.txt").write_text("CUDA out of memory\n")
     _fake_prediction(results, "ok1", [(1, 0, 0.4), (1, 1, 0.9), (2, 0, 0.7)])
     inputs = tmp_path / "targets.csv"
@@ -237,6 +246,7 @@ def test_summary_lists_every_target_and_every_failure(tmp_path):
         {"bad": "target bad: entity 0 (protein): sequence: unknown residue letter 'J' at 3"},
         results,
         {"ok1": 20},
+        statuses,
         {"inputs": str(inputs)},
         inputs,
         *out,
@@ -257,6 +267,41 @@ def test_summary_lists_every_target_and_every_failure(tmp_path):
     assert check(out[1], ok_file) == 1 and not ok_file.exists()
 
 
+def test_shard_featurization_pairs_heteromers_and_keeps_unchanged_members(shared_data, tmp_path):
+    """build_features.py --shard, as the build_features rule runs it: a heteromer marked "pair" gets
+    the species-paired rows of its chains' searched .paired.a3m files, the same chains unmarked get
+    none; a rerun keeps every h5 whose content hash is unchanged."""
+    from model.data import store
+    from model.data.msa import parse_a3m
+
+    searched = tmp_path / "results" / "msa" / "protein"
+    searched.mkdir(parents=True)
+    chains, sequences = {}, []
+    for chain, entry in (("A", "5zyh_1"), ("B", "7zzx_1")):
+        source = shared_data / "msa" / entry
+        shutil.copy(source / "non_pairing.a3m", searched / f"{entry}.a3m")
+        shutil.copy(source / "pairing.a3m", searched / f"{entry}.paired.a3m")  # UniProt rows
+        chains[chain] = str(searched / f"{entry}.a3m")
+        sequences.append(parse_a3m((source / "non_pairing.a3m").read_text())[0][1])
+    table = tmp_path / "targets.csv"
+    dimer = ";".join(f"protein:{s}" for s in sequences)
+    table.write_text(f"target_id,chains\npaired,{dimer}\nunpaired,{dimer}\n")
+    shard = {"paired": {"chains": chains, "pair": True}, "unpaired": {"chains": chains, "pair": False}}
+    out, status = tmp_path / "features", tmp_path / "shard-000.tsv"
+    args = [
+        sys.executable, str(REPO / "scripts" / "build_features.py"), "--inputs", str(table),
+        "--shard", json.dumps(shard), "--out-dir", str(out), "--failed-dir", str(tmp_path / "failed"),
+        "--status", str(status),
+    ]  # fmt: skip
+    first = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert status.read_text() == f"paired\tok\t{out}/paired.h5\nunpaired\tok\t{out}/unpaired.h5\n"
+    paired_rows = store.read_attrs(out / "paired.h5")["msa_paired_rows"]
+    assert paired_rows > 10 and store.read_attrs(out / "unpaired.h5")["msa_paired_rows"] <= 1
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert [line.split("\t")[1] for line in again.stdout.splitlines()] == ["cached", "cached"]
+
+
 def test_allowed_roots_reach_the_target_parser_and_build_features(workdir, tmp_path):
     (tmp_path / "jobs").mkdir()
     (tmp_path / "table").mkdir()
@@ -266,16 +311,11 @@ def test_allowed_roots_reach_the_target_parser_and_build_features(workdir, tmp_p
     table = tmp_path / "table" / "targets.csv"
     table.write_text("target_id,json\noutside,../jobs/outside.json\n")
     # outside the CSV's folder: rejected unless its folder is an allowed root
-    assert (
-        planned_jobs(workdir, "predict", "--config", f"inputs={table}", "checkpoint=none").count(
-            ("build_features", "target=outside")
-        )
-        == 0
-    )
+    assert _featurized(workdir, "predict", "--config", f"inputs={table}", "checkpoint=none") == set()
     roots = f"allowed_roots=[{tmp_path / 'jobs'}]"
-    proc = snakemake(workdir, "--dry-run", "predict", "--config", f"inputs={table}", "checkpoint=none", roots)
-    out = proc.stdout + proc.stderr
-    assert "--target-id outside" in out
+    args = ("predict", "--config", f"inputs={table}", "checkpoint=none", roots)
+    assert _featurized(workdir, *args) == {"outside"}
+    out = snakemake(workdir, "--dry-run", "--printshellcmds", *args).stdout
     assert f"--allowed-root '{tmp_path / 'table'}' --allowed-root '{tmp_path / 'jobs'}'" in out
 
 

@@ -56,3 +56,16 @@ def test_local_predict_is_reproducible_and_complete(tmp_path, monkeypatch):
         assert re.search(r"gpu_slot: CUDA_VISIBLE_DEVICES=[01]\n", log.read_text())
     again = snakemake(runs[0], "predict", "--cores", "2", "--dry-run")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # editing one target reruns its shard's featurization, which keeps the unchanged member's h5
+    # (same content hash) and featurizes only the edited target
+    plan = [line.split("\t") for line in (first / "shards/plan.tsv").read_text().splitlines()[1:]]
+    shard = next(s for s, t, *_ in plan if t == "trp_cage")
+    members = {t for s, t, *_ in plan if s == shard}
+    assert len(members) >= 2, plan
+    table = runs[0] / "config/examples/targets.csv"
+    table.write_text(table.read_text().replace("GRPPPS", "GRPPPA"))
+    snakemake(runs[0], f"results/features/shards/{shard}.tsv", "--cores", "2", timeout=600)
+    log = (runs[0] / "logs/features" / f"{shard}.log").read_text()
+    built = dict(line.split("\t")[:2] for line in log.splitlines() if line.split("\t")[0] in members)
+    assert built == {t: "ok" if t == "trp_cage" else "cached" for t in members}

@@ -38,10 +38,10 @@ CONFIG = {
 SLURM_ARGS = (
     "--profile", "slurm",
     "--slurm-init-seconds-before-status-checks", "2",
-    "--set-threads", "train_stage=1", "predict_shard=1", "search_msa=1", "search_templates=1",
+    "--set-threads", "train_stage=1", "predict_shard=1", "search_protein=1", "search_rna=1",
     "--set-resources", "train_stage:mem_mb=3000", "predict_shard:mem_mb=3000", "build_features:mem_mb=2000",
-    "build_training_features:mem_mb=2000", "search_msa:mem_mb=1000", "search_templates:mem_mb=1000",
-    "pair_msas:mem_mb=1000", "prepare_database:mem_mb=500",
+    "build_training_features:mem_mb=2000", "search_protein:mem_mb=1000", "search_rna:mem_mb=1000",
+    "prepare_database:mem_mb=500",
     "--",
 )  # fmt: skip
 GPU_RULES = ("train_stage", "predict_shard")
@@ -135,14 +135,11 @@ def test_editing_one_target_plans_only_its_jobs(workdir):
         line.split("\t")[1]: line.split("\t")[0]
         for line in (workdir / "results/shards/plan.tsv").read_text().splitlines()[1:]
     }
-    # the edited target's own jobs ...
-    assert by_rule["build_features"] == {"target=trp_cage"}
-    assert by_rule["msa_manifest"] == {"target=trp_cage"}
-    assert by_rule["predict_shard"] == {f"shard={plan['trp_cage']}"}
-    assert len(by_rule["search_msa"]) == 1  # the new sequence only
+    # the edited target's own jobs (its shard's features and prediction, the new sequence's search) ...
+    assert by_rule["build_features"] == by_rule["predict_shard"] == {f"shard={plan['trp_cage']}"}
+    assert len(by_rule["search_protein"]) == 1
     # ... plus the run-wide tables, and nothing of the other targets
-    assert set(by_rule) <= {
-        "search_msa", "search_templates", "msa_manifest", "pair_msas", "build_features", "predict_shard",
-        "summarize", "check_failures", "predict",
+    assert set(by_rule) == {
+        "search_protein", "build_features", "predict_shard", "summarize", "check_failures", "predict"
     }  # fmt: skip
-    assert all("trp_cage_atp" not in w and "dickerson" not in w for ws in by_rule.values() for w in ws)
+    assert plan["trp_cage_atp"] != plan["trp_cage"] != plan["dickerson_dodecamer"]

@@ -37,7 +37,6 @@ TARGET_ID = r"[A-Za-z0-9_\-][A-Za-z0-9._\-]*"
 
 
 wildcard_constraints:
-    target=TARGET_ID,
     entry=TARGET_ID,
     shard=r"shard-\d+",
     stage=r"[0-3]",
@@ -95,10 +94,14 @@ ALLOWED_ROOT_ARGS = " ".join(
 
 # --------------------------------------------------------------------------- MSA search keys
 def _msa_queries(targets):
-    """One search per unique (molecule, sequence, databases, settings): "{molecule}/{sha}" keys."""
+    """One search per unique (molecule, sequence, databases, settings): "{molecule}/{sha}" keys.
+
+    msa_key hashes the databases' identities on every call, so it is called once per unique sequence
+    (a screen repeats sequences; 10,000 calls cost seconds of every run's parse).
+    """
     from model.search.store import msa_key
 
-    queries, per_target = {}, {}
+    queries, per_target, known = {}, {}, {}
     for target_id, target in targets.items():
         keys = {}
         for entity in target.entities:
@@ -108,24 +111,21 @@ def _msa_queries(targets):
             )
             if molecule not in ("protein", "rna") or user_msa:
                 continue
-            sha = msa_key(
-                entity.sequence, molecule, config["databases"], config["search"]
-            )
-            key = f"{molecule}/{sha}"
-            queries[key] = {"sequence": entity.sequence, "molecule": molecule}
+            key = known.get((molecule, entity.sequence))
+            if key is None:
+                sha = msa_key(
+                    entity.sequence, molecule, config["databases"], config["search"]
+                )
+                key = known[(molecule, entity.sequence)] = f"{molecule}/{sha}"
+                queries[key] = entity.sequence
             for chain_id in entity.chain_ids:
                 keys[chain_id] = key
         per_target[target_id] = keys
     return queries, per_target
 
 
+# "{molecule}/{sha}" -> sequence, and target -> {chain: key}
 MSA_QUERIES, TARGET_MSA_KEYS = _msa_queries(TARGETS)
-
-
-def msa_files(target_id: str) -> list[str]:
-    """The searched a3m files a target's features need (chains with user MSAs need none)."""
-    keys = sorted(set(TARGET_MSA_KEYS[target_id].values()))
-    return [f"{RESULTS}/msa/{key}.a3m" for key in keys]
 
 
 # --------------------------------------------------------------------------- shards
@@ -138,10 +138,6 @@ SHARD_PLAN = plan_shards(
     TARGET_TOKENS, TARGET_SEEDS, config["shards"], config["tokens_per_shard"]
 )
 SHARDS = {name: members for name, (_, members) in SHARD_PLAN.items()}
-
-
-def shard_members(wildcards) -> list[str]:
-    return SHARDS[wildcards.shard]
 
 
 def shard_seeds(wildcards) -> str:
@@ -187,35 +183,59 @@ def checkpoint_input(wildcards) -> list[str]:
 
 
 # --------------------------------------------------------------------------- rule helpers
-def target_inputs(wildcards) -> list[str]:
-    """Files a target was read from besides the CSV row (a JSON job), so edits to them rerun it."""
-    source = TARGETS[wildcards.target].source
-    return [str(source)] if source and Path(source).suffix == ".json" else []
+def _pairs(target_id: str) -> bool:
+    """AF3 pairs MSAs by species only for heteromers: two or more different protein chains."""
+    keys = TARGET_MSA_KEYS[target_id].values()
+    return len({k for k in keys if k.startswith("protein/")}) >= 2
 
 
-def msa_manifest_file(target_id: str) -> str:
-    """The MSA manifest build_features reads: with species-paired rows (pair_msas) only for targets
-    with two or more different protein chains, as AF3 pairs only heteromers."""
-    proteins = {
-        k for k in TARGET_MSA_KEYS[target_id].values() if k.startswith("protein/")
-    }
-    suffix = ".paired.json" if len(proteins) >= 2 else ".json"
-    return f"{RESULTS}/msa/targets/{target_id}{suffix}"
+def shard_feature_inputs(wildcards) -> list[str]:
+    """Everything the featurization of a shard reads besides the targets table: each member's
+    searched MSAs (species-paired rows of heteromers), protein templates and JSON job file.
+    """
+    files = set()
+    for target_id in SHARDS[wildcards.shard]:
+        pairs = _pairs(target_id)
+        for key in TARGET_MSA_KEYS[target_id].values():
+            files.add(f"{RESULTS}/msa/{key}.a3m")
+            if key.startswith("protein/"):
+                files.add(f"{RESULTS}/templates/{key}.npz")
+                if pairs:
+                    files.add(f"{RESULTS}/msa/{key}.paired.a3m")
+        source = TARGETS[target_id].source
+        if source and Path(source).suffix == ".json":
+            files.add(str(source))
+    return sorted(files)
 
 
-def template_files(target_id: str) -> list[str]:
-    """Template features of a target's searched protein chains (search_templates in search.smk)."""
-    keys = sorted(set(TARGET_MSA_KEYS[target_id].values()))
-    return [
-        f"{RESULTS}/templates/{key}.npz" for key in keys if key.startswith("protein/")
-    ]
+def shard_manifest(wildcards) -> str:
+    """The shard's members as build_features.py --shard JSON: per target, which searched a3m serves
+    which chain and whether to pair them by species."""
+    import json
+
+    return json.dumps(
+        {
+            t: {
+                "chains": {
+                    c: f"{RESULTS}/msa/{k}.a3m" for c, k in TARGET_MSA_KEYS[t].items()
+                },
+                "pair": _pairs(t),
+            }
+            for t in SHARDS[wildcards.shard]
+        },
+        sort_keys=True,
+    )
 
 
-def target_fingerprint(wildcards) -> str:
-    """A digest of the parsed target; a params change reruns only this target's features."""
+def shard_fingerprint(wildcards) -> str:
+    """A digest of the shard's parsed targets: a changed target reruns its shard's featurization
+    (whose unchanged members are kept by their content hash), not every shard's."""
     import hashlib
 
-    return hashlib.sha256(repr(TARGETS[wildcards.target]).encode()).hexdigest()
+    digest = hashlib.sha256()
+    for target_id in SHARDS[wildcards.shard]:
+        digest.update(repr(TARGETS[target_id]).encode())
+    return digest.hexdigest()
 
 
 def parent_checkpoint(wildcards) -> list[str]:

@@ -1,49 +1,30 @@
-# Features: one HDF5 per prediction target (results/features/{target}.h5) and per training entry
-# (results/features/train/{entry}.h5), written by scripts/build_features.py.
+# Features: one HDF5 per prediction target (results/features/{target}.h5), built one shard at a time
+# (the shards of predict.smk), and one per training entry (results/features/train/{entry}.h5), all by
+# scripts/build_features.py.
 #
+#   build_features            wildcards shard (shard-NNN of SHARD_PLAN in common.smk)
+#                             input  every member's searched a3m (+ .paired.a3m of heteromers, which
+#                                    are paired by species here, AF3 §2.3), templates npz, JSON job
+#                             output results/features/shards/{shard}.tsv: target<TAB>ok<TAB>{h5} or
+#                                    target<TAB>failed<TAB>{reason}, one row per member
+#   build_training_features   wildcards entry; output results/features/train/{entry}.status
+#
+# One job per shard, not per target: a 10,000-target screen is ~500 featurization jobs instead of
+# 10,000 tiny ones (SLURM queue waits, and ~1 ms of Snakemake planning per job). The h5 files are
+# not declared outputs, so a rerun of a shard (one member edited) keeps every unchanged member's h5
+# (build_features.py checks its content hash: "cached" in the log) and featurizes only the edited one.
 # A target that cannot be featurized is data, not a crash: the script writes results/failed/{t}.txt
-# instead of the h5 and exits 0. Each job therefore declares a one-line status file as its output,
-# "ok<TAB>{h5}" or "failed<TAB>{reason}", that shards and the summary read; the h5 sits beside it.
-
-
-rule msa_manifest:
-    """Which searched a3m file serves which chain of one target (pair_msas in search.smk adds the
-    species-paired rows; build_features reads its {target}.paired.json)."""
-    input:
-        lambda w: msa_files(w.target),
-    output:
-        f"{RESULTS}/msa/targets/{{target}}.json",
-    log:
-        f"{LOGS}/features/{{target}}.manifest.log",
-    wildcard_constraints:
-        # not pair_msas's {target}.paired.json
-        target=rf"(?![^/]*\.paired$){TARGET_ID}",
-    params:
-        chains=lambda w: {
-            chain: f"{RESULTS}/msa/{key}.a3m"
-            for chain, key in sorted(TARGET_MSA_KEYS[w.target].items())
-        },
-    run:
-        import json
-
-        Path(output[0]).write_text(
-            json.dumps(
-                {"target_id": wildcards.target, "chains": params.chains}, indent=1
-            )
-            + "\n"
-        )
+# and a "failed" row instead of the h5, and goes on with the shard's other targets.
 
 
 rule build_features:
-    """Featurize one prediction target (AF3 §2.8 features per model/data/feature_spec.py)."""
+    """Featurize the targets of one shard (AF3 §2.8 features per model/data/feature_spec.py)."""
     input:
-        manifest=lambda w: msa_manifest_file(w.target),
-        templates=lambda w: template_files(w.target),
-        source=target_inputs,
+        shard_feature_inputs,
     output:
-        status=f"{RESULTS}/features/{{target}}.status",
+        status=f"{RESULTS}/features/shards/{{shard}}.tsv",
     log:
-        f"{LOGS}/features/{{target}}.log",
+        f"{LOGS}/features/{{shard}}.log",
     conda:
         "../../envs/model.yaml"
     threads: 1
@@ -52,21 +33,16 @@ rule build_features:
         roots=ALLOWED_ROOT_ARGS,
         ccd=config["ccd"],
         seed=config["feature_seed"],
-        fingerprint=target_fingerprint,
-        h5=lambda w: f"{RESULTS}/features/{w.target}.h5",
-        failed=lambda w: f"{RESULTS}/failed/{w.target}.txt",
+        shard=shard_manifest,
+        fingerprint=shard_fingerprint,
+        out_dir=lambda w: f"{RESULTS}/features",
         failed_dir=lambda w: f"{RESULTS}/failed",
         template_dir=lambda w: f"{RESULTS}/templates",
     shell:
-        "rm -f {params.h5} {params.failed}; "
-        "python scripts/build_features.py --inputs {params.inputs} --target-id {wildcards.target}"
-        " {params.roots}"
-        " --msa-manifest {input.manifest} --template-dir {params.template_dir} --ccd '{params.ccd}'"
-        " --out {params.h5} --failed-dir {params.failed_dir} --seed {params.seed} > {log} 2>&1; "
-        "if [ -s {params.h5} ]; then printf 'ok\\t%s\\n' {params.h5};"
-        " elif [ -s {params.failed} ]; then printf 'failed\\t%s\\n' \"$(head -n 1 {params.failed})\";"
-        " else echo 'build_features.py wrote neither {params.h5} nor {params.failed}' >&2; exit 1;"
-        " fi > {output.status}"
+        "python scripts/build_features.py --inputs {params.inputs} {params.roots}"
+        " --shard {params.shard:q} --template-dir {params.template_dir} --ccd '{params.ccd}'"
+        " --out-dir {params.out_dir} --failed-dir {params.failed_dir} --seed {params.seed}"
+        " --status {output.status} > {log} 2>&1"
 
 
 rule build_training_features:

@@ -1,6 +1,7 @@
 # Prediction: shards of targets balanced by token count (scripts/make_shards.py, decided at parse
-# time) -> one GPU job per shard (scripts/predict.py) -> results/predictions/{target}/... (DESIGN.md)
-# -> results/summary.tsv and results/failures.tsv; the run fails while any target has failed.
+# time) -> the shard's features (build_features in features.smk) -> one GPU job per shard
+# (scripts/predict.py) -> results/predictions/{target}/... (DESIGN.md) -> results/summary.tsv and
+# results/failures.tsv; the run fails while any target has failed.
 
 
 localrules:
@@ -27,7 +28,7 @@ rule shard_plan:
 rule predict_shard:
     """Predict every featurized target of one shard on one GPU (CPU where there is none)."""
     input:
-        status=lambda w: expand(f"{RESULTS}/features/{{t}}.status", t=shard_members(w)),
+        status=f"{RESULTS}/features/shards/{{shard}}.tsv",
         checkpoint=checkpoint_input,
     output:
         done=f"{RESULTS}/shards/{{shard}}.done",
@@ -52,7 +53,7 @@ rule predict_shard:
         failed_dir=lambda w: f"{RESULTS}/failed",
     shell:
         # only targets whose features were built; their earlier outputs and failures are cleared
-        "feats=$(awk -F '\\t' '$1 == \"ok\" {{print $2}}' {input.status}); "
+        "feats=$(awk -F '\\t' '$2 == \"ok\" {{print $3}}' {input.status}); "
         "for f in $feats; do t=$(basename $f .h5); "
         "rm -rf {params.pred_dir}/$t {params.failed_dir}/$t.txt; done; "
         'if [ -z "$feats" ]; then touch {output.done}; exit 0; fi; '
@@ -68,7 +69,7 @@ rule summarize:
     """One row per target (invalid, failed or predicted) and the table of failures."""
     input:
         shards=expand(f"{RESULTS}/shards/{{shard}}.done", shard=sorted(SHARDS)),
-        status=expand(f"{RESULTS}/features/{{t}}.status", t=sorted(TARGETS)),
+        status=expand(f"{RESULTS}/features/shards/{{shard}}.tsv", shard=sorted(SHARDS)),
         plan=f"{RESULTS}/shards/plan.tsv",
     output:
         summary=report(
