@@ -141,9 +141,11 @@ def test_bf16_trunk_close_to_fp32():
     """One recycling cycle of the tiny preset with random (LeCun-scale, nothing zero) weights.
 
     Measured (torch 2.13 CPU): s_inputs 0 (the input embedder always runs in FP32), s 0.12 %, z 0.89 %
-    (was 0.41 / 0.61 / 1.44 % before the residual streams, single track and per-cycle embeddings were
-    kept in FP32). What is left is the rounding of the pair-stack projections' operands to BF16: with
-    only those operands rounded and every other op exact, z is already 0.82 % here (docs/network.md).
+    (was 0.41 / 0.61 / 1.44 % before the input embedder, per-cycle embeddings, single track and the
+    MSA/template residual streams were kept in FP32). What is left is the rounding of the pair-stack
+    projections' operands to BF16: with only those operands rounded and every other op exact, z is
+    already 0.82 % here. Other seeds give z 0.57-1.01 % in one cycle and up to 1.84 % in two
+    (docs/network.md, "Precision").
     """
     feats = synthetic_features(32, atoms_per_token=6, n_msa=8, n_templ=1, seed=5)
     net = randomize_parameters(Foldline(TINY).eval())
