@@ -2,31 +2,43 @@
 
 Builds a deterministic protein database of N sequences (default 100,000) from mutated copies of the
 shared protein sequences (../shared/data/seqdb: the real MSA hits plus the UniRef90/UniProt/MGnify/BFD
-subsets), then searches the 102m query with AF3's settings both ways, each in its own process:
+subsets), then runs AF3's jackhmmer settings both ways, each in a fresh process:
 
     jackhmmer -o /dev/null -A out.sto --noali --tblout hits.tbl --cpu T -N 1 -E 1e-4 --incE 1e-4
-              --F1 5e-4 --F2 5e-5 --F3 5e-7 query.fa db.fa          (what AF3 runs)
-    model.search.jackhmmer.search_protein(query, db, threads=T)     (Foldline)
+              --F1 5e-4 --F2 5e-5 --F3 5e-7 queries.fa db.fa        (what AF3 runs)
+    model.search.jackhmmer.search_proteins(queries, db, threads=T)  (Foldline)
 
-and prints wall time, peak resident memory (ru_maxrss of the child), and hit-set agreement. Foldline
-is also run on a quarter-size database to show its memory does not grow with the database.
+Two scenarios: the 102m query alone (what one workflow job searches), and every unique protein chain
+of the shared structures (template_db/pdb_seqres_shared_structures.fasta, >= 20 residues) as one
+query file: the binary searches them one after the other, re-reading the database for each, as it
+does given several queries; Foldline reads the database once for all of them.
 
-    .venv/bin/python bench/search.py [--n-sequences 100000] [--threads 2] [--work-dir /tmp/foldline-bench]
+Fairness: the database is read once before timing so both tools find it in the page cache; every
+timed run is a fresh process (Foldline's time includes interpreter start and imports; the time of
+its search alone, measured inside, is reported too); the two tools alternate, repeat after repeat, so
+a busy spell of the shared machine hits both; medians are reported, with wall and CPU seconds (user +
+system of the process and its workers: unlike wall time, not inflated by other load). Peak memory is
+the largest resident set of any one process (Foldline: the parent or a worker), also measured on a
+quarter-size database to show it does not grow with the database. Hit sets are compared per query.
+
+    .venv/bin/python bench/search.py [--n-sequences 100000] [--threads 2] [--repeats 5]
+        [--multi-repeats 3] [--work-dir /tmp/foldline-bench-search]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SEQDB = REPO.parent / "shared" / "data" / "seqdb"
@@ -41,7 +53,8 @@ QUERY_102M = (
     "MVLSEGEWQLVLHVWAKVEADVAGHGQDILIRLFKSHPETLEKFDRFKHLKTEAEMKASEDLKKAGVTVLTALGAILKKKGHHEAELKPLAQSHATKHK"
     "IPIKYLEFISEAIIHVLHSRHPGNFGADAQGAMNKALELFRKDIAAKYKELGYQG"
 )
-AMINO = np.frombuffer(b"ACDEFGHIKLMNPQRSTVWY", dtype=np.uint8)
+TIME = "/usr/bin/time"  # GNU time (Debian package `time`), for peak memory
+AMINO = b"ACDEFGHIKLMNPQRSTVWY"
 
 
 def read_fasta(path: Path) -> list[tuple[str, str]]:
@@ -60,6 +73,9 @@ def read_fasta(path: Path) -> list[tuple[str, str]]:
 
 def build_database(path: Path, n_sequences: int, seed: int) -> None:
     """N mutated copies of the shared sequences: 5-40 % substitutions and a few short indels each."""
+    import numpy as np  # here, not at the top: the timed worker processes do not need it
+
+    amino = np.frombuffer(AMINO, dtype=np.uint8)
     sources = [rec for name in SOURCES for rec in read_fasta(SEQDB / name)]
     rng = np.random.default_rng(seed)
     tmp = path.with_suffix(".tmp")
@@ -69,72 +85,138 @@ def build_database(path: Path, n_sequences: int, seed: int) -> None:
             arr = np.frombuffer(seq.encode(), dtype=np.uint8).copy()
             rate = rng.uniform(0.05, 0.40)
             sites = rng.random(arr.size) < rate
-            arr[sites] = AMINO[rng.integers(len(AMINO), size=int(sites.sum()))]
+            arr[sites] = amino[rng.integers(len(amino), size=int(sites.sum()))]
             text = arr.tobytes().decode()
             for _ in range(rng.integers(0, 3)):  # short indels
                 pos = int(rng.integers(len(text)))
                 if rng.random() < 0.5:
                     text = text[:pos] + text[pos + int(rng.integers(1, 4)) :]
                 else:
-                    ins = AMINO[rng.integers(len(AMINO), size=int(rng.integers(1, 4)))].tobytes().decode()
+                    ins = amino[rng.integers(len(amino), size=int(rng.integers(1, 4)))].tobytes().decode()
                     text = text[:pos] + ins + text[pos:]
             out.write(f">mut{i:07d}_{name} copy {i} of {name}\n{text}\n")
     os.replace(tmp, path)
 
 
-def run_child(cmd: list[str]) -> tuple[float, int, str, float]:
+def shared_protein_chains() -> list[str]:
+    """Unique protein chains of the shared structures, >= 20 residues, in file order."""
+    seqres = SEQDB.parent / "template_db" / "pdb_seqres_shared_structures.fasta"
+    chains: dict[str, None] = {}
+    for record in seqres.read_text().split(">")[1:]:
+        header, *lines = record.splitlines()
+        sequence = "".join(lines)
+        if "mol:protein" in header and len(sequence) >= 20:
+            chains[sequence] = None
+    return list(chains)
+
+
+def run_child(cmd: list[str], work: Path) -> tuple[float, int, str, float]:
     """Run `cmd` in a fresh process; returns (wall seconds, its peak RSS in MiB, stdout, CPU seconds).
 
     CPU seconds (user + system, the child's workers included) do not depend on how busy a shared
-    machine is, unlike wall time."""
+    machine is, unlike wall time. The peak is that of the largest single process (child or worker),
+    as GNU time reports it: a child forked from this Python process and measured by its own
+    ru_maxrss would report this process's size if larger (the kernel keeps the high-water mark
+    across exec)."""
+    peak_file = work / "peak_kib"
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([TIME, "-f", "%M", "-o", str(peak_file), *cmd], stdout=subprocess.PIPE, text=True)
     out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)  # reap it ourselves to get its own rusage
+    _, status, usage = os.wait4(proc.pid, 0)  # reap it ourselves to get its (and its children's) rusage
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status):
         raise RuntimeError(f"{cmd[0]} failed with exit code {os.waitstatus_to_exitcode(status)}")
-    return wall, usage.ru_maxrss // 1024, out, usage.ru_utime + usage.ru_stime
+    peak = int(peak_file.read_text().split()[-1]) // 1024
+    return wall, peak, out, usage.ru_utime + usage.ru_stime
 
 
-def run_binary(query: Path, db: Path, threads: int, work: Path) -> tuple[float, int, set[str], float]:
+def run_binary(queries: Path, db: Path, threads: int, work: Path) -> dict:
+    """The binary on every query of `queries`; hits as {query name: set of target names}."""
     from model.search.jackhmmer import JackhmmerSettings
 
     tbl, sto = work / "binary.tbl", work / "binary.sto"
-    cmd = [
-        "jackhmmer",
-        "-o",
-        os.devnull,
-        "-A",
-        str(sto),
-        "--noali",
-        "--tblout",
-        str(tbl),
-        "--cpu",
-        str(threads),
-    ]
-    wall, peak, _, cpu = run_child(cmd + JackhmmerSettings().binary_flags() + [str(query), str(db)])
-    names = {line.split()[0] for line in tbl.read_text().splitlines() if not line.startswith("#")}
-    return wall, peak, names, cpu
+    cmd = ["jackhmmer", "-o", os.devnull, "-A", str(sto), "--noali", "--tblout", str(tbl)]
+    cmd += ["--cpu", str(threads), *JackhmmerSettings().binary_flags(), str(queries), str(db)]
+    wall, peak, _, cpu = run_child(cmd, work)
+    hits: dict[str, set[str]] = {}
+    for line in tbl.read_text().splitlines():
+        if not line.startswith("#"):
+            fields = line.split()
+            hits.setdefault(fields[2], set()).add(fields[0])
+    return {"wall": wall, "cpu": cpu, "peak": peak, "hits": hits}
 
 
-def run_foldline(db: Path, threads: int) -> tuple[float, int, set[str], float, float]:
-    """Wall time of the whole child (interpreter start and imports included), peak RSS, hits,
-    the search time measured inside the child, and CPU seconds."""
-    cmd = [sys.executable, __file__, "--worker", str(db), "--threads", str(threads)]
-    wall, peak, out, cpu = run_child(cmd)
+def run_foldline(queries: Path, db: Path, threads: int, work: Path) -> dict:
+    """Foldline in a fresh process: whole-process wall and CPU, peak RSS, hits per query, and the
+    wall and CPU seconds of the search alone, measured inside the process."""
+    cmd = [sys.executable, __file__, "--worker", str(db), "--queries-file", str(queries)]
+    wall, peak, out, cpu = run_child([*cmd, "--threads", str(threads)], work)
     result = json.loads(out)
-    return wall, peak, set(result["hits"]), result["search_seconds"], cpu
+    hits = {name: set(names) for name, names in result["hits"].items()}
+    return {"wall": wall, "cpu": cpu, "peak": peak, "hits": hits, **result["search"]}
 
 
-def worker(db: Path, threads: int) -> None:
+def worker(db: Path, queries: Path, threads: int) -> None:
     sys.path.insert(0, str(REPO))
-    from model.search.jackhmmer import search_protein
+    from model.search.jackhmmer import search_proteins
 
+    records = read_fasta(queries)
+    usage = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    result = search_protein(QUERY_102M, db, threads=threads)
-    seconds = time.perf_counter() - start
-    print(json.dumps({"hits": result.hit_names, "rows": len(result.rows), "search_seconds": seconds}))
+    results = search_proteins([seq for _, seq in records], db, threads=threads)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = sum(b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime for a, b in zip(usage, after, strict=True))
+    hits = {name: r.hit_names for (name, _), r in zip(records, results, strict=True)}
+    print(json.dumps({"hits": hits, "search": {"search_wall": wall, "search_cpu": cpu}}))
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 3)
+
+
+def compare(binary: dict, ours: dict, names: list[str]) -> dict:
+    """Hit agreement per query (a query without hits is absent from the binary's table)."""
+    same = [binary["hits"].get(n, set()) == ours["hits"].get(n, set()) for n in names]
+    return {
+        "queries": len(names),
+        "queries_with_identical_hits": sum(same),
+        "binary_hits": sum(len(binary["hits"].get(n, ())) for n in names),
+        "foldline_hits": sum(len(ours["hits"].get(n, ())) for n in names),
+    }
+
+
+def scenario(queries: Path, db: Path, threads: int, repeats: int, work: Path, warm_up: bool = True) -> dict:
+    """An untimed run of each tool (page cache, interpreter files), then `repeats` alternating timed
+    runs; medians."""
+    names = [name for name, _ in read_fasta(queries)]
+    if warm_up:
+        run_binary(queries, db, threads, work)
+        run_foldline(queries, db, threads, work)
+    binary, ours = [], []
+    for _ in range(repeats):
+        binary.append(run_binary(queries, db, threads, work))
+        ours.append(run_foldline(queries, db, threads, work))
+    b_wall, o_wall = median([r["wall"] for r in binary]), median([r["wall"] for r in ours])
+    b_cpu, o_cpu = median([r["cpu"] for r in binary]), median([r["cpu"] for r in ours])
+    o_search = median([r["search_wall"] for r in ours])
+    return {
+        "queries": len(names),
+        "threads": threads,
+        "binary": {"wall": b_wall, "cpu": b_cpu, "walls": [round(r["wall"], 2) for r in binary]},
+        "foldline": {
+            "wall": o_wall,
+            "cpu": o_cpu,
+            "walls": [round(r["wall"], 2) for r in ours],
+            "search_wall": o_search,
+            "search_cpu": median([r["search_cpu"] for r in ours]),
+        },
+        "speedup_wall": round(b_wall / o_wall, 2),
+        "speedup_wall_search_only": round(b_wall / o_search, 2),
+        "speedup_cpu": round(b_cpu / o_cpu, 2),
+        "peak_rss_mib": {"binary": binary[0]["peak"], "foldline": ours[0]["peak"]},
+        "hits": compare(binary[0], ours[0], names),
+    }
 
 
 def main() -> None:
@@ -144,22 +226,28 @@ def main() -> None:
     parser.add_argument("--n-sequences", type=int, default=100_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each tool (best is reported)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each tool, single query")
+    parser.add_argument("--multi-repeats", type=int, default=3, help="timed runs, all shared chains")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/foldline-bench-search"))
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--queries-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.threads)
+        worker(args.worker, args.queries_file, args.threads)
         return
     if shutil.which("jackhmmer") is None:
         sys.exit("bench/search.py: HMMER's jackhmmer binary is not on PATH (make sysdeps)")
+    if not Path(TIME).is_file():
+        sys.exit(f"bench/search.py: GNU time ({TIME}, Debian package `time`) is needed for peak memory")
     sys.path.insert(0, str(REPO))
     from model.search.databases import prepare_database
 
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    query = work / "query.fa"
-    query.write_text(f">query\n{QUERY_102M}\n")
+    single = work / "query_102m.fa"
+    single.write_text(f">102m\n{QUERY_102M}\n")
+    multi = work / "queries_shared.fa"
+    multi.write_text("".join(f">chain{i:03d}\n{seq}\n" for i, seq in enumerate(shared_protein_chains())))
     db = work / f"db_{args.n_sequences}_{args.seed}.fa"
     small = work / f"db_{args.n_sequences // 4}_{args.seed}.fa"
     for path, n in ((db, args.n_sequences), (small, args.n_sequences // 4)):
@@ -171,52 +259,25 @@ def main() -> None:
                 f"in {time.perf_counter() - start:.1f} s",
                 flush=True,
             )
-
         prepare_database(path, write_sidecar=True)  # what the `databases` rule does once
+        path.read_bytes()  # into the page cache: both tools read a warm file
 
-    load_before = os.getloadavg()[0]
-    binary, ours, binary_1, ours_1 = [], [], [], []
-    for _ in range(args.repeats):  # interleaved, so a busy spell on a shared machine hits both tools
-        binary.append(run_binary(query, db, args.threads, work))
-        ours.append(run_foldline(db, args.threads))
-        binary_1.append(run_binary(query, db, 1, work)[0])
-        ours_1.append(run_foldline(db, 1)[3])
-    ours_small = run_foldline(small, args.threads)
-    t_bin, t_ours = min(r[0] for r in binary), min(r[0] for r in ours)
-    hits_bin, hits_ours = binary[0][2], ours[0][2]
-    version = subprocess.run(["jackhmmer", "-h"], capture_output=True, text=True).stdout.split("\n")[1]
+    load_before = os.getloadavg()
     report = {
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "binary_version": subprocess.run(["jackhmmer", "-h"], capture_output=True, text=True).stdout.split(
+            "\n"
+        )[1],
+        "pyhmmer": importlib.metadata.version("pyhmmer"),
         "database": {"sequences": args.n_sequences, "bytes": db.stat().st_size, "seed": args.seed},
-        "threads": args.threads,
-        "binary": {
-            "version": version,
-            "seconds": [round(r[0], 2) for r in binary],
-            "peak_rss_mib": binary[0][1],
-            "cpu_seconds": round(min(r[3] for r in binary), 2),
-        },
-        "foldline": {
-            "seconds": [round(r[0], 2) for r in ours],
-            "peak_rss_mib": ours[0][1],
-            "search_seconds_in_process": [round(r[3], 2) for r in ours],
-            "peak_rss_mib_quarter_db": ours_small[1],
-            "cpu_seconds": round(min(r[4] for r in ours), 2),
-        },
-        "speedup": round(t_bin / t_ours, 2),
-        "speedup_in_process": round(t_bin / min(r[3] for r in ours), 2),
-        "one_thread_seconds": {
-            "binary": round(min(binary_1), 2),
-            "foldline_in_process": round(min(ours_1), 2),
-        },
-        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "hits": {
-            "binary": len(hits_bin),
-            "foldline": len(hits_ours),
-            "shared": len(hits_bin & hits_ours),
-            "identical": hits_bin == hits_ours,
-        },
     }
+    report["single_query"] = scenario(single, db, args.threads, args.repeats, work)
+    report["single_query_1_thread"] = scenario(single, db, 1, args.repeats, work)
+    report["foldline_peak_rss_mib_quarter_db"] = run_foldline(single, small, args.threads, work)["peak"]
+    # already warm from the single-query runs; each of these runs takes tens of seconds
+    report["all_shared_chains"] = scenario(multi, db, args.threads, args.multi_repeats, work, warm_up=False)
+    report["load_average_1_5_15_min"] = {"before": load_before, "after": os.getloadavg()}
     print(json.dumps(report, indent=1))
 
 

@@ -13,7 +13,7 @@ from pyhmmer import easel, plan7
 from model.search import hmmsearch
 from model.search.a3m import alignment_to_a3m, merge_rows
 from model.search.databases import split_fasta
-from model.search.hmmsearch import flushed_denormals, record_ranges, search_database
+from model.search.hmmsearch import _byte_range_pipe, flushed_denormals, record_ranges, search_database
 from model.search.jackhmmer import (
     JackhmmerSettings,
     digital_query,
@@ -217,3 +217,16 @@ def test_many_rna_queries_in_one_pass_equal_single_searches(shared_data: Path, p
     singles = [search_rna(query, db) for query in queries]
     assert [r.rows for r in batch] == [r.rows for r in singles]
     assert len(batch[0].rows) > 1
+
+
+def test_byte_range_pipe_carries_exactly_the_range(shared_data: Path) -> None:
+    db = shared_data / "seqdb" / "msa_hits_for_shared_queries.fasta"
+    data = db.read_bytes()
+    start, end = record_ranges(db, 3)[1]
+    with _byte_range_pipe(db, start, end) as name, open(name, "rb") as pipe:
+        assert pipe.read() == data[start:end]
+    # a reader that stops early (pyhmmer raising mid-file) must not leave the writer blocked on a
+    # full pipe: this file is larger than the pipe's 1 MiB
+    big = shared_data / "seqdb" / "nt_rna_2023_02_23_clust_seq_id_90_cov_80_rep_seq__subsampled_1000.fasta"
+    with _byte_range_pipe(big, 0, big.stat().st_size) as name, open(name, "rb") as pipe:
+        assert pipe.read(10) == big.read_bytes()[:10]

@@ -1,14 +1,14 @@
 """Search profile HMMs against a streamed sequence database on all cores (pyhmmer).
 
-The database file is cut into byte ranges at record boundaries (a few per worker, for balance);
-worker processes each stream their ranges block by block in digital mode, search every block with a
-fresh pyhmmer pipeline, and send back only the hits. Processes, not threads: pyhmmer's FASTA reader
-holds the GIL, and threads that both read and search were measured slower than one thread. Memory
-is bounded by one block per worker, whatever the database size. With one worker (one thread, a
-gzipped or a small database) and one profile, pyhmmer streams the file itself, one sequence at a
-time. Several profiles (`search_database_many`: the unique chains of a workflow run) share one
-pass: each block is read once and searched by every profile, so parsing is paid once per database
-instead of once per query as with HMMER's binaries.
+The database file is cut into byte ranges at record boundaries (two per worker, for balance). Each
+worker process gets its range through a pipe that a forked child fills (`_byte_range_pipe`), so
+easel's C reader parses it; with one profile pyhmmer then searches the stream one sequence at a time
+(no Python object per sequence), and sends back only the hits. Processes, not threads: opening and
+reading a sequence file holds the GIL. Memory is bounded by one sequence (one profile) or one block
+(several) per worker, whatever the database size. With one worker (one thread, a gzipped or a small
+database) the file is read directly. Several profiles (`search_database_many`: the unique chains of
+a workflow run) share one pass: each block is read once and searched by every profile, so parsing
+is paid once per database instead of once per query as with HMMER's binaries.
 
 Every search runs with the SSE denormals flushed to zero (`flushed_denormals`), as HMMER's own
 binaries do (`impl_Init`): pyhmmer >= 0.11.2 stopped setting that mode so that importing it does not
@@ -26,17 +26,18 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import io
+import fcntl
 import logging
 import multiprocessing
 import os
 import platform
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
+from typing import TypeVar
 
 from pyhmmer import easel, plan7
 
@@ -46,7 +47,7 @@ from model.search.databases import prepare_database
 log = logging.getLogger(__name__)
 
 DEFAULT_BLOCK_RESIDUES = 1 << 21  # ~2 M residues a block: a few MB of memory per worker
-RANGES_PER_WORKER = 4
+RANGES_PER_WORKER = 2  # more ranges balance better but each costs a pipeline, a writer and a merge
 MIN_PARALLEL_BYTES = 4 << 20  # database bytes x profiles: less work takes less time than starting workers
 
 
@@ -91,28 +92,35 @@ def flushed_denormals() -> Iterator[None]:
         _LIBM.fesetenv(ctypes.byref(saved))
 
 
-class _ByteRange(io.RawIOBase):
-    """A read-only view of bytes [start, end) of a file, for easel's FASTA reader."""
-
-    def __init__(self, path: Path, start: int, end: int):
-        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 (closed in close())
-        self._file.seek(start)
-        self._left = end - start
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        size = min(len(buffer), self._left)
-        if size <= 0:
-            return 0
-        got = self._file.readinto(memoryview(buffer)[:size])
-        self._left -= got
-        return got
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
+@contextmanager
+def _byte_range_pipe(path: Path, start: int, end: int) -> Iterator[str]:
+    """Bytes [start, end) of `path` as a pipe that easel's own C reader opens by name: a forked child
+    copies them in the kernel (sendfile) while this process parses them. Easel cannot read a byte
+    range of a file by itself, and reading through a Python file object costs a Python call per
+    buffer and rules out pyhmmer's streaming search (one sequence at a time, no Python objects)."""
+    read_fd, write_fd = os.pipe()
+    with suppress(OSError):  # fewer wake-ups with a 1 MiB pipe; the 64 KiB default also works
+        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+    pid = os.fork()
+    if pid == 0:  # the child copies, then leaves without running any of the parent's cleanup
+        status = 1
+        try:
+            os.close(read_fd)
+            with open(path, "rb") as src:
+                offset = start
+                while offset < end and (sent := os.sendfile(write_fd, src.fileno(), offset, end - offset)):
+                    offset += sent
+            status = 0
+        except BrokenPipeError:  # the reader stopped early (it raised): nobody left to copy to
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    try:
+        yield f"/dev/fd/{read_fd}"
+    finally:
+        os.close(read_fd)
+        os.waitpid(pid, 0)
 
 
 def record_ranges(path: Path, n_ranges: int) -> list[tuple[int, int]]:
@@ -144,26 +152,62 @@ def _search_range(
 ) -> list[plan7.TopHits] | None:
     """Search every profile against one byte range of `path`, or (None) the whole file, which easel
     may decompress. Each block is read once and searched by every profile."""
+    with ExitStack() as stack:
+        if byte_range is None:
+            source, fmt = str(path), None  # easel may decompress it
+        else:
+            source, fmt = stack.enter_context(_byte_range_pipe(path, *byte_range)), "fasta"
+        seqs = stack.enter_context(
+            easel.SequenceFile(source, format=fmt, digital=True, alphabet=hmms[0].alphabet)
+        )
+        return _search_sequences(hmms, seqs, options, long_targets, block_residues)
+
+
+def _search_sequences(
+    hmms: list[plan7.HMM],
+    seqs: easel.SequenceFile,
+    options: list[dict],
+    long_targets: bool,
+    block_residues: int,
+) -> list[plan7.TopHits] | None:
     pipeline_class = plan7.LongTargetsPipeline if long_targets else plan7.Pipeline
     alphabet = hmms[0].alphabet
     background = plan7.Background(alphabet)
-    if byte_range is None and len(hmms) == 1:
-        # pyhmmer then reads the file itself, one sequence at a time, without the GIL or Python objects
-        with easel.SequenceFile(path, digital=True, alphabet=alphabet) as seqs:
-            return [pipeline_class(alphabet, background, **options[0]).search_hmm(hmms[0], seqs)]
-    if byte_range is None:
-        source, fmt = path, None
-    else:
-        source, fmt = io.BufferedReader(_ByteRange(path, *byte_range), 1 << 20), "fasta"
-    hits: list[list[plan7.TopHits]] = [[] for _ in hmms]
-    with easel.SequenceFile(source, format=fmt, digital=True, alphabet=alphabet) as seqs:
-        while len(block := seqs.read_block(residues=block_residues)):
-            for hmm, opts, found in zip(hmms, options, hits, strict=True):
-                # A fresh pipeline per block: a reused long-targets pipeline keeps counting residues.
-                found.append(pipeline_class(alphabet, background, **opts).search_hmm(hmm, block))
-    if not hits[0]:
+    if len(hmms) == 1:
+        # pyhmmer reads the file itself, one sequence at a time, without the GIL or Python objects
+        hits = pipeline_class(alphabet, background, **options[0]).search_hmm(hmms[0], seqs)
+        return [hits] if hits.searched_sequences else None
+    found: list[list[plan7.TopHits]] = [[] for _ in hmms]
+    while len(block := seqs.read_block(residues=block_residues)):
+        for hmm, opts, per_block in zip(hmms, options, found, strict=True):
+            # A fresh pipeline per block: a reused long-targets pipeline keeps counting residues.
+            per_block.append(pipeline_class(alphabet, background, **opts).search_hmm(hmm, block))
+    if not found[0]:
         return None
-    return [found[0].merge(*found[1:]) if len(found) > 1 else found[0] for found in hits]
+    return [hits[0].merge(*hits[1:]) if len(hits) > 1 else hits[0] for hits in found]
+
+
+Query = TypeVar("Query")
+
+
+@flushed_denormals()
+def _build_one(build: Callable[[Query], plan7.HMM], query: Query) -> plan7.HMM:
+    return build(query)
+
+
+def build_profiles(
+    build: Callable[[Query], plan7.HMM], queries: list[Query], threads: int = 1
+) -> list[plan7.HMM]:
+    """`build` (a module-level function: it is sent to worker processes) of every query, in HMMER's
+    arithmetic (calibration runs Forward on sampled sequences: denormals again), on `threads`
+    processes when there are several queries: ~13-20 ms of calibration each, which the binaries
+    spend one query after another."""
+    if threads <= 1 or len(queries) < 2:
+        return [_build_one(build, query) for query in queries]
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    with ProcessPoolExecutor(max_workers=threads, mp_context=context) as pool:
+        chunk = max(1, len(queries) // (4 * threads))
+        return list(pool.map(_build_one, [build] * len(queries), queries, chunksize=chunk))
 
 
 def search_database(

@@ -17,7 +17,13 @@ from pathlib import Path
 from pyhmmer import easel, plan7
 
 from model.search.a3m import Row
-from model.search.hmmsearch import DEFAULT_BLOCK_RESIDUES, database_z, hits_to_rows, search_database_many
+from model.search.hmmsearch import (
+    DEFAULT_BLOCK_RESIDUES,
+    build_profiles,
+    database_z,
+    hits_to_rows,
+    search_database_many,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +80,12 @@ def digital_query(sequence: str, name: str = "query") -> easel.DigitalSequence:
         raise ValueError(f"query {name}: not a protein sequence ({err})") from err
 
 
+def build_query_profile(sequence: str) -> plan7.HMM:
+    """jackhmmer's first-iteration profile: the query alone (BLOSUM62), calibrated."""
+    background = plan7.Background(PROTEIN_ALPHABET)
+    return plan7.Builder(PROTEIN_ALPHABET).build(digital_query(sequence), background)[0]
+
+
 def search_protein(
     sequence: str,
     database: str | Path,
@@ -94,9 +106,7 @@ def search_proteins(
 ) -> list[SearchResult]:
     """jackhmmer every sequence against `database` in one pass over it; each result equals
     `search_protein` of that sequence alone."""
-    background = plan7.Background(PROTEIN_ALPHABET)
-    builder = plan7.Builder(PROTEIN_ALPHABET)
-    hmms = [builder.build(digital_query(seq), background)[0] for seq in sequences]
+    hmms = build_profiles(build_query_profile, list(sequences), threads)
     options = pipeline_options(settings, database)
     found = search_database_many(
         hmms, database, [options] * len(hmms), threads=threads, block_residues=block_residues

@@ -16,7 +16,13 @@ from pathlib import Path
 
 from pyhmmer import easel, plan7
 
-from model.search.hmmsearch import DEFAULT_BLOCK_RESIDUES, database_z, hits_to_rows, search_database_many
+from model.search.hmmsearch import (
+    DEFAULT_BLOCK_RESIDUES,
+    build_profiles,
+    database_z,
+    hits_to_rows,
+    search_database_many,
+)
 from model.search.jackhmmer import SearchResult
 
 log = logging.getLogger(__name__)
@@ -46,6 +52,15 @@ class NhmmerSettings:
         return flags
 
 
+def build_query_profile(sequence: str) -> plan7.HMM:
+    """nhmmer's profile of one RNA query (U, not T), calibrated."""
+    try:
+        query = easel.TextSequence(name=b"query", sequence=sequence).digitize(RNA_ALPHABET)
+    except ValueError as err:
+        raise ValueError(f"query: not an RNA sequence ({err})") from err
+    return plan7.Builder(RNA_ALPHABET).build(query, plan7.Background(RNA_ALPHABET))[0]
+
+
 def search_rna(
     sequence: str,
     database: str | Path,
@@ -67,15 +82,7 @@ def search_rnas(
     """nhmmer every sequence against `database` in one pass over it; each result equals
     `search_rna` of that sequence alone."""
     sequences = [sequence.upper().replace("T", "U") for sequence in sequences]
-    background = plan7.Background(RNA_ALPHABET)
-    builder = plan7.Builder(RNA_ALPHABET)
-    hmms = []
-    for sequence in sequences:
-        try:
-            query = easel.TextSequence(name=b"query", sequence=sequence).digitize(RNA_ALPHABET)
-        except ValueError as err:
-            raise ValueError(f"query: not an RNA sequence ({err})") from err
-        hmms.append(builder.build(query, background)[0])
+    hmms = build_profiles(build_query_profile, sequences, threads)
     z_value = settings.z_value if settings.z_value is not None else database_z(database, long_targets=True)
     options = [dict(E=settings.e_value, F3=settings.filter_f3(len(seq)), Z=z_value) for seq in sequences]
     found = search_database_many(

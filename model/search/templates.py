@@ -29,7 +29,7 @@ from model.data.constants import GAP, ONE_TO_THREE_PROTEIN, RESTYPE_INDEX, UNKNO
 from model.data.feature_spec import FEATURES
 from model.fileio import write_bytes_atomic
 from model.search.a3m import Row, match_columns
-from model.search.hmmsearch import DEFAULT_BLOCK_RESIDUES, database_z, search_database
+from model.search.hmmsearch import DEFAULT_BLOCK_RESIDUES, database_z, flushed_denormals, search_database
 from model.search.jackhmmer import PROTEIN_ALPHABET
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,8 @@ def build_profile(rows: list[Row]) -> plan7.HMM:
     msa.reference = "x" * length
     digital = msa.digitize(PROTEIN_ALPHABET)
     builder = plan7.Builder(PROTEIN_ALPHABET, architecture="hand")
-    hmm, _, _ = builder.build_msa(digital, plan7.Background(PROTEIN_ALPHABET))
+    with flushed_denormals():  # hmmbuild's arithmetic (calibration)
+        hmm, _, _ = builder.build_msa(digital, plan7.Background(PROTEIN_ALPHABET))
     if hmm.M != length:
         raise ValueError(f"template search: profile has {hmm.M} match states, query has {length} columns")
     return hmm
