@@ -171,7 +171,7 @@ def evaluate(net, feats, cfg, args, amp, device) -> float:
     """All-atom lDDT (15 Å) of one sample of the current (raw) weights, AF3 sampler."""
     net.eval()
     dtype = amp or torch.float32
-    trunk = net.run_trunk(feats, 4, dtype=dtype)
+    trunk = net.run_trunk(feats, args.n_cycle or 4, dtype=dtype)  # the recycles it was trained with
     cond = net.diffusion.prepare(feats, trunk, dtype)
     gen = torch.Generator(device=device).manual_seed(0)
     n_atom = feats["atom_pos"].shape[0]
