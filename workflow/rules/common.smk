@@ -128,6 +128,18 @@ def _msa_queries(targets):
 MSA_QUERIES, TARGET_MSA_KEYS = _msa_queries(TARGETS)
 
 
+def search_sidecars(wildcards) -> list[str]:
+    """The sidecars of the databases a molecule's searches read (protein: the templates' too)."""
+    from model.search.databases import sidecar_path
+    from model.search.store import molecule_databases
+
+    databases = config["databases"]
+    paths = list(molecule_databases(wildcards.molecule, databases).values())
+    if wildcards.molecule == "protein":
+        paths.append(databases["templates"]["seqres"])
+    return [str(sidecar_path(p)) for p in paths]
+
+
 # --------------------------------------------------------------------------- shards
 TARGET_TOKENS = {t: estimate_tokens(target, _ccd()) for t, target in TARGETS.items()}
 # A target's own seeds (CSV `seeds` column, AF3 modelSeeds) or the config's.

@@ -1,45 +1,62 @@
 # MSA and template search (model.search): one job per unique sequence key, never twice.
 #
+#   search_settings   wildcards molecule (protein|rna)
+#                     input  the .foldline.json sidecars of the molecule's databases (databases.smk;
+#                            protein: and of the template database)
+#                     output results/msa/{molecule}.settings.json: config `databases` and `search`
+#                            (less `threads`), what every search of the molecule reads
 #   search_protein    wildcards sha (model.search.store.msa_key of the sequence, the protein databases,
 #                     the template database and the search settings; MSA_QUERIES in common.smk)
-#                     input  the .foldline.json sidecars of the protein and template databases
 #                     output results/msa/protein/{sha}.a3m         unpaired MSA (query first)
 #                            results/msa/protein/{sha}.paired.a3m  UniProt rows for species pairing
 #                            results/templates/protein/{sha}.npz   template features [K, L, ...] from
 #                                                                  the MSA's profile (hmmsearch)
-#   search_rna        wildcards sha; input the RNA databases' sidecars
+#   search_rna        wildcards sha
 #                     output results/msa/rna/{sha}.a3m, results/msa/rna/{sha}.paired.a3m (query only)
 #   templates         target: template features of every protein sequence of every target
 #
-# The inputs are the databases' sidecars only: prepare_database (databases.smk) writes a sidecar
-# from its database, so the order and the reruns are the same as with the FASTA files as inputs, at
-# half the files for Snakemake to match per search job (a large screen has thousands of them).
-# The template search reads the MSA, so both run in one job per protein sequence (the key already
-# covers the template settings): half the jobs of a large screen. Species pairing of heteromers
-# happens when a shard is featurized (features.smk). The store paths come from model.search.store
-# (msa_path, paired_msa_path, template_path); common.smk's MSA_QUERIES / TARGET_MSA_KEYS map targets
-# and chains to "{molecule}/{sha}" keys.
+# The template search reads the MSA, so both run in one job per protein sequence (the key covers the
+# template settings too). A search job's one input is its molecule's settings file, marked ancient:
+# the key already names every database and setting, so a rewritten settings file (say, a changed
+# thread count) must not re-search the store, and a changed database gives new keys anyway. One input
+# instead of the databases and their sidecars also keeps the plan of a large screen cheap (Snakemake
+# matches every input of every job). Species pairing of heteromers happens when a shard is featurized
+# (features.smk). common.smk's MSA_QUERIES / TARGET_MSA_KEYS map targets and chains to
+# "{molecule}/{sha}" keys; the store layout is model.search.store's.
 
 
-from model.search.databases import sidecar_path
-from model.search.store import molecule_databases
+localrules:
+    search_settings,
+    templates,
 
-SIDECARS = {
-    molecule: [
-        str(sidecar_path(p))
-        for p in molecule_databases(molecule, config["databases"]).values()
-    ]
-    for molecule in ("protein", "rna")
-}
-SIDECARS["protein"].append(
-    str(sidecar_path(config["databases"]["templates"]["seqres"]))
-)
+
+rule search_settings:
+    """The databases and settings every search of one molecule uses, once the databases are prepared."""
+    input:
+        search_sidecars,
+    output:
+        f"{RESULTS}/msa/{{molecule}}.settings.json",
+    log:
+        f"{LOGS}/search/{{molecule}}.settings.log",
+    wildcard_constraints:
+        molecule="protein|rna",
+    params:
+        settings={
+            "databases": config["databases"],
+            "search": {k: v for k, v in config["search"].items() if k != "threads"},
+        },
+    run:
+        import json
+
+        Path(output[0]).write_text(
+            json.dumps(params.settings, indent=1, sort_keys=True) + "\n"
+        )
 
 
 rule search_protein:
     """jackhmmer of one unique protein sequence against its databases, then its template search."""
     input:
-        SIDECARS["protein"],
+        settings=ancient(f"{RESULTS}/msa/protein.settings.json"),
     output:
         a3m=f"{RESULTS}/msa/protein/{{sha}}.a3m",
         paired=f"{RESULTS}/msa/protein/{{sha}}.paired.a3m",
@@ -56,14 +73,16 @@ rule search_protein:
         runtime=360,
     params:
         sequence=lambda w: MSA_QUERIES[f"protein/{w.sha}"],
-    script:
-        "../../scripts/search_protein.py"
+    shell:
+        "python scripts/search_sequence.py --settings {input.settings} --molecule protein"
+        " --sequence {params.sequence} --out {output.a3m} --templates {output.npz}"
+        " --threads {threads} > {log} 2>&1"
 
 
 rule search_rna:
     """nhmmer of one unique RNA sequence against its databases."""
     input:
-        SIDECARS["rna"],
+        settings=ancient(f"{RESULTS}/msa/rna.settings.json"),
     output:
         a3m=f"{RESULTS}/msa/rna/{{sha}}.a3m",
         paired=f"{RESULTS}/msa/rna/{{sha}}.paired.a3m",
@@ -79,9 +98,9 @@ rule search_rna:
         runtime=240,
     params:
         sequence=lambda w: MSA_QUERIES[f"rna/{w.sha}"],
-        molecule="rna",
-    script:
-        "../../scripts/search_msa.py"
+    shell:
+        "python scripts/search_sequence.py --settings {input.settings} --molecule rna"
+        " --sequence {params.sequence} --out {output.a3m} --threads {threads} > {log} 2>&1"
 
 
 rule templates:
@@ -92,7 +111,3 @@ rule templates:
             for key in MSA_QUERIES
             if key.startswith("protein/")
         ),
-
-
-localrules:
-    templates,
