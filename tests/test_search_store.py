@@ -148,6 +148,14 @@ def test_scripts_run_standalone(databases: dict, tmp_path: Path, repo_root: Path
     cmd = [sys.executable, str(repo_root / "scripts" / "search_templates.py"), "--msa", str(out)]
     cmd += ["--seqres", databases["templates"]["seqres"], "--mmcif-dir", str(shared_data / "mmcif")]
     subprocess.run([*cmd, "--max-date", "2000-01-01", "--out", str(npz)], check=True)
+    batch_npz = tmp_path / "templates" / "batch.npz"
+    (tmp_path / "templates.tsv").write_text(f"{out}\t{batch_npz}\n")
+    batch = [sys.executable, str(repo_root / "scripts" / "search_templates.py"), "--batch"]
+    batch += [str(tmp_path / "templates.tsv"), *cmd[4:], "--max-date", "2000-01-01"]
+    subprocess.run(batch, check=True)
+    with np.load(npz) as single, np.load(batch_npz) as batched:
+        assert single.keys() == batched.keys()
+        assert all(np.array_equal(single[k], batched[k]) for k in single)
     with np.load(npz) as data:
         assert data["template_restype"].shape[1] == len(MYOGLOBIN)
         # 102m (1998) is an exact copy of the query (AF3 drops it); 8f9h is too recent

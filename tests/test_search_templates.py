@@ -19,6 +19,7 @@ from model.search.templates import (
     release_date,
     search_hits,
     search_templates,
+    search_templates_many,
     write_templates,
 )
 
@@ -133,3 +134,27 @@ def test_write_templates_npz(msa_rows, seqres, shared_data: Path, tmp_path: Path
         for name, array in arrays.items():
             np.testing.assert_array_equal(data[name], array)
     assert not list(path.parent.glob(".*tmp"))
+
+
+def test_many_template_searches_equal_single_ones(msa_rows, seqres, shared_data: Path) -> None:
+    db = shared_data / "seqdb" / "msa_hits_for_shared_queries.fasta"
+    records = [r.splitlines() for r in seqres.read_text().split(">")[1:]]
+    others = [
+        "".join(lines[1:])
+        for lines in records
+        if "mol:protein" in lines[0] and "myoglobin" not in lines[0].lower()
+    ][:2]
+    queries = [(MYOGLOBIN, msa_rows, None)]
+    queries += [(query, search_protein(query, db).rows, None) for query in others]
+    settings = TemplateSettings(max_subsequence_ratio=None)  # keep exact copies: more hits to compare
+    mmcif = shared_data / "mmcif"
+    batch = search_templates_many(queries, seqres, mmcif, FAR_FUTURE, settings, threads=2)
+    assert len(batch[0][0]) >= 2  # 102m and 8f9h
+    for (query, rows, _), (kept, arrays) in zip(queries, batch, strict=True):
+        single_kept, single_arrays = search_templates(query, rows, seqres, mmcif, FAR_FUTURE, settings)
+        assert [(h.name, h.evalue, h.query_to_hit) for h in kept] == [
+            (h.name, h.evalue, h.query_to_hit) for h in single_kept
+        ]
+        assert arrays.keys() == single_arrays.keys()
+        for name, array in arrays.items():
+            np.testing.assert_array_equal(array, single_arrays[name])

@@ -29,7 +29,13 @@ from model.data.constants import GAP, ONE_TO_THREE_PROTEIN, RESTYPE_INDEX, UNKNO
 from model.data.feature_spec import FEATURES
 from model.fileio import write_bytes_atomic
 from model.search.a3m import Row, match_columns
-from model.search.hmmsearch import DEFAULT_BLOCK_RESIDUES, database_z, flushed_denormals, search_database
+from model.search.hmmsearch import (
+    DEFAULT_BLOCK_RESIDUES,
+    build_profiles,
+    database_z,
+    flushed_denormals,
+    search_database_many,
+)
 from model.search.jackhmmer import PROTEIN_ALPHABET
 
 log = logging.getLogger(__name__)
@@ -115,10 +121,26 @@ def search_hits(
     block_residues: int = DEFAULT_BLOCK_RESIDUES,
 ) -> list[TemplateHit]:
     """hmmsearch the MSA's profile against pdb_seqres; protein hits, best E-value first."""
-    hmm = build_profile(rows)
-    hits = search_database(
-        hmm, seqres, settings.pipeline_options(seqres), threads=threads, block_residues=block_residues
+    return search_hits_many([rows], seqres, settings, threads, block_residues)[0]
+
+
+def search_hits_many(
+    msas: list[list[Row]],
+    seqres: str | Path,
+    settings: TemplateSettings = TemplateSettings(),
+    threads: int = 1,
+    block_residues: int = DEFAULT_BLOCK_RESIDUES,
+) -> list[list[TemplateHit]]:
+    """`search_hits` of every MSA, reading pdb_seqres once for all of them."""
+    hmms = build_profiles(build_profile, msas, threads)
+    options = settings.pipeline_options(seqres)
+    found = search_database_many(
+        hmms, seqres, [options] * len(hmms), threads=threads, block_residues=block_residues
     )
+    return [_template_hits(hits) for hits in found]
+
+
+def _template_hits(hits: plan7.TopHits) -> list[TemplateHit]:
     found = []
     for hit in hits.included:
         description = hit.description or ""
@@ -339,6 +361,34 @@ def search_templates(
 ) -> tuple[list[TemplateHit], dict[str, np.ndarray]]:
     """The whole template step for one protein chain: hits, filters, stacked features."""
     hits = search_hits(rows, seqres, settings, threads=threads)
+    return _select(query, hits, mmcif_dir, max_date, settings, query_release_date)
+
+
+def search_templates_many(
+    queries: list[tuple[str, list[Row], datetime.date | None]],
+    seqres: str | Path,
+    mmcif_dir: str | Path,
+    max_date: datetime.date,
+    settings: TemplateSettings = TemplateSettings(),
+    threads: int = 1,
+) -> list[tuple[list[TemplateHit], dict[str, np.ndarray]]]:
+    """`search_templates` of every (query, MSA rows, query release date or None), reading pdb_seqres
+    once for all of them; each result equals that of the query alone."""
+    found = search_hits_many([rows for _, rows, _ in queries], seqres, settings, threads=threads)
+    return [
+        _select(query, hits, mmcif_dir, max_date, settings, release)
+        for (query, _, release), hits in zip(queries, found, strict=True)
+    ]
+
+
+def _select(
+    query: str,
+    hits: list[TemplateHit],
+    mmcif_dir: str | Path,
+    max_date: datetime.date,
+    settings: TemplateSettings,
+    query_release_date: datetime.date | None,
+) -> tuple[list[TemplateHit], dict[str, np.ndarray]]:
     kept, features = select_templates(query, hits, mmcif_dir, max_date, settings, query_release_date)
     log.info("templates: %d hits, kept %s", len(hits), ", ".join(h.name for h in kept) or "none")
     return kept, stack_templates(len(query), features)
