@@ -225,8 +225,14 @@ def test_byte_range_pipe_carries_exactly_the_range(shared_data: Path) -> None:
     start, end = record_ranges(db, 3)[1]
     with _byte_range_pipe(db, start, end) as name, open(name, "rb") as pipe:
         assert pipe.read() == data[start:end]
-    # a reader that stops early (pyhmmer raising mid-file) must not leave the writer blocked on a
-    # full pipe: this file is larger than the pipe's 1 MiB
+    # a reader that fails mid-file (pyhmmer raising) must not leave dd blocked on a full pipe, and
+    # its error is the one raised; a reader that quietly stops early has lost data: an error too.
+    # This file is larger than the pipe's 1 MiB.
     big = shared_data / "seqdb" / "nt_rna_2023_02_23_clust_seq_id_90_cov_80_rep_seq__subsampled_1000.fasta"
-    with _byte_range_pipe(big, 0, big.stat().st_size) as name, open(name, "rb") as pipe:
-        assert pipe.read(10) == big.read_bytes()[:10]
+    with pytest.raises(ValueError, match="bad record"), _byte_range_pipe(big, 0, big.stat().st_size) as name:
+        with open(name, "rb") as pipe:
+            pipe.read(10)
+            raise ValueError("bad record")
+    with pytest.raises(OSError, match="dd exited"), _byte_range_pipe(big, 0, big.stat().st_size) as name:
+        with open(name, "rb") as pipe:
+            assert pipe.read(10) == big.read_bytes()[:10]

@@ -1,14 +1,14 @@
 """Search profile HMMs against a streamed sequence database on all cores (pyhmmer).
 
-The database file is cut into byte ranges at record boundaries (two per worker, for balance). Each
-worker process gets its range through a pipe that a forked child fills (`_byte_range_pipe`), so
-easel's C reader parses it; with one profile pyhmmer then searches the stream one sequence at a time
-(no Python object per sequence), and sends back only the hits. Processes, not threads: opening and
-reading a sequence file holds the GIL. Memory is bounded by one sequence (one profile) or one block
-(several) per worker, whatever the database size. With one worker (one thread, a gzipped or a small
-database) the file is read directly. Several profiles (`search_database_many`: the unique chains of
-a workflow run) share one pass: each block is read once and searched by every profile, so parsing
-is paid once per database instead of once per query as with HMMER's binaries.
+The database file is cut into byte ranges at record boundaries (two per thread, for balance). Each
+range reaches easel's C reader through a pipe that a `dd` child fills (`_byte_range_pipe`); with one
+profile pyhmmer then searches the stream one sequence at a time, with no Python object per sequence
+and without the GIL, so worker threads run in parallel in one process and hand back their hits
+without pickling. With several profiles (`search_database_many`: the unique chains of a workflow
+run) each block is read once (holding the GIL, a small part of the time) and searched by every
+profile, so parsing is paid once per database instead of once per query as with HMMER's binaries.
+Memory is bounded by one sequence (one profile) or one block (several) per thread, whatever the
+database size. With one thread, a gzipped or a small database, the file is read directly.
 
 Every search runs with the SSE denormals flushed to zero (`flushed_denormals`), as HMMER's own
 binaries do (`impl_Init`): pyhmmer >= 0.11.2 stopped setting that mode so that importing it does not
@@ -31,10 +31,11 @@ import logging
 import multiprocessing
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
@@ -94,33 +95,28 @@ def flushed_denormals() -> Iterator[None]:
 
 @contextmanager
 def _byte_range_pipe(path: Path, start: int, end: int) -> Iterator[str]:
-    """Bytes [start, end) of `path` as a pipe that easel's own C reader opens by name: a forked child
-    copies them in the kernel (sendfile) while this process parses them. Easel cannot read a byte
-    range of a file by itself, and reading through a Python file object costs a Python call per
-    buffer and rules out pyhmmer's streaming search (one sequence at a time, no Python objects)."""
+    """Bytes [start, end) of `path` as a pipe that easel's own C reader opens by name, filled by a
+    GNU `dd` child. Easel cannot read a byte range of a file by itself; reading through a Python file
+    object costs a Python call per buffer and rules out pyhmmer's streaming search (one sequence at
+    a time, no Python objects), and a Python writer thread could wait forever on the GIL, which
+    easel's reader holds while it opens the file."""
     read_fd, write_fd = os.pipe()
     with suppress(OSError):  # fewer wake-ups with a 1 MiB pipe; the 64 KiB default also works
         fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 1 << 20)
-    pid = os.fork()
-    if pid == 0:  # the child copies, then leaves without running any of the parent's cleanup
-        status = 1
-        try:
-            os.close(read_fd)
-            with open(path, "rb") as src:
-                offset = start
-                while offset < end and (sent := os.sendfile(write_fd, src.fileno(), offset, end - offset)):
-                    offset += sent
-            status = 0
-        except BrokenPipeError:  # the reader stopped early (it raised): nobody left to copy to
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_fd)
+    copy = ["dd", f"if={path}", "iflag=skip_bytes,count_bytes", f"skip={start}", f"count={end - start}"]
+    try:
+        writer = subprocess.Popen([*copy, "bs=1M", "status=none"], stdout=write_fd)
+    finally:
+        os.close(write_fd)
     try:
         yield f"/dev/fd/{read_fd}"
-    finally:
-        os.close(read_fd)
-        os.waitpid(pid, 0)
+    except BaseException:
+        os.close(read_fd)  # dd then dies of SIGPIPE instead of blocking on a full pipe
+        writer.wait()
+        raise
+    os.close(read_fd)
+    if writer.wait() != 0:
+        raise OSError(f"dd exited with {writer.returncode} copying bytes {start}-{end} of {path}")
 
 
 def record_ranges(path: Path, n_ranges: int) -> list[tuple[int, int]]:
@@ -252,8 +248,7 @@ def search_database_many(
     if len(jobs) == 1:
         results = [_search_range(*jobs[0])]
     else:
-        context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-        with ProcessPoolExecutor(max_workers=threads, mp_context=context) as pool:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
             results = list(pool.map(_search_range, *zip(*jobs, strict=True)))
     results = [r for r in results if r is not None]
     if not results:
