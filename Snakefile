@@ -36,9 +36,9 @@ rule features:
 
 
 rule msa:
-    """Every MSA search the targets need."""
+    """Every MSA search the targets need (with the templates of protein sequences)."""
     input:
-        expand(f"{RESULTS}/msa/{{key}}.a3m", key=sorted(MSA_QUERIES)),
+        sorted({search_batch_file(key) for key in MSA_QUERIES}),
 
 
 localrules:

@@ -1,15 +1,19 @@
 """The search rules end to end in a scratch copy of the workflow: offline download (file:// URL),
-database preparation, one search per unique sequence, and no search at all on the second run."""
+database preparation, one search per unique sequence, no search at all on the second run, and only the
+new sequence searched when one joins a finished search batch."""
 
 from __future__ import annotations
 
 import hashlib
+import random
 import shutil
 from pathlib import Path
 
+import yaml
 from test_workflow_helpers import make_workdir, snakemake
 
 from model.data.msa import parse_a3m
+from model.search.store import msa_key
 
 MYOGLOBIN = (
     "MVLSEGEWQLVLHVWAKVEADVAGHGQDILIRLFKSHPETLEKFDRFKHLKTEAEMKASEDLKKAGVTVLTALGAILKKKGHHEAELKPLAQSHATKHK"
@@ -17,7 +21,7 @@ MYOGLOBIN = (
 )
 
 
-def test_download_prepare_search_once(shared_data: Path, tmp_path: Path) -> None:
+def test_download_prepare_search_once(shared_data: Path, tmp_path: Path, monkeypatch) -> None:
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     source = mirror / "uniref90.fasta"
@@ -57,3 +61,22 @@ def test_download_prepare_search_once(shared_data: Path, tmp_path: Path) -> None
     second = snakemake(work, "msa", "templates", "--cores", "2")
     assert "Nothing to be done" in second.stdout + second.stderr
     assert unpaired.stat().st_mtime_ns == stamp
+
+    # a new sequence in the same search batch (same first two hex digits of the key) reruns that
+    # batch, which searches the new sequence only
+    monkeypatch.chdir(work)  # the config's database paths are relative to the workflow
+    merged = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    rng = random.Random(0)
+    while True:
+        peptide = "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(30))
+        sha = msa_key(peptide, "protein", merged["databases"], merged["search"])
+        if sha[:2] == unpaired.name[:2]:
+            break
+    with targets.open("a") as fh:
+        fh.write(f"new,,protein:{peptide},\n")
+    snakemake(work, "msa", "templates", "--cores", "2")
+    assert unpaired.stat().st_mtime_ns == stamp
+    assert (work / "results" / "msa" / "protein" / f"{sha}.a3m").is_file()
+    assert (work / "results" / "templates" / "protein" / f"{sha}.npz").is_file()
+    log = (work / "logs" / "search" / "protein" / f"{sha[:2]}.log").read_text()
+    assert f"{unpaired.relative_to(work)}: already in the store" in log

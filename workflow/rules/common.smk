@@ -128,16 +128,46 @@ def _msa_queries(targets):
 MSA_QUERIES, TARGET_MSA_KEYS = _msa_queries(TARGETS)
 
 
-def search_sidecars(wildcards) -> list[str]:
-    """The sidecars of the databases a molecule's searches read (protein: the templates' too)."""
+def _search_batches(queries):
+    """The searches grouped by molecule and the first two hex digits of their key: at most 256 search
+    jobs per molecule however large the screen (each reads every database once for its whole batch,
+    model.search.store.search_msas). A batch's members depend only on the keys, so a new sequence
+    joins one batch and reruns only that batch, where the entries already in the store are skipped.
+    """
+    batches = {}
+    for key, sequence in sorted(queries.items()):
+        molecule, sha = key.split("/")
+        batches.setdefault(molecule, {}).setdefault(sha[:2], {})[sha] = sequence
+    return batches
+
+
+# molecule -> batch ("00".."ff") -> {sha: sequence}
+SEARCH_BATCHES = _search_batches(MSA_QUERIES)
+
+
+def search_batch_file(key: str) -> str:
+    """The record of the search batch that fills store entry "{molecule}/{sha}"."""
+    molecule, sha = key.split("/")
+    return f"{RESULTS}/msa/{molecule}/batches/{sha[:2]}.tsv"
+
+
+def _search_sidecars(molecule: str) -> list:
+    """What a molecule's searches need first: the sidecars of its databases (protein: of the template
+    database too), as ancient inputs. The store key already names every database by identity, so a
+    re-prepared database must not re-search entries; a changed one gives new keys anyway.
+    """
     from model.search.databases import sidecar_path
     from model.search.store import molecule_databases
 
-    databases = config["databases"]
-    paths = list(molecule_databases(wildcards.molecule, databases).values())
-    if wildcards.molecule == "protein":
-        paths.append(databases["templates"]["seqres"])
-    return [str(sidecar_path(p)) for p in paths]
+    paths = list(molecule_databases(molecule, config["databases"]).values())
+    if molecule == "protein":
+        paths.append(config["databases"]["templates"]["seqres"])
+    return [ancient(str(sidecar_path(p))) for p in paths]
+
+
+SEARCH_SIDECARS = {
+    molecule: _search_sidecars(molecule) for molecule in ("protein", "rna")
+}
 
 
 # --------------------------------------------------------------------------- shards
@@ -201,23 +231,22 @@ def _pairs(target_id: str) -> bool:
     return len({k for k in keys if k.startswith("protein/")}) >= 2
 
 
-def shard_feature_inputs(wildcards) -> list[str]:
-    """Everything the featurization of a shard reads besides the targets table: each member's
-    searched MSAs (species-paired rows of heteromers), protein templates and JSON job file.
-    """
-    files = set()
+def shard_feature_inputs(wildcards) -> list:
+    """What the featurization of a shard waits for besides the targets table: the search batches of
+    its members' sequences, and the members' JSON job files (an edit reruns the shard).
+
+    The batches are ancient: a batch's record is rewritten when a new sequence joins it, but the store
+    entries this shard reads never change (content-addressed), so that must not rerun the shard; a
+    changed member reruns it through the fingerprint param."""
+    batches, sources = set(), set()
     for target_id in SHARDS[wildcards.shard]:
-        pairs = _pairs(target_id)
-        for key in TARGET_MSA_KEYS[target_id].values():
-            files.add(f"{RESULTS}/msa/{key}.a3m")
-            if key.startswith("protein/"):
-                files.add(f"{RESULTS}/templates/{key}.npz")
-                if pairs:
-                    files.add(f"{RESULTS}/msa/{key}.paired.a3m")
+        batches.update(
+            search_batch_file(k) for k in TARGET_MSA_KEYS[target_id].values()
+        )
         source = TARGETS[target_id].source
         if source and Path(source).suffix == ".json":
-            files.add(str(source))
-    return sorted(files)
+            sources.add(str(source))
+    return [ancient(b) for b in sorted(batches)] + sorted(sources)
 
 
 def shard_manifest(wildcards) -> str:
