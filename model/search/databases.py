@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import shutil
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -160,6 +159,8 @@ def download(url: str, dest: str | Path, sha256: str | None) -> Path:
     A `.gz` URL whose dest does not end in `.gz` is decompressed on the way. An existing dest with the
     right checksum is kept (no network access at all).
     """
+    import urllib.request  # here: every search imports this module, few of them download
+
     dest = Path(dest)
     if dest.is_file() and sha256 and file_sha256(dest) == sha256:
         return dest

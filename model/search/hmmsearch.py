@@ -25,7 +25,6 @@ templates.py build their profiles and call `search_database`.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import fcntl
 import logging
 import multiprocessing
@@ -67,8 +66,10 @@ def _libm() -> ctypes.CDLL | None:
     other builds of HMMER do not use the SSE control register)."""
     if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
         return None
-    name = ctypes.util.find_library("m")
-    return ctypes.CDLL(name) if name else None
+    try:
+        return ctypes.CDLL("libm.so.6")  # by soname: ctypes.util.find_library forks ldconfig
+    except OSError:
+        return None
 
 
 _LIBM = _libm()
@@ -173,14 +174,31 @@ def _search_sequences(
         # pyhmmer reads the file itself, one sequence at a time, without the GIL or Python objects
         hits = pipeline_class(alphabet, background, **options[0]).search_hmm(hmms[0], seqs)
         return [hits] if hits.searched_sequences else None
-    found: list[list[plan7.TopHits]] = [[] for _ in hmms]
+    found: list[list[plan7.TopHits | None]] = [[] for _ in hmms]
     while len(block := seqs.read_block(residues=block_residues)):
-        for hmm, opts, per_block in zip(hmms, options, found, strict=True):
+        for hmm, opts, levels in zip(hmms, options, found, strict=True):
             # A fresh pipeline per block: a reused long-targets pipeline keeps counting residues.
-            per_block.append(pipeline_class(alphabet, background, **opts).search_hmm(hmm, block))
+            _add_merged(levels, pipeline_class(alphabet, background, **opts).search_hmm(hmm, block))
     if not found[0]:
         return None
-    return [hits[0].merge(*hits[1:]) if len(hits) > 1 else hits[0] for hits in found]
+    return [_merge([hits for hits in levels if hits is not None]) for levels in found]
+
+
+def _add_merged(levels: list[plan7.TopHits | None], hits: plan7.TopHits) -> None:
+    """Fold one block's hits into a binary counter of merged hits (`levels[i]` covers 2**i blocks):
+    a query keeps at most log2(blocks) TopHits, each hit is copied log2(blocks) times, instead of one
+    TopHits per block (~20 KiB each, even empty: 15,000 blocks for UniRef90) or a merge per block
+    that copies every hit found so far."""
+    for i, held in enumerate(levels):
+        if held is None:
+            levels[i] = hits
+            return
+        hits, levels[i] = held.merge(hits), None
+    levels.append(hits)
+
+
+def _merge(hits: list[plan7.TopHits]) -> plan7.TopHits:
+    return hits[0].merge(*hits[1:]) if len(hits) > 1 else hits[0]
 
 
 Query = TypeVar("Query")
@@ -253,9 +271,7 @@ def search_database_many(
     results = [r for r in results if r is not None]
     if not results:
         raise ValueError(f"database {database}: no sequences")
-    merged = [
-        parts[0].merge(*parts[1:]) if len(parts) > 1 else parts[0] for parts in zip(*results, strict=True)
-    ]
+    merged = [_merge(list(parts)) for parts in zip(*results, strict=True)]
     log.info(
         "searched %s: %d profiles x %d sequences, %d hits included in %.1f s on %d workers",
         database.name,
