@@ -3,8 +3,11 @@
 # scripts/build_features.py.
 #
 #   build_features            wildcards shard (shard-NNN of SHARD_PLAN in common.smk)
-#                             input  every member's searched a3m (+ .paired.a3m of heteromers, which
-#                                    are paired by species here, AF3 §2.3), templates npz, JSON job
+#                             input  the search batches (search.smk) of the members' sequences, as
+#                                    ancient records, and the members' JSON job files; the script
+#                                    reads each member's store entries: {sha}.a3m, templates npz, and
+#                                    for heteromers the .paired.a3m rows, paired by species here
+#                                    (AF3 §2.3); which entry serves which chain is the --shard JSON
 #                             output results/features/shards/{shard}.tsv: target<TAB>ok<TAB>{h5} or
 #                                    target<TAB>failed<TAB>{reason}, one row per member
 #   build_training_features   wildcards entry; output results/features/train/{entry}.status
