@@ -260,7 +260,9 @@ def search_database_many(
     threads = max(1, threads)
     start = time.perf_counter()
     work = database.stat().st_size * len(hmms)
-    parallel = threads > 1 and database.suffix != ".gz" and work >= MIN_PARALLEL_BYTES
+    # byte ranges need GNU dd (`_byte_range_pipe`): elsewhere (macOS's BSD dd) one stream, one thread
+    parallel = sys.platform == "linux" and threads > 1 and database.suffix != ".gz"
+    parallel = parallel and work >= MIN_PARALLEL_BYTES
     ranges = record_ranges(database, threads * RANGES_PER_WORKER) if parallel else [None]
     jobs = [(hmms, database, byte_range, options, long_targets, block_residues) for byte_range in ranges]
     if len(jobs) == 1:
