@@ -4,9 +4,10 @@
 Per member (params.members: {sha: sequence}): results/msa/{molecule}/{sha}.a3m and .paired.a3m
 (scripts/search_msa.py's batch mode: each database is read once for all members; entries already in
 the store are skipped), then for proteins results/templates/protein/{sha}.npz from that MSA
-(scripts/search_templates.py; skipped when present). The output, `sha<TAB>sequence` per member, is
-written last, so it exists only when every member is in the store. `snakemake` object: params.molecule,
-params.members, params.results, output[0], threads, log, config.
+(scripts/search_templates.py's batch mode: pdb_seqres is read once; files already there are kept).
+The output, `sha<TAB>sequence` per member, is written last, so it exists only when every member is in
+the store. `snakemake` object: params.molecule, params.members, params.results, output[0], threads,
+log, config.
 """
 
 import logging
@@ -25,21 +26,23 @@ logging.basicConfig(
 molecule, results = sm.params.molecule, Path(sm.params.results)
 members = sorted(sm.params.members.items())
 databases, settings = sm.config["databases"], sm.config["search"]
-jobs = [(sequence, msa_path(results, molecule, sha)) for sha, sequence in members]
-search_msa.run_batch(jobs, molecule, databases, settings, sm.threads)
+search_msa.run_batch(
+    [(sequence, msa_path(results, molecule, sha)) for sha, sequence in members],
+    molecule,
+    databases,
+    settings,
+    sm.threads,
+)
 if molecule == "protein":
-    for (sha, _), (_, a3m) in zip(members, jobs, strict=True):
-        npz = template_path(results, molecule, sha)
-        if npz.is_file():
-            logging.info("%s: already in the store, no template search", npz)
-            continue
-        search_templates.run(
-            a3m,
-            Path(databases["templates"]["seqres"]),
-            Path(databases["templates"]["mmcif_dir"]),
-            settings["template_max_date"],
-            int(settings["max_templates"]),
-            npz,
-            sm.threads,
-        )
+    search_templates.run_batch(
+        [
+            (msa_path(results, molecule, sha), template_path(results, molecule, sha), None)
+            for sha, _ in members
+        ],
+        Path(databases["templates"]["seqres"]),
+        Path(databases["templates"]["mmcif_dir"]),
+        settings["template_max_date"],
+        int(settings["max_templates"]),
+        sm.threads,
+    )
 write_text_atomic(sm.output[0], "".join(f"{sha}\t{sequence}\n" for sha, sequence in members))
