@@ -29,6 +29,7 @@ test-all: env sysdeps
 
 lint: env
 	$(VENV)/bin/ruff check model scripts tests bench
+	$(VENV)/bin/ruff format --check model scripts tests bench
 	$(VENV)/bin/snakemake --lint --configfile config/examples/demo.yaml
 	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
 

@@ -28,13 +28,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stage", required=True, help="stage index 0-3 (or stage0..stage3)")
     p.add_argument("--stages", default="config/stages.yaml", help="stages YAML (the seed table)")
     p.add_argument("--preset", default="tiny", help="network preset: tiny, base or a YAML path")
-    p.add_argument("--features", required=True, nargs="+",
-                   help="training features: folders of .h5, .h5 files, or list files (one path a line)")
+    p.add_argument(
+        "--features",
+        required=True,
+        nargs="+",
+        help="training features: folders of .h5, .h5 files, or list files (one path a line)",
+    )
     p.add_argument("--init-checkpoint", default=None, help="parent stage's checkpoint.pt (its EMA weights)")
     p.add_argument("--out-dir", required=True, help="results/train/stage{K}")
     p.add_argument("--steps", type=int, default=None, help="override the stage's number of optimizer steps")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any stages.yaml key, e.g. --set train_crop_size=64 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any stages.yaml key, e.g. --set train_crop_size=64 (repeatable)",
+    )
     p.add_argument("--seed", type=int, default=None, help="override the seed")
     p.add_argument("--clusters", default=None, help="cluster TSV from `python -m model.train.clusters`")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")  # fmt: skip

@@ -117,7 +117,7 @@ def test_bond_pairs_and_symmetric_swaps_on_glycan_entry(train_files):
     assert (np.abs(length - 1.45) < 0.1).all()  # covalent C-N / C-O glycosidic bonds
     swaps = D.symmetric_swaps(feats, D.atom_names(feats["ref_atom_name_chars"]))
     swap_names = {tuple(meta["atom_name"][swaps[r, 1:]]) for r in range(len(swaps))}
-    n_asp = int(((meta["token_res_name"] == "ASP")).sum())
+    n_asp = int((meta["token_res_name"] == "ASP").sum())
     assert ("OD1", "OD2") in swap_names and n_asp > 0
     assert len(set(swaps[:, 0])) >= n_asp
 

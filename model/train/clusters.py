@@ -45,9 +45,7 @@ def protein_clusters(sequences: list[str], identity: float = PROTEIN_IDENTITY, c
             t = int(hit.name.decode() if isinstance(hit.name, bytes) else hit.name)
             if t == q:
                 continue
-            same = sum(
-                sum(c.isalpha() for c in d.alignment.identity_sequence) for d in hit.domains.included
-            )
+            same = sum(sum(c.isalpha() for c in d.alignment.identity_sequence) for d in hit.domains.included)
             if same / min(len(sequences[q]), len(sequences[t])) >= identity:
                 parent[find(q)] = find(t)
     roots = [find(i) for i in range(len(sequences))]

@@ -455,4 +455,3 @@ def read_cluster_table(path: str | Path, entries: list[Entry]) -> None:
         for c in e.chains:
             c.cluster = table.get((e.target_id, c.asym_id), "")
     exact_clusters(entries)  # chains absent from the table get their own sequence cluster
-

@@ -92,9 +92,11 @@ def chain_permutation(
 def _superpose(points: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     """Apply to `points` [N, 3] the rigid motion that best maps src [K, 3] onto dst [K, 3]."""
     k = src.shape[0]
-    moved = weighted_rigid_align(torch.cat([src, points]), torch.cat([dst, points]), torch.cat(
-        [torch.ones(k, device=src.device), torch.zeros(points.shape[0], device=src.device)]
-    ))
+    moved = weighted_rigid_align(
+        torch.cat([src, points]),
+        torch.cat([dst, points]),
+        torch.cat([torch.ones(k, device=src.device), torch.zeros(points.shape[0], device=src.device)]),
+    )
     return moved[k:]
 
 
