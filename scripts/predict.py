@@ -5,7 +5,7 @@
       --preset tiny|base --out-dir results/predictions --failed-dir results/failed
       [--seeds 1 2] [--samples 5] [--steps 200] [--cycles 10] [--device auto|cpu|cuda]
       [--precision auto|fp32|bf16] [--trunk-precision auto|fp32|bf16] [--chunk-size auto|none|N]
-      [--sample-chunk auto|N] [--ccd components.cif] [--done FILE]
+      [--sample-chunk auto|N] [--ccd components.cif] [--reuse-unchanged] [--done FILE]
 
 `--checkpoint none` runs the randomly initialised network (tests, benchmarks); it is never the
 default. A checkpoint that cannot be loaded stops the shard (exit 1): it would fail every target.
@@ -13,15 +13,17 @@ A target that fails (bad feature file, out of memory, ...) gets `{failed-dir}/{t
 one-line reason and the shard goes on; the exit code is 0 once the shard ran. `--done` is touched
 at the end (the shard's Snakemake output). Outputs per target: see docs/outputs.md.
 
-As a Snakemake rule script: input.features (list), input.checkpoint (optional; absent = none),
-output.done; params: preset, out_dir, failed_dir, seeds, samples, steps, cycles, device, precision,
-trunk_precision, chunk_size, sample_chunk, ccd (any left out take the command-line defaults).
+`--reuse-unchanged` keeps a target's earlier prediction when its provenance.json (written last, so
+only a complete folder has one) records the same features content hash, weights, preset, network
+and settings, and this code version: editing one target of a shard re-predicts only that target.
+Any target that is predicted again has its old folder removed first (no stale sample folders).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import shutil
 import sys
 import time
@@ -75,25 +77,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--ccd", default="", help="components.cif used at featurization ('' = built-in CCD); bond orders"
     )
+    p.add_argument(
+        "--reuse-unchanged",
+        action="store_true",
+        help="keep predictions whose inputs and settings are unchanged",
+    )
     p.add_argument("--done", default=None, help="file touched when the shard has run")
     return p.parse_args(argv)
-
-
-def snakemake_argv(smk) -> list[str]:
-    """The command line equivalent of a Snakemake rule's input/output/params."""
-    params = dict(smk.params.items())
-    ckpt = smk.input.get("checkpoint", None) if hasattr(smk.input, "get") else None
-    argv = ["--features", *[str(f) for f in smk.input.features], "--checkpoint", str(ckpt or "none")]
-    names = ("preset", "out_dir", "failed_dir", "samples", "steps", "cycles", "device", "precision",
-             "trunk_precision", "chunk_size", "sample_chunk", "ccd")  # fmt: skip
-    for name in names:
-        if name in params and params[name] is not None:
-            argv += [f"--{name.replace('_', '-')}", str(params[name])]
-    if params.get("seeds") is not None:
-        seeds = params["seeds"]
-        argv += ["--seeds", *[str(s) for s in (seeds if isinstance(seeds, (list, tuple)) else [seeds])]]
-    argv += ["--done", str(smk.output.done if hasattr(smk.output, "done") else smk.output[0])]
-    return argv
 
 
 def target_name(path: Path) -> str:
@@ -136,6 +126,35 @@ class ComponentLookup:
         if self.ccd is None or code not in self.ccd:
             return None
         return self.ccd[code]
+
+
+def prediction_identity(path: Path, weights: dict, preset: str, network_config, settings) -> dict:
+    """What a prediction depends on, as its provenance.json records it (JSON-normalised)."""
+    identity = {
+        "content_hash": store.read_attrs(path).get("content_hash"),
+        "weights_sha256": weights["sha256"],
+        "preset": preset,
+        "network_config": network_config,
+        "settings": settings.as_dict(),
+        "code_version": store.code_version(),
+    }
+    return json.loads(json.dumps(identity))
+
+
+def recorded_identity(folder: Path) -> dict | None:
+    """The identity a finished prediction folder was made with; None when there is none."""
+    try:
+        prov = json.loads((folder / "provenance.json").read_text())
+        return {
+            "content_hash": prov["features"]["content_hash"],
+            "weights_sha256": prov["sha256"],
+            "preset": prov["preset"],
+            "network_config": prov["network_config"],
+            "settings": prov["settings"],
+            "code_version": prov["code_version"],
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def run_target(
@@ -228,10 +247,20 @@ def main(argv: list[str] | None = None) -> int:
     failed_dir = Path(args.failed_dir)
     components = ComponentLookup(args.ccd)
     failures = []
+    reused = 0
     for f in args.features:
         path = Path(f)
         target = target_name(path)
+        folder = Path(args.out_dir) / target
         try:
+            if args.reuse_unchanged:
+                identity = prediction_identity(path, weights, args.preset, _config_dict(cfg), settings)
+                if recorded_identity(folder) == identity:
+                    (failed_dir / f"{target}.txt").unlink(missing_ok=True)
+                    print(f"predict: {target}: unchanged, kept {folder}")
+                    reused += 1
+                    continue
+            shutil.rmtree(folder, ignore_errors=True)  # an earlier prediction's files never linger
             folder = run_target(path, net, settings, device, args, weights, _config_dict(cfg), components)
             (failed_dir / f"{target}.txt").unlink(missing_ok=True)
             print(f"predict: {target}: wrote {folder}")
@@ -249,11 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.done:
         Path(args.done).parent.mkdir(parents=True, exist_ok=True)
         Path(args.done).touch()
-    print(f"predict: {len(args.features) - len(failures)} predicted, {len(failures)} failed")
+    predicted = len(args.features) - len(failures) - reused
+    print(f"predict: {predicted} predicted, {reused} unchanged, {len(failures)} failed")
     return 0
 
 
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        sys.exit(main(snakemake_argv(snakemake)))  # noqa: F821
     sys.exit(main())

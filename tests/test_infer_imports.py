@@ -38,26 +38,3 @@ def test_predict_script_help_runs_standalone():
         timeout=120,
     )
     assert done.returncode == 0 and "--checkpoint" in done.stdout
-
-
-def test_snakemake_object_maps_to_the_command_line():
-    import importlib.util
-    from types import SimpleNamespace
-
-    spec = importlib.util.spec_from_file_location("predict_script", REPO / "scripts" / "predict.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-
-    class Named(dict):
-        def __getattr__(self, key):
-            return self[key]
-
-    smk = SimpleNamespace(
-        input=Named(features=["a.h5", "b.h5"], checkpoint="ck.pt"),
-        params=Named(preset="tiny", seeds=[1, 2], steps=7, out_dir="o", precision="fp32", chunk_size="none"),
-        output=Named(done="shard.done"),
-    )
-    args = script.parse_args(script.snakemake_argv(smk))
-    assert args.features == ["a.h5", "b.h5"] and args.checkpoint == "ck.pt" and args.seeds == [1, 2]
-    assert (args.steps, args.out_dir, args.precision, args.done) == (7, "o", "fp32", "shard.done")
-    assert args.chunk_size is None and args.cycles == 10  # unset params keep the defaults

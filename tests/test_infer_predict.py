@@ -57,7 +57,8 @@ def run(tmp_path_factory):
     rerun = ["--features", paths[0], "--out-dir", str(root / "rerun"), "--failed-dir", str(root / "failed2"),
              "--seeds", "1", *common]  # fmt: skip
     rc_rerun = main(rerun)
-    return {"root": root, "rc": rc, "rc_rerun": rc_rerun, "structures": structures}
+    return {"root": root, "rc": rc, "rc_rerun": rc_rerun, "structures": structures, "paths": paths,
+            "common": common}  # fmt: skip
 
 
 def source(pid: str) -> gemmi.Structure:
@@ -164,6 +165,30 @@ def test_seeds_differ_and_reruns_are_identical(run):
     assert a != b
     assert run["rc_rerun"] == 0
     assert (root / "rerun" / "1l2y" / "seed-1_sample-0" / "model.cif").read_text() == a
+
+
+def test_unchanged_targets_keep_their_prediction(run, capsys):
+    """--reuse-unchanged (the workflow's shard jobs) predicts only what changed since the last run."""
+    root, main = run["root"], _predict_main()
+    out = root / "reuse"
+    argv = ["--features", *run["paths"][:2], "--out-dir", str(out), "--failed-dir", str(root / "failed3"),
+            *run["common"], "--reuse-unchanged"]  # fmt: skip
+    assert main(argv) == 0
+    first = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "0 predicted, 2 unchanged, 0 failed" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == first
+
+    (out / "1rna" / "provenance.json").unlink()  # as if a killed job left 1rna unfinished
+    assert main(argv) == 0
+    assert "1 predicted, 1 unchanged, 0 failed" in capsys.readouterr().out
+    fewer = [*argv, "--samples", "1"]  # a changed setting re-predicts, and old sample folders go
+    assert main(fewer) == 0
+    assert "2 predicted, 0 unchanged" in capsys.readouterr().out
+    assert not (out / "1l2y" / "seed-1_sample-1").exists() and (out / "1l2y" / "seed-1_sample-0").is_dir()
+    assert main(fewer) == 0
+    assert "0 predicted, 2 unchanged" in capsys.readouterr().out
 
 
 def _synthetic_target(n_token: int = 16):

@@ -52,17 +52,16 @@ rule predict_shard:
         pred_dir=lambda w: f"{RESULTS}/predictions",
         failed_dir=lambda w: f"{RESULTS}/failed",
     shell:
-        # only targets whose features were built; their earlier outputs and failures are cleared
+        # only targets whose features were built; a target whose features, weights and settings are
+        # unchanged keeps its prediction (--reuse-unchanged), so editing one target re-predicts only it
         "feats=$(awk -F '\\t' '$2 == \"ok\" {{print $3}}' {input.status}); "
-        "for f in $feats; do t=$(basename $f .h5); "
-        "rm -rf {params.pred_dir}/$t {params.failed_dir}/$t.txt; done; "
         'if [ -z "$feats" ]; then touch {output.done}; exit 0; fi; '
         "python scripts/gpu_slot.py --gpus {resources.gpu} -- "
         "python scripts/predict.py --features $feats --checkpoint {params.checkpoint}"
         " --preset {params.preset} --out-dir {params.pred_dir} --failed-dir {params.failed_dir}"
         " --seeds {params.seeds} --samples {params.samples} --steps {params.steps}"
         " --cycles {params.cycles} --device {params.device} --precision {params.precision}"
-        " --done {output.done} > {log} 2>&1"
+        " --reuse-unchanged --done {output.done} > {log} 2>&1"
 
 
 rule summarize:
