@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 import model.search.store as store
 from model.data.msa import parse_a3m
+from model.search.databases import DatabaseError
 from model.search.store import msa_key, msa_path, search_msa, search_msas
 
 MYOGLOBIN = (
@@ -70,6 +72,44 @@ def test_key_depends_on_content_not_location(databases: dict, tmp_path: Path) ->
     assert len({key, *changes}) == len(changes) + 1
     with pytest.raises(ValueError, match="molecule 'dna'"):
         msa_key("ACGT", "dna", databases, SETTINGS)
+
+
+# Keys computed by the code before database identities were cached per process (commit 2ed0786): a
+# key is a content address, so a change here orphans every store. Update only with STORE_VERSION.
+PINNED_KEYS = {
+    "protein": "4deedef1138364def0ce1aa1f8cad37ea4ab4a7fdf0332af4395e8f9afbd44a2",
+    "rna": "23d2144594dbcdc8ecf3ad0f4a81576b0ba50ed4a20cdf1d381ce682222a7485",
+    "download": "cf8e6817bd7f36f77300267dce2e8039531fe00383366f1aceb93510c214d7e0",
+}
+
+
+def test_keys_are_pinned(databases: dict) -> None:
+    for _ in range(2):  # the second round is served by the identity cache
+        assert msa_key(MYOGLOBIN, "protein", databases, SETTINGS) == PINNED_KEYS["protein"]
+        assert msa_key("GGGAAACUCCGGUUCC", "rna", databases, SETTINGS) == PINNED_KEYS["rna"]
+        spec = {"dest": databases["protein"]["uniref90"], "sha256": "0" * 64}
+        downloaded = {**databases, "download": {"uniref90": spec}}
+        assert msa_key(MYOGLOBIN, "protein", downloaded, SETTINGS) == PINNED_KEYS["download"]
+
+
+def test_key_follows_a_changed_database(databases: dict, tmp_path: Path) -> None:
+    """The identity cache is per file version: a database rewritten in place gives a new key at once,
+    and its old bytes and mtime give the old key back."""
+    db = tmp_path / "uniref90.fasta"
+    db.write_text(">a\nMKV\n")
+    old_stat = db.stat()
+    databases = {**databases, "protein": {"uniref90": str(db)}}
+    key = msa_key(MYOGLOBIN, "protein", databases, SETTINGS)
+    db.write_text(">a\nMKW\n")  # same size, other bytes
+    os.utime(db, ns=(old_stat.st_atime_ns, old_stat.st_mtime_ns + 1_000_000))
+    changed = msa_key(MYOGLOBIN, "protein", databases, SETTINGS)
+    assert changed != key
+    db.write_text(">a\nMKV\n")
+    os.utime(db, ns=(old_stat.st_atime_ns, old_stat.st_mtime_ns))
+    assert msa_key(MYOGLOBIN, "protein", databases, SETTINGS) == key
+    db.unlink()
+    with pytest.raises(DatabaseError, match="file not found"):
+        msa_key(MYOGLOBIN, "protein", databases, SETTINGS)
 
 
 def test_second_search_does_no_search(databases: dict, tmp_path: Path, monkeypatch) -> None:
