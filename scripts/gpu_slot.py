@@ -5,9 +5,10 @@ takes `--gpus K` free cards by locking one file per card (fcntl.flock, released 
 the job ends, even on a crash), sets CUDA_VISIBLE_DEVICES to them and execs the command, which keeps
 the locks. So no two jobs on one machine share a card, across concurrent Snakemake runs too.
 
-Cards: $FOLDLINE_GPUS (a count or a comma list of ids), else $CUDA_VISIBLE_DEVICES, else
-`nvidia-smi -L`. Under SLURM ($SLURM_JOB_ID set) the scheduler has already chosen the cards: the
-command runs unchanged. On a machine with no card it runs with CUDA_VISIBLE_DEVICES="" (CPU).
+Cards: $FOLDLINE_GPUS (a count, or a comma list of ids: `0,` is card 0 alone), else
+$CUDA_VISIBLE_DEVICES, else `nvidia-smi -L`. Under SLURM ($SLURM_JOB_ID set) the scheduler has
+already chosen the cards: the command runs unchanged. On a machine with no card it runs with
+CUDA_VISIBLE_DEVICES="" (CPU).
 
     python scripts/gpu_slot.py --gpus 1 -- python scripts/predict.py ...
 """
@@ -85,7 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     cards = machine_cards()
     if args.gpus <= 0 or not cards:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-        print("gpu_slot: no GPU card on this machine; running on CPU", file=sys.stderr)
+        if args.gpus <= 0:
+            why = "the job asks for no GPU"
+        elif os.environ.get("FOLDLINE_GPUS", "").strip() == "0":
+            why = "FOLDLINE_GPUS=0 is a count of 0 cards (card 0 alone: FOLDLINE_GPUS=0,)"
+        else:
+            why = "no GPU card on this machine"
+        print(f"gpu_slot: {why}; running on CPU", file=sys.stderr)
         os.execvp(command[0], command)
     if args.gpus > len(cards):
         print(

@@ -125,7 +125,10 @@ def test_gpu_slot_under_slurm_and_without_cards(tmp_path):
     )
     assert slurm.stdout == "3"
     none = subprocess.run(cmd, env=base | {"FOLDLINE_GPUS": "0"}, capture_output=True, text=True)
-    assert none.returncode == 0 and none.stdout == ""
+    assert none.returncode == 0 and none.stdout == "" and "FOLDLINE_GPUS=0 is a count" in none.stderr
+    card0_env = base | {"FOLDLINE_GPUS": "0,", "FOLDLINE_GPU_LOCK_DIR": str(tmp_path)}
+    card0 = subprocess.run(cmd, env=card0_env, capture_output=True, text=True)
+    assert card0.returncode == 0 and card0.stdout == "0"
     too_many = subprocess.run(
         [*cmd[:2], "--gpus", "3", *cmd[2:]], env=base | {"FOLDLINE_GPUS": "2"}, capture_output=True, text=True
     )
