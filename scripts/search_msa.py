@@ -9,9 +9,8 @@
 
 Writes {sha}.a3m (unpaired rows) and {sha}.paired.a3m (protein: UniProt rows for species pairing;
 RNA: the query only) atomically; an entry already in the store is not searched again. Databases and
-settings come from the config's `databases` and `search` sections. Also runs as the `search_msa`
-rule's script (`snakemake` object: params.sequence, params.molecule, output.a3m, threads, log; for a
-batch rule, params.sequences and output.a3m as lists of the same length).
+settings come from the config's `databases` and `search` sections. The workflow calls `run_batch`
+from scripts/search_batch.py.
 """
 
 import argparse
@@ -25,11 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's `model` 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.search.a3m import write_a3m  # noqa: E402
-from model.search.store import search_msas  # noqa: E402
-
-
-def run(sequence: str, molecule: str, databases: dict, settings: dict, out: Path, threads: int) -> None:
-    run_batch([(sequence, out)], molecule, databases, settings, threads)
+from model.search.store import paired_msa_path, search_msas  # noqa: E402
 
 
 def run_batch(
@@ -37,7 +32,7 @@ def run_batch(
 ) -> None:
     search_msas(jobs, molecule, databases, settings, threads=threads)
     for sequence, out in jobs:
-        paired = out.with_name(out.name.removesuffix(".a3m") + ".paired.a3m")
+        paired = paired_msa_path(out)
         if not paired.is_file():  # RNA has no paired search; an empty paired MSA keeps outputs uniform
             write_a3m(paired, [("query", sequence.upper())])
 
@@ -65,15 +60,5 @@ def main() -> None:
     run_batch(jobs, args.molecule, config["databases"], config["search"], args.threads)
 
 
-if "snakemake" in globals():
-    sm = globals()["snakemake"]
-    logging.basicConfig(
-        filename=sm.log[0] if sm.log else None, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s"
-    )
-    if hasattr(sm.params, "sequences"):
-        sm_jobs = list(zip(sm.params.sequences, map(Path, sm.output.a3m), strict=True))
-    else:
-        sm_jobs = [(sm.params.sequence, Path(sm.output.a3m))]
-    run_batch(sm_jobs, sm.params.molecule, sm.config["databases"], sm.config["search"], sm.threads)
-elif __name__ == "__main__":
+if __name__ == "__main__":
     main()

@@ -10,8 +10,8 @@ once for all of them (model.search.templates.search_templates_many); outputs tha
 
 The query is the MSA's first row. The npz holds template_restype [K, L], template_pseudo_beta
 [K, L, 3], template_pseudo_beta_mask [K, L], template_backbone [K, L, 3, 3], template_backbone_mask
-[K, L] (K <= max templates, may be 0) plus template_names and template_evalues. Also runs as the
-`search_templates` rule's script (`snakemake` object: input.msa, output.npz, params, threads, log).
+[K, L] (K <= max templates, may be 0) plus template_names and template_evalues. The workflow calls
+`run_batch` from scripts/search_batch.py.
 """
 
 import argparse
@@ -30,19 +30,6 @@ from model.search.templates import (  # noqa: E402
     search_templates_many,
     write_templates,
 )
-
-
-def run(
-    msa: Path,
-    seqres: Path,
-    mmcif_dir: Path,
-    max_date: str,
-    max_templates: int,
-    out: Path,
-    threads: int,
-    query_release_date: str | None = None,
-) -> None:
-    run_batch([(msa, out, query_release_date)], seqres, mmcif_dir, max_date, max_templates, threads)
 
 
 def run_batch(
@@ -104,20 +91,5 @@ def main() -> None:
     run_batch(jobs, args.seqres, args.mmcif_dir, args.max_date, args.max_templates, args.threads)
 
 
-if "snakemake" in globals():
-    sm = globals()["snakemake"]
-    logging.basicConfig(
-        filename=sm.log[0] if sm.log else None, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s"
-    )
-    templates = sm.config["databases"]["templates"]
-    run(
-        Path(sm.input.msa),
-        Path(templates["seqres"]),
-        Path(templates["mmcif_dir"]),
-        sm.config["search"]["template_max_date"],
-        int(sm.config["search"]["max_templates"]),
-        Path(sm.output.npz),
-        sm.threads,
-    )
-elif __name__ == "__main__":
+if __name__ == "__main__":
     main()

@@ -1,19 +1,23 @@
 """The search rules end to end in a scratch copy of the workflow: offline download (file:// URL),
 database preparation, one search per unique sequence, no search at all on the second run, and only the
-new sequence searched when one joins a finished search batch."""
+new sequences searched when they join a finished search batch, with the same templates as a search of
+each alone."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import random
 import shutil
 from pathlib import Path
 
+import numpy as np
 import yaml
 from test_workflow_helpers import make_workdir, snakemake
 
 from model.data.msa import parse_a3m
 from model.search.store import msa_key
+from model.search.templates import TemplateSettings, search_templates
 
 MYOGLOBIN = (
     "MVLSEGEWQLVLHVWAKVEADVAGHGQDILIRLFKSHPETLEKFDRFKHLKTEAEMKASEDLKKAGVTVLTALGAILKKKGHHEAELKPLAQSHATKHK"
@@ -27,6 +31,11 @@ def test_download_prepare_search_once(shared_data: Path, tmp_path: Path, monkeyp
     source = mirror / "uniref90.fasta"
     shutil.copy(shared_data / "seqdb" / "msa_hits_for_shared_queries.fasta", source)
     work = tmp_path / "work"
+    # the shared template database (copied: its sidecar is written beside it) finds templates for
+    # myoglobin variants, so the batch's template path has hits to compare
+    seqres = tmp_path / "templates" / "pdb_seqres.fasta"
+    seqres.parent.mkdir()
+    shutil.copy(shared_data / "template_db" / "pdb_seqres_shared_structures.fasta", seqres)
     targets = tmp_path / "targets.csv"
     # two targets and three chains, one sequence: one search
     targets.write_text(
@@ -36,6 +45,7 @@ def test_download_prepare_search_once(shared_data: Path, tmp_path: Path, monkeyp
         "inputs": str(targets),
         "databases": {
             "protein": {"uniref90": "downloaded/uniref90.fasta"},
+            "templates": {"seqres": str(seqres), "mmcif_dir": str(shared_data / "mmcif")},
             "download": {
                 "uniref90": {
                     "url": source.as_uri(),
@@ -62,21 +72,41 @@ def test_download_prepare_search_once(shared_data: Path, tmp_path: Path, monkeyp
     assert "Nothing to be done" in second.stdout + second.stderr
     assert unpaired.stat().st_mtime_ns == stamp
 
-    # a new sequence in the same search batch (same first two hex digits of the key) reruns that
-    # batch, which searches the new sequence only
+    # two new sequences in the same search batch (same first two hex digits of the key) rerun that
+    # batch, which searches the new sequences only, both in one pass (search_batch.py's run_batch)
     monkeypatch.chdir(work)  # the config's database paths are relative to the workflow
     merged = yaml.safe_load((work / "config" / "config.yaml").read_text())
     rng = random.Random(0)
-    while True:
-        peptide = "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(30))
-        sha = msa_key(peptide, "protein", merged["databases"], merged["search"])
+    variants = []
+    while len(variants) < 2:
+        # ~85% identical to myoglobin: myoglobin templates are kept (AF3 drops only near-exact copies)
+        variant = "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") if rng.random() < 0.15 else a for a in MYOGLOBIN)
+        sha = msa_key(variant, "protein", merged["databases"], merged["search"])
         if sha[:2] == unpaired.name[:2]:
-            break
+            variants.append((variant, sha))
     with targets.open("a") as fh:
-        fh.write(f"new,,protein:{peptide},\n")
+        fh.writelines(f"variant{i},,protein:{variant},\n" for i, (variant, _) in enumerate(variants))
     snakemake(work, "msa", "templates", "--cores", "2")
     assert unpaired.stat().st_mtime_ns == stamp
-    assert (work / "results" / "msa" / "protein" / f"{sha}.a3m").is_file()
-    assert (work / "results" / "templates" / "protein" / f"{sha}.npz").is_file()
-    log = (work / "logs" / "search" / "protein" / f"{sha[:2]}.log").read_text()
+    log = (work / "logs" / "search" / "protein" / f"{unpaired.name[:2]}.log").read_text()
     assert f"{unpaired.relative_to(work)}: already in the store" in log
+    assert "2 protein queries: searching uniref90" in log
+    search = merged["search"]
+    for variant, sha in variants:
+        rows = parse_a3m((work / "results" / "msa" / "protein" / f"{sha}.a3m").read_text())
+        assert rows[0][1] == variant
+        kept, arrays = search_templates(
+            variant,
+            rows,
+            seqres,
+            shared_data / "mmcif",
+            datetime.date.fromisoformat(str(search["template_max_date"])),
+            TemplateSettings(max_templates=int(search["max_templates"])),
+        )
+        assert kept  # the comparison is not between two empty stacks
+        with np.load(work / "results" / "templates" / "protein" / f"{sha}.npz") as batch:
+            assert list(batch["template_names"]) == [h.name for h in kept]
+            np.testing.assert_array_equal(batch["template_evalues"], [h.evalue for h in kept])
+            assert set(batch.keys()) == {*arrays, "template_names", "template_evalues"}
+            for name, array in arrays.items():
+                np.testing.assert_array_equal(batch[name], array)
