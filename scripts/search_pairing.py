@@ -24,6 +24,7 @@ from model.data.msa import parse_a3m  # noqa: E402
 from model.fileio import write_text_atomic  # noqa: E402
 from model.search.a3m import write_a3m  # noqa: E402
 from model.search.pairing import pair_msas  # noqa: E402
+from model.search.store import paired_msa_path  # noqa: E402
 
 
 def paired_rows(chains: dict[str, Path]) -> dict[str, list[tuple[str, str]]]:
@@ -31,7 +32,7 @@ def paired_rows(chains: dict[str, Path]) -> dict[str, list[tuple[str, str]]]:
     beside each chain's searched a3m; {} when fewer than two chains have UniProt hits."""
     rows = {}
     for chain, a3m in chains.items():
-        paired = a3m.with_name(a3m.name.removesuffix(".a3m") + ".paired.a3m")
+        paired = paired_msa_path(a3m)
         if paired.is_file() and len(records := parse_a3m(paired.read_text())) > 1:
             rows[chain] = records
     return pair_msas(rows) if len(rows) >= 2 else {}
