@@ -62,7 +62,7 @@ def _one_line(err: BaseException) -> str:
 def _read_manifest(path: Path | None) -> dict:
     """A target's MSA manifest: {"chains": {chain: a3m path | {"unpaired": p, "paired": p}},
     optional "templates": {chain: npz path}, optional "pair": true (pair the chains' searched
-    UniProt rows by species, scripts/search_pairing.py)}."""
+    UniProt rows by species, model.search.pairing.paired_rows)}."""
     if path is None or str(path) == "":
         return {}
     return json.loads(Path(path).read_text())
@@ -82,9 +82,8 @@ def attach_inputs(job: Job, manifest: dict, template_dir: Path | None) -> None:
     chains = manifest.get("chains", {})
     species_paired = {}
     if manifest.get("pair"):
-        from search_pairing import paired_rows
-
         from model.search.a3m import format_a3m
+        from model.search.pairing import paired_rows
 
         searched = {c: Path(e if isinstance(e, str) else e["unpaired"]) for c, e in chains.items()}
         species_paired = {c: format_a3m(rows) for c, rows in paired_rows(searched).items()}

@@ -2,13 +2,13 @@
 
     search_pairing.py --manifest-in T.json --out T.paired.json --paired-dir results/msa/paired/T
 
-`paired_rows` is what the workflow uses: build_features.py pairs the searched MSAs of a heteromer
-(targets with two or more different protein chains) when it featurizes the target. This command line
-writes the same pairing to files for inspection: it reads a target's manifest ({"chains": {chain:
-"results/msa/protein/{sha}.a3m"}}), pairs every chain's `{sha}.paired.a3m` (UniProt rows), writes one
-row-aligned a3m per chain into --paired-dir and a manifest in build_features' format: {"chains":
-{chain: {"unpaired": a3m, "paired": a3m}}}. Chains that are not proteins (no .paired.a3m rows) keep
-their unpaired MSA only.
+`model.search.pairing.paired_rows` is what the workflow uses: build_features.py pairs the searched
+MSAs of a heteromer (targets with two or more different protein chains) when it featurizes the
+target. This command line writes the same pairing to files for inspection: it reads a target's
+manifest ({"chains": {chain: "results/msa/protein/{sha}.a3m"}}), pairs every chain's
+`{sha}.paired.a3m` (UniProt rows), writes one row-aligned a3m per chain into --paired-dir and a
+manifest in build_features' format: {"chains": {chain: {"unpaired": a3m, "paired": a3m}}}. Chains
+that are not proteins (no .paired.a3m rows) keep their unpaired MSA only.
 """
 
 import argparse
@@ -20,22 +20,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository's `model` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.data.msa import parse_a3m  # noqa: E402
 from model.fileio import write_text_atomic  # noqa: E402
 from model.search.a3m import write_a3m  # noqa: E402
-from model.search.pairing import pair_msas  # noqa: E402
-from model.search.store import paired_msa_path  # noqa: E402
-
-
-def paired_rows(chains: dict[str, Path]) -> dict[str, list[tuple[str, str]]]:
-    """Species-paired rows per chain (row i of every chain is one species) from the `.paired.a3m`
-    beside each chain's searched a3m; {} when fewer than two chains have UniProt hits."""
-    rows = {}
-    for chain, a3m in chains.items():
-        paired = paired_msa_path(a3m)
-        if paired.is_file() and len(records := parse_a3m(paired.read_text())) > 1:
-            rows[chain] = records
-    return pair_msas(rows) if len(rows) >= 2 else {}
+from model.search.pairing import paired_rows  # noqa: E402
 
 
 def run(manifest_in: Path, out: Path, paired_dir: Path) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
+from model.data.msa import parse_a3m
 from model.search.a3m import Row, match_columns
 
 MAX_PAIRED_ROWS = 8191  # AF3: paired rows take at most half of the 16,384-row MSA
@@ -89,3 +91,16 @@ def pair_msas(chains: Mapping[str, Sequence[Row]], max_rows: int = MAX_PAIRED_RO
                 else:
                     paired[name].append((f"gap {species}", gaps[name]))
     return paired
+
+
+def paired_rows(chains: dict[str, Path]) -> dict[str, list[tuple[str, str]]]:
+    """Species-paired rows per chain (row i of every chain is one species) from the `.paired.a3m`
+    beside each chain's searched a3m; {} when fewer than two chains have UniProt hits."""
+    from model.search.store import paired_msa_path  # the store needs pyhmmer; pairing alone does not
+
+    rows = {}
+    for chain, a3m in chains.items():
+        paired = paired_msa_path(a3m)
+        if paired.is_file() and len(records := parse_a3m(paired.read_text())) > 1:
+            rows[chain] = records
+    return pair_msas(rows) if len(rows) >= 2 else {}
