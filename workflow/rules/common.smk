@@ -153,8 +153,10 @@ def search_batch_file(key: str) -> str:
 
 def _search_sidecars(molecule: str) -> list:
     """What a molecule's searches need first: the sidecars of its databases (protein: of the template
-    database too), as ancient inputs. The store key already names every database by identity, so a
-    re-prepared database must not re-search entries; a changed one gives new keys anyway.
+    database too). Plain inputs, not ancient: with a sidecar marked ancient, a rerun of
+    prepare_database (e.g. its script is newer) made Snakemake 9.27 plan that job alone and stop, so a
+    fresh clone's first `predict` did nothing else. A re-prepared database reruns the batches, which
+    search nothing: the store key names every database by identity, and stored entries are skipped.
     """
     from model.search.databases import sidecar_path
     from model.search.store import molecule_databases
@@ -162,7 +164,7 @@ def _search_sidecars(molecule: str) -> list:
     paths = list(molecule_databases(molecule, config["databases"]).values())
     if molecule == "protein":
         paths.append(config["databases"]["templates"]["seqres"])
-    return [ancient(str(sidecar_path(p))) for p in paths]
+    return [str(sidecar_path(p)) for p in paths]
 
 
 SEARCH_SIDECARS = {

@@ -1,7 +1,7 @@
 # MSA and template search (model.search): each unique sequence key searched once, in batches.
 #
 #   search_protein    wildcards batch (two hex digits: the keys' first two; SEARCH_BATCHES in common.smk)
-#                     input  the .foldline.json sidecars of the protein and template databases (ancient)
+#                     input  the .foldline.json sidecars of the protein and template databases
 #                     output results/msa/protein/batches/{batch}.tsv: sha<TAB>sequence of every member,
 #                            written last, once every member is in the store:
 #                              results/msa/protein/{sha}.a3m         unpaired MSA (query first)
