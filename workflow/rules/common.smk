@@ -237,9 +237,11 @@ def shard_feature_inputs(wildcards) -> list:
     """What the featurization of a shard waits for besides the targets table: the search batches of
     its members' sequences, and the members' JSON job files (an edit reruns the shard).
 
-    The batches are ancient: a batch's record is rewritten when a new sequence joins it, but the store
-    entries this shard reads never change (content-addressed), so that must not rerun the shard; a
-    changed member reruns it through the fingerprint param."""
+    The batches are plain inputs, not ancient: with ancient records, a rerun of a batch made Snakemake
+    9.27 plan the batch alone and stop, even for shards whose tables were missing. A new sequence in a
+    batch therefore reruns the shards that read that batch, which cost little: featurization keeps
+    every member of unchanged content hash and prediction every unchanged member (--reuse-unchanged).
+    A changed member reruns its shard through the fingerprint param."""
     batches, sources = set(), set()
     for target_id in SHARDS[wildcards.shard]:
         batches.update(
@@ -248,7 +250,7 @@ def shard_feature_inputs(wildcards) -> list:
         source = TARGETS[target_id].source
         if source and Path(source).suffix == ".json":
             sources.add(str(source))
-    return [ancient(b) for b in sorted(batches)] + sorted(sources)
+    return sorted(batches) + sorted(sources)
 
 
 def shard_manifest(wildcards) -> str:

@@ -3,8 +3,8 @@
 # scripts/build_features.py.
 #
 #   build_features            wildcards shard (shard-NNN of SHARD_PLAN in common.smk)
-#                             input  the search batches (search.smk) of the members' sequences, as
-#                                    ancient records, and the members' JSON job files; the script
+#                             input  the search batches (search.smk) of the members' sequences
+#                                    and the members' JSON job files; the script
 #                                    reads each member's store entries: {sha}.a3m, templates npz, and
 #                                    for heteromers the .paired.a3m rows, paired by species here
 #                                    (AF3 §2.3); which entry serves which chain is the --shard JSON
