@@ -188,6 +188,24 @@ def test_predict_plan_searches_each_unique_sequence_once(workdir):
     assert "train_stage" not in with_ckpt
 
 
+@pytest.mark.parametrize("script", ["prepare_databases.py", "search_batch.py"])
+def test_a_rerun_upstream_job_still_plans_everything_downstream(tmp_path, script):
+    """A newer rule script (an update, or a fresh clone's checkout order) reruns that rule; the plan must
+    still hold every job after it. With `ancient` inputs Snakemake planned the rerun job alone and
+    exited 0: a fresh clone's `make demo` prepared the databases and predicted nothing."""
+    work = make_workdir(tmp_path / "wf", {"checkpoint": "none"})
+    if script == "search_batch.py":  # the batches exist; the shard tables do not
+        for rule, wildcards in planned_jobs(work, "predict"):
+            if rule == "search_protein":
+                batch = work / "results/msa/protein/batches" / f"{wildcards.removeprefix('batch=')}.tsv"
+                batch.parent.mkdir(parents=True, exist_ok=True)
+                batch.write_text("")
+    later = time.time() + 5
+    os.utime(work / "scripts" / script, (later, later))
+    rules = [r for r, _ in planned_jobs(work, "predict")]
+    assert {"search_protein", "build_features", "predict_shard", "summarize", "predict"} <= set(rules), rules
+
+
 # --------------------------------------------------------------------------- lint, format, envs
 def test_snakemake_lint_is_clean(workdir):
     proc = snakemake(workdir, "--lint", check=False)
