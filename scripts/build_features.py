@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: make `model` and the sibling scripts importable
-    sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+if __package__ in (None, ""):  # run as a script: make the repository's `model` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.data import store  # noqa: E402
 from model.data.msa import MsaInput, parse_a3m  # noqa: E402

@@ -96,8 +96,8 @@ ALLOWED_ROOT_ARGS = " ".join(
 def _msa_queries(targets):
     """One search per unique (molecule, sequence, databases, settings): "{molecule}/{sha}" keys.
 
-    msa_key hashes the databases' identities on every call, so it is called once per unique sequence
-    (a screen repeats sequences; 10,000 calls cost seconds of every run's parse).
+    msa_key is called once per unique sequence: a screen repeats sequences, and every run (every
+    cluster job too) parses the workflow again.
     """
     from model.search.store import msa_key
 
@@ -137,8 +137,13 @@ def _search_batches(queries):
     batches = {}
     for key, sequence in sorted(queries.items()):
         molecule, sha = key.split("/")
-        batches.setdefault(molecule, {}).setdefault(sha[:2], {})[sha] = sequence
+        batches.setdefault(molecule, {}).setdefault(_batch_of(sha), {})[sha] = sequence
     return batches
+
+
+def _batch_of(sha: str) -> str:
+    """The search batch of a store key: its first two hex digits."""
+    return sha[:2]
 
 
 # molecule -> batch ("00".."ff") -> {sha: sequence}
@@ -148,7 +153,7 @@ SEARCH_BATCHES = _search_batches(MSA_QUERIES)
 def search_batch_file(key: str) -> str:
     """The record of the search batch that fills store entry "{molecule}/{sha}"."""
     molecule, sha = key.split("/")
-    return f"{RESULTS}/msa/{molecule}/batches/{sha[:2]}.tsv"
+    return f"{RESULTS}/msa/{molecule}/batches/{_batch_of(sha)}.tsv"
 
 
 def _search_sidecars(molecule: str) -> list:
