@@ -19,7 +19,9 @@ its search alone, measured inside, is reported too); the two tools alternate, re
 a busy spell of the shared machine hits both; medians are reported, with wall and CPU seconds (user +
 system of the process and its workers: unlike wall time, not inflated by other load). Peak memory is
 the largest resident set of any one process (Foldline: the parent or a worker), also measured on a
-quarter-size database to show it does not grow with the database. Hit sets are compared per query.
+quarter-size database, and on that quarter padded back to full size with residue-shuffled decoys
+(the same homologues, 4x the sequences) to show it does not grow with the database: what grows is
+the hit list, as the binary's does. Hit sets are compared per query.
 
     .venv/bin/python bench/search.py [--n-sequences 100000] [--threads 2] [--repeats 5]
         [--multi-repeats 3] [--work-dir /tmp/foldline-bench-search]
@@ -41,7 +43,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SEQDB = REPO.parent / "shared" / "data" / "seqdb"
+SHARED_DATA = REPO.parent / "shared" / "data"
 SOURCES = (
     "msa_hits_for_shared_queries.fasta",
     "uniref90__subsampled_1000.fasta",
@@ -53,7 +55,6 @@ QUERY_102M = (
     "MVLSEGEWQLVLHVWAKVEADVAGHGQDILIRLFKSHPETLEKFDRFKHLKTEAEMKASEDLKKAGVTVLTALGAILKKKGHHEAELKPLAQSHATKHK"
     "IPIKYLEFISEAIIHVLHSRHPGNFGADAQGAMNKALELFRKDIAAKYKELGYQG"
 )
-TIME = "/usr/bin/time"  # GNU time (Debian package `time`), for peak memory
 AMINO = b"ACDEFGHIKLMNPQRSTVWY"
 
 
@@ -71,12 +72,12 @@ def read_fasta(path: Path) -> list[tuple[str, str]]:
     return records
 
 
-def build_database(path: Path, n_sequences: int, seed: int) -> None:
+def build_database(path: Path, n_sequences: int, seed: int, seqdb: Path) -> None:
     """N mutated copies of the shared sequences: 5-40 % substitutions and a few short indels each."""
     import numpy as np  # here, not at the top: the timed worker processes do not need it
 
     amino = np.frombuffer(AMINO, dtype=np.uint8)
-    sources = [rec for name in SOURCES for rec in read_fasta(SEQDB / name)]
+    sources = [rec for name in SOURCES for rec in read_fasta(seqdb / name)]
     rng = np.random.default_rng(seed)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w") as out:
@@ -98,9 +99,28 @@ def build_database(path: Path, n_sequences: int, seed: int) -> None:
     os.replace(tmp, path)
 
 
-def shared_protein_chains() -> list[str]:
+def pad_with_decoys(source: Path, path: Path, n_sequences: int, seed: int, seqdb: Path) -> None:
+    """`source` followed by residue-shuffled shared sequences up to N: as many homologues, more sequences.
+
+    A shuffle keeps the composition and length, so the decoys cost the filters what real sequences
+    do, but they have no homology left and (almost) never pass the E-value threshold."""
+    import numpy as np
+
+    sources = [seq for name in SOURCES for _, seq in read_fasta(seqdb / name)]
+    rng = np.random.default_rng(seed + 1)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as out:
+        out.write(source.read_text())
+        for i in range(n_sequences - len(read_fasta(source))):
+            residues = np.frombuffer(sources[rng.integers(len(sources))].encode(), dtype=np.uint8).copy()
+            rng.shuffle(residues)
+            out.write(f">decoy{i:07d} shuffled\n{residues.tobytes().decode()}\n")
+    os.replace(tmp, path)
+
+
+def shared_protein_chains(shared_data: Path) -> list[str]:
     """Unique protein chains of the shared structures, >= 20 residues, in file order."""
-    seqres = SEQDB.parent / "template_db" / "pdb_seqres_shared_structures.fasta"
+    seqres = shared_data / "template_db" / "pdb_seqres_shared_structures.fasta"
     chains: dict[str, None] = {}
     for record in seqres.read_text().split(">")[1:]:
         header, *lines = record.splitlines()
@@ -120,7 +140,9 @@ def run_child(cmd: list[str], work: Path) -> tuple[float, int, str, float]:
     across exec)."""
     peak_file = work / "peak_kib"
     start = time.perf_counter()
-    proc = subprocess.Popen([TIME, "-f", "%M", "-o", str(peak_file), *cmd], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [shutil.which("time"), "-f", "%M", "-o", str(peak_file), *cmd], stdout=subprocess.PIPE, text=True
+    )
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)  # reap it ourselves to get its (and its children's) rusage
     wall = time.perf_counter() - start
@@ -229,6 +251,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each tool, single query")
     parser.add_argument("--multi-repeats", type=int, default=3, help="timed runs, all shared chains")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/foldline-bench-search"))
+    parser.add_argument(
+        "--shared-data",
+        type=Path,
+        default=SHARED_DATA,
+        help="folder with seqdb/ and template_db/ (default: ../shared/data)",
+    )
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--queries-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -237,8 +265,8 @@ def main() -> None:
         return
     if shutil.which("jackhmmer") is None:
         sys.exit("bench/search.py: HMMER's jackhmmer binary is not on PATH (make sysdeps)")
-    if not Path(TIME).is_file():
-        sys.exit(f"bench/search.py: GNU time ({TIME}, Debian package `time`) is needed for peak memory")
+    if shutil.which("time") is None:
+        sys.exit("bench/search.py: GNU time (Debian package `time`) is not on PATH; it measures peak memory")
     sys.path.insert(0, str(REPO))
     from model.search.databases import prepare_database
 
@@ -247,17 +275,23 @@ def main() -> None:
     single = work / "query_102m.fa"
     single.write_text(f">102m\n{QUERY_102M}\n")
     multi = work / "queries_shared.fa"
-    multi.write_text("".join(f">chain{i:03d}\n{seq}\n" for i, seq in enumerate(shared_protein_chains())))
+    multi.write_text(
+        "".join(f">chain{i:03d}\n{seq}\n" for i, seq in enumerate(shared_protein_chains(args.shared_data)))
+    )
     db = work / f"db_{args.n_sequences}_{args.seed}.fa"
     small = work / f"db_{args.n_sequences // 4}_{args.seed}.fa"
-    for path, n in ((db, args.n_sequences), (small, args.n_sequences // 4)):
+    padded = work / f"db_{args.n_sequences // 4}_{args.seed}_padded_{args.n_sequences}.fa"
+    for path, n in ((db, args.n_sequences), (small, args.n_sequences // 4), (padded, args.n_sequences)):
         if not path.is_file():
             start = time.perf_counter()
-            build_database(path, n, args.seed)
+            if path == padded:
+                pad_with_decoys(small, path, n, args.seed, args.shared_data / "seqdb")
+            else:
+                build_database(path, n, args.seed, args.shared_data / "seqdb")
             print(
                 f"built {path.name}: {n} sequences, {path.stat().st_size / 1e6:.1f} MB "
                 f"in {time.perf_counter() - start:.1f} s",
-                flush=True,
+                file=sys.stderr,
             )
         prepare_database(path, write_sidecar=True)  # what the `databases` rule does once
         path.read_bytes()  # into the page cache: both tools read a warm file
@@ -274,7 +308,9 @@ def main() -> None:
     }
     report["single_query"] = scenario(single, db, args.threads, args.repeats, work)
     report["single_query_1_thread"] = scenario(single, db, 1, args.repeats, work)
-    report["foldline_peak_rss_mib_quarter_db"] = run_foldline(single, small, args.threads, work)["peak"]
+    for name, path in (("quarter_db", small), ("quarter_db_padded_with_decoys", padded)):
+        run = run_foldline(single, path, args.threads, work)
+        report[f"foldline_{name}"] = {"peak_rss_mib": run["peak"], "hits": len(run["hits"]["102m"])}
     # already warm from the single-query runs; each of these runs takes tens of seconds
     report["all_shared_chains"] = scenario(multi, db, args.threads, args.multi_repeats, work, warm_up=False)
     report["load_average_1_5_15_min"] = {"before": load_before, "after": os.getloadavg()}
