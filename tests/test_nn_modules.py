@@ -118,6 +118,12 @@ def test_triangle_multiplication_matches_the_algorithm_sums():
         b = torch.sigmoid(m.linear_b_g(zn)) * m.linear_b_p(zn)
         ref = torch.sigmoid(m.linear_g(zn)) * m.linear_z(m.layer_norm_out(torch.einsum(eq, a, b)))
         torch.testing.assert_close(m(z), ref, rtol=1e-5, atol=1e-6)
+        # The channel-first implementation must also give the reference's parameter gradients.
+        weights = torch.randn_like(ref)
+        ours = torch.autograd.grad((m(z) * weights).sum(), list(m.parameters()))
+        theirs = torch.autograd.grad((ref * weights).sum(), list(m.parameters()))
+        for name, g_ours, g_ref in zip([n for n, _ in m.named_parameters()], ours, theirs, strict=True):
+            torch.testing.assert_close(g_ours, g_ref, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_triangle_attention_ending_node_is_starting_node_on_the_transpose():
