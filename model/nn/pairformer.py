@@ -47,14 +47,7 @@ class TriangleMultiplication(nn.Module):
     def forward(self, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
         z = self.layer_norm_in(z)
         n = z.shape[0]
-        # Channels first throughout: the four projections are one GEMM writing [4·c, N·N] directly, so
-        # the per-channel matmul reads contiguous [c, N, N] slabs and no pair-sized tensor is ever
-        # permuted (a permuted copy of the pair cost more than the matmul itself at 1,024 tokens).
-        projections = (self.linear_a_p, self.linear_a_g, self.linear_b_p, self.linear_b_g)
-        weight = torch.cat([lin.weight for lin in projections])
-        proj = torch.matmul(weight, z.reshape(n * n, -1).T).unflatten(1, (n, n))
-        a_p, a_g, b_p, b_g = proj.chunk(4)
-        a, b = torch.sigmoid(a_g) * a_p, torch.sigmoid(b_g) * b_p  # [c, N, N]
+        a, b = self._gated_projections(z)
         # Outgoing: x_ij = Σ_k a_ik b_jk = (a bᵀ)_ij; incoming: x_ij = Σ_k a_ki b_kj = (aᵀ b)_ij.
         lhs, rhs = (a, b.transpose(1, 2)) if self.outgoing else (a.transpose(1, 2), b)
 
@@ -67,6 +60,19 @@ class TriangleMultiplication(nn.Module):
         return torch.cat(
             [rows(lhs[:, i : i + chunk_size], z[i : i + chunk_size]) for i in range(0, n, chunk_size)], dim=0
         )
+
+    def _gated_projections(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """a and b of the algorithm, channels first (`[c, N, N]` each), from the normalized z.
+
+        Channels first throughout: the four projections are one GEMM writing [4·c, N·N] directly, so
+        the per-channel matmul reads contiguous [c, N, N] slabs and no pair-sized tensor is ever
+        permuted (a permuted copy of the pair cost more than the matmul itself at 1,024 tokens). The
+        projections die on return, before the product is formed (inference peak memory)."""
+        n = z.shape[0]
+        projections = (self.linear_a_p, self.linear_a_g, self.linear_b_p, self.linear_b_g)
+        weight = torch.cat([lin.weight for lin in projections])
+        a_p, a_g, b_p, b_g = torch.matmul(weight, z.reshape(n * n, -1).T).unflatten(1, (n, n)).chunk(4)
+        return torch.sigmoid(a_g) * a_p, torch.sigmoid(b_g) * b_p
 
     def _normalize_project(self, x: torch.Tensor) -> torch.Tensor:
         """linear_z(layer_norm_out(x)) for channel-first x `[c, i, j]` -> `[i, j, c_z]`.
