@@ -72,12 +72,17 @@ def read_fasta(path: Path) -> list[tuple[str, str]]:
     return records
 
 
+def shared_records(seqdb: Path) -> list[tuple[str, str]]:
+    """(name, sequence) of every source file in SOURCES, in order: what the databases are made from."""
+    return [rec for name in SOURCES for rec in read_fasta(seqdb / name)]
+
+
 def build_database(path: Path, n_sequences: int, seed: int, seqdb: Path) -> None:
     """N mutated copies of the shared sequences: 5-40 % substitutions and a few short indels each."""
     import numpy as np  # here, not at the top: the timed worker processes do not need it
 
     amino = np.frombuffer(AMINO, dtype=np.uint8)
-    sources = [rec for name in SOURCES for rec in read_fasta(seqdb / name)]
+    sources = shared_records(seqdb)
     rng = np.random.default_rng(seed)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w") as out:
@@ -106,12 +111,13 @@ def pad_with_decoys(source: Path, path: Path, n_sequences: int, seed: int, seqdb
     do, but they have no homology left and (almost) never pass the E-value threshold."""
     import numpy as np
 
-    sources = [seq for name in SOURCES for _, seq in read_fasta(seqdb / name)]
+    sources = [seq for _, seq in shared_records(seqdb)]
     rng = np.random.default_rng(seed + 1)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w") as out:
-        out.write(source.read_text())
-        for i in range(n_sequences - len(read_fasta(source))):
+        text = source.read_text()
+        out.write(text)
+        for i in range(n_sequences - text.count(">")):  # one ">" per record: headers only
             residues = np.frombuffer(sources[rng.integers(len(sources))].encode(), dtype=np.uint8).copy()
             rng.shuffle(residues)
             out.write(f">decoy{i:07d} shuffled\n{residues.tobytes().decode()}\n")
