@@ -9,19 +9,16 @@ loaded into Foldline with `load_state_dict(strict=True)` — no key mapping — 
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import types
 
 import pytest
 import torch
-import torch.nn.functional as F
+from oracle.convert import to_protenix_features
 
-from model.nn.heads import position_in_token
 from model.nn.network import Foldline, load_preset
 from model.nn.synthetic import randomize_parameters, synthetic_features
-from model.nn.template import backbone_unit_vectors, template_distogram
 
 SRC = os.environ.get("FOLDLINE_PROTENIX_SRC")
 pytestmark = [
@@ -56,38 +53,10 @@ def _protenix_base() -> torch.nn.Module:
 
 
 def _protenix_features(f: dict[str, torch.Tensor], px: torch.nn.Module) -> dict:
-    """Foldline's compact features in Protenix's input format."""
+    """Foldline's features as Protenix's model input, with Protenix's own relative-position features."""
     from protenix.model.protenix import update_input_feature_dict
 
-    n_tok, n_atom = f["restype"].shape[0], f["ref_pos"].shape[0]
-    pbm, bbm = f["template_pseudo_beta_mask"].float(), f["template_backbone_mask"].float()
-    rep = torch.zeros(n_atom, dtype=torch.bool)
-    rep[f["token_rep_atom"].long()] = True
-    pf = {
-        "restype": F.one_hot(f["restype"].long(), 32).float(),
-        "profile": f["profile"],
-        "deletion_mean": f["deletion_mean"],
-        "msa": f["msa"].long(),
-        "has_deletion": (f["deletion_matrix"] > 0).float(),
-        "deletion_value": 2 / math.pi * torch.arctan(f["deletion_matrix"] / 3),
-        "ref_pos": f["ref_pos"],
-        "ref_charge": f["ref_charge"],
-        "ref_mask": f["ref_mask"].float(),
-        "ref_element": F.one_hot((f["ref_element"].long() - 1) % 128, 128).float(),
-        "ref_atom_name_chars": F.one_hot(f["ref_atom_name_chars"].long(), 64).float().reshape(n_atom, 256),
-        "ref_space_uid": f["ref_space_uid"].long(),
-        "atom_to_token_idx": f["atom_to_token"].long(),
-        **{k: f[k].long() for k in ("asym_id", "residue_index", "entity_id", "token_index", "sym_id")},
-        "token_bonds": f["token_bonds"].float(),
-        "template_aatype": f["template_restype"].long(),
-        "template_distogram": template_distogram(f["template_pseudo_beta"]),
-        "template_pseudo_beta_mask": pbm[:, :, None] * pbm[:, None, :],
-        "template_unit_vector": backbone_unit_vectors(f["template_backbone"]),
-        "template_backbone_frame_mask": bbm[:, :, None] * bbm[:, None, :],
-        "distogram_rep_atom_mask": rep,
-        "atom_to_tokatom_idx": position_in_token(f["atom_to_token"].long(), n_tok),
-    }
-    return update_input_feature_dict(px.relative_position_encoding.generate_relp(pf))
+    return update_input_feature_dict(px.relative_position_encoding.generate_relp(to_protenix_features(f)))
 
 
 def test_foldline_matches_protenix_base_v1_with_its_weights():
