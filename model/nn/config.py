@@ -1,8 +1,11 @@
 """Typed network configuration, loaded from the YAML presets in config/presets/ (data, not code).
 
 `load_preset("base")` gives the released Protenix base v1.0.0 sizes (368.48 M parameters);
-`load_preset("tiny")` the same architecture at CPU-test sizes. A path to any YAML file of the same
-shape works too. Unknown keys are an error so a typo never silently falls back to a default.
+`load_preset("tiny")` the same architecture at CPU-test sizes; `load_preset("protenix_mini_default_v0.5.0")`
+and the other `protenix_*` presets the sizes of Protenix's released checkpoints of that name. A path to
+any YAML file of the same shape works too. Unknown keys are an error so a typo never silently falls back
+to a default. Each preset also carries the inference settings its weights were released with
+(`InferenceConfig`); `config_from_dict` rebuilds a config stored in a checkpoint.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ class TriangleConfig:
     mul_hidden: int = 128  # AF3 Alg 12/13 c
     att_heads: int = 4  # AF3 Alg 14/15 N_head
     att_hidden: int = 32  # AF3 Alg 14/15 c per head
+    # auto: FlexAttention compiled per size bucket on CUDA, SDPA elsewhere; flex: FlexAttention on any
+    # device (eager off CUDA); sdpa: scaled_dot_product_attention (older cards, no Triton).
+    attention_kernel: str = "auto"
 
 
 @dataclass
@@ -72,6 +78,8 @@ class DiffusionConfig:
     # `prepare` caches the 24 per-block token attention biases ([H, T, T] each) up to this many
     # tokens; above it they are recomputed every step (the cache would take 24·16·T² floats).
     bias_cache_max_tokens: int = 2048
+    # Replay each denoiser step as a CUDA graph captured once per target (inference on CUDA only).
+    cuda_graph: bool = False
 
 
 @dataclass
@@ -85,6 +93,28 @@ class ConfidenceConfig:
     pae_bins: int = 64
     pde_bins: int = 64
     stop_gradient: bool = True
+
+
+@dataclass
+class InferenceConfig:
+    """Sampler and ranking settings that belong with a set of weights (AF3 Alg 18, §3.7.1, §5.9.3).
+
+    `schedule_ends_at_zero`: the last noise level is 0 instead of sigma_data * s_min (Protenix's
+    schedule). `ranking`: "af3" = 0.8 ipTM + 0.2 pTM + 0.5 disorder - 100 clash, pTM standing in for
+    the ipTM of a single chain; "protenix" = the same without the disorder term and with ipTM 0 for a
+    single chain (Protenix's ranking_score).
+    """
+
+    n_step: int = 200
+    gamma0: float = 0.8
+    gamma_min: float = 1.0
+    noise_scale_lambda: float = 1.003
+    step_scale_eta: float = 1.5
+    s_max: float = 160.0
+    s_min: float = 4e-4
+    rho: float = 7.0
+    schedule_ends_at_zero: bool = False
+    ranking: str = "af3"
 
 
 @dataclass
@@ -108,6 +138,7 @@ class ModelConfig:
     template: TemplateConfig = field(default_factory=TemplateConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     confidence: ConfidenceConfig = field(default_factory=ConfidenceConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
 
     @property
     def c_token_input(self) -> int:
@@ -132,9 +163,26 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
             "TransformerConfig": TransformerConfig,
             "DiffusionConfig": DiffusionConfig,
             "ConfidenceConfig": ConfidenceConfig,
+            "InferenceConfig": InferenceConfig,
         }.get(ftype if isinstance(ftype, str) else ftype.__name__)
         kwargs[key] = _build(sub, value, f"{where}.{key}") if sub else value
     return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any], where: str) -> ModelConfig:
+    """A ModelConfig from a nested mapping (a preset file's content or `dataclasses.asdict` of a
+    config, as checkpoints store it); `where` names the source in errors."""
+    cfg = _build(ModelConfig, data, where)
+    if cfg.c_token_input <= 0:
+        raise ValueError(f"preset {where}.c_s_inputs: must exceed 65, got {cfg.c_s_inputs}")
+    if cfg.inference.ranking not in ("af3", "protenix"):
+        raise ValueError(f"preset {where}.inference.ranking: expected af3 or protenix")
+    return cfg
+
+
+def preset_names() -> list[str]:
+    """The names of the presets in config/presets/, sorted."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
 def load_preset(name_or_path: str | Path) -> ModelConfig:
@@ -144,8 +192,4 @@ def load_preset(name_or_path: str | Path) -> ModelConfig:
         path = PRESET_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"preset {name_or_path}: no file {path}")
-    data = yaml.safe_load(path.read_text()) or {}
-    cfg = _build(ModelConfig, data, path.stem)
-    if cfg.c_token_input <= 0:
-        raise ValueError(f"preset {path.stem}.c_s_inputs: must exceed 65, got {cfg.c_s_inputs}")
-    return cfg
+    return config_from_dict(yaml.safe_load(path.read_text()) or {}, path.stem)
