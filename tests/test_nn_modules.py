@@ -8,6 +8,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from model.data.constants import NUM_RESTYPES
+from model.infer.predict import PredictSettings, make_plan, predict_seed
 from model.nn.atom_attention import AtomAttentionDecoder, AtomAttentionEncoder, atom_windows
 from model.nn.config import load_preset
 from model.nn.embedders import FourierEmbedding, InputFeatureEmbedder, RelativePositionEncoding
@@ -326,3 +328,79 @@ def test_msa_row_subsample_is_seeded_and_a_subset():
         for s in range(8)
     }
     assert len(sizes) > 1  # the number of rows varies too
+
+
+def _msa_rows_per_recycle(net: Foldline, feats: dict[str, torch.Tensor], run) -> list[list[int]]:
+    """Which rows of feats["msa"] (by index) the MSA module embeds in each recycle of `run()`."""
+    one_hot = torch.nn.functional.one_hot(feats["msa"].long(), NUM_RESTYPES).float()
+    seen: list[list[int]] = []
+
+    def record(module, args):
+        embedded = args[0][..., :NUM_RESTYPES]
+        seen.append([int((one_hot == row).all(-1).all(-1).nonzero()[0, 0]) for row in embedded])
+
+    handle = net.msa_module.linear_no_bias_m.register_forward_pre_hook(record)
+    try:
+        run()
+    finally:
+        handle.remove()
+    return seen
+
+
+@pytest.fixture(scope="module")
+def msa_feats() -> dict[str, torch.Tensor]:
+    feats = synthetic_features(16, atoms_per_token=5, n_msa=40, n_templ=0, seed=11)
+    assert len({tuple(row.tolist()) for row in feats["msa"]}) == 40  # rows tell themselves apart
+    return feats
+
+
+def test_inference_subsamples_msa_rows_every_recycle_from_the_seed(msa_feats):
+    assert TINY.msa.sample_at_inference and load_preset("base").msa.sample_at_inference
+    net = rnd(Foldline(TINY).eval())
+    settings = PredictSettings(n_cycle=3, n_step=2, n_sample=1)
+    plan = make_plan(16, settings, torch.device("cpu"))
+    runs = {}
+    for name, seed in (("first", 5), ("again", 5), ("other", 6)):
+        out = {}
+
+        def run(seed=seed, out=out):
+            out["coords"] = predict_seed(net, msa_feats, seed, settings, plan, torch.device("cpu"))[0]
+
+        runs[name] = (_msa_rows_per_recycle(net, msa_feats, run), out["coords"])
+    rows, coords = runs["first"]
+    assert len(rows) == 3
+    assert all(len(set(r)) == len(r) >= 1 for r in rows)  # subsets, no row twice
+    assert len({tuple(r) for r in rows}) == 3  # a fresh subset every recycle
+    assert any(len(r) < 40 for r in rows)
+    assert runs["again"][0] == rows and torch.equal(runs["again"][1], coords)  # the seed fixes them
+    assert runs["other"][0] != rows
+
+
+def test_all_msa_rows_at_inference_equal_the_unsampled_computation(msa_feats):
+    sampled = rnd(Foldline(TINY).eval())
+    cfg = copy.deepcopy(TINY)
+    cfg.msa.sample_at_inference = False
+    every_row = Foldline(cfg).eval()
+    every_row.load_state_dict(sampled.state_dict())
+    out = {}
+
+    def run(net, key, generator):
+        def go():
+            with torch.no_grad():
+                out[key] = net.run_trunk(msa_feats, n_cycle=2, generator=generator).z
+
+        return go
+
+    seen = _msa_rows_per_recycle(
+        every_row, msa_feats, run(every_row, "all", torch.Generator().manual_seed(0))
+    )
+    assert seen == [list(range(40))] * 2
+    _msa_rows_per_recycle(sampled, msa_feats, run(sampled, "unsampled", None))
+    _msa_rows_per_recycle(sampled, msa_feats, run(sampled, "sampled", torch.Generator().manual_seed(0)))
+    assert torch.equal(out["all"], out["unsampled"])
+    assert not torch.allclose(out["sampled"], out["unsampled"])
+
+
+# --- triangle attention through FlexAttention (issue #18) ---------------------------------------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

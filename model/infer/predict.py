@@ -3,11 +3,13 @@
 torch/numpy only (GPU nodes; the benchmark imports this). Writing files is `model.infer.writer`'s
 job (gemmi), called by `scripts/predict.py`.
 
-Per seed s: the global torch RNG and a sampler generator are seeded with s; the trunk runs
-N_cycle recycles in the trunk precision; `net.diffusion.prepare` computes every conditioning
-that does not depend on the noise level once; `sample_diffusion` (AF3 Alg 18) integrates N_step
-steps for N_sample samples in one batch (or in chunks of `sample_chunk`); the confidence head
-scores all samples together; `confidence.summarize` turns logits into AF3's metrics.
+Per seed s: the global torch RNG, a trunk generator and a sampler generator are seeded with s; the
+trunk runs N_cycle recycles in the trunk precision, each on a fresh random subset of the MSA rows
+(AF3 §3.3, as Protenix does at inference; `cfg.msa.sample_at_inference` off: every row);
+`net.diffusion.prepare` computes every conditioning that does not depend on the noise level once;
+`sample_diffusion` (AF3 Alg 18) integrates N_step steps for N_sample samples in one batch (or in
+chunks of `sample_chunk`); the confidence head scores all samples together; `confidence.summarize`
+turns logits into AF3's metrics.
 """
 
 from __future__ import annotations
@@ -98,7 +100,11 @@ def predict_seed(
     torch.manual_seed(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
     t0 = _sync(device)
-    trunk = net.run_trunk(feats, n_cycle=settings.n_cycle, dtype=plan.trunk, chunk_size=plan.pair_chunk)
+    # The trunk's own generator (MSA rows per recycle), so the diffusion noise does not depend on N_msa.
+    msa_generator = torch.Generator(device=device).manual_seed(seed)
+    trunk = net.run_trunk(
+        feats, settings.n_cycle, plan.trunk, chunk_size=plan.pair_chunk, generator=msa_generator
+    )
     t1 = _sync(device)
     cond = net.diffusion.prepare(feats, trunk, dtype=plan.sampler, chunk_size=plan.pair_chunk)
 

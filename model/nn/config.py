@@ -48,10 +48,13 @@ class MsaConfig:
     opm_hidden: int = 32  # AF3 Alg 9 c
     msa_dropout: float = 0.15
     pair_dropout: float = 0.25
-    # Per-cycle random row subsample (training, or whenever a generator is given): a uniform number
-    # of rows in [sample_min_rows, N_msa], capped at sample_max_rows, in random order.
+    # Per-cycle random row subsample (AF3 §3.3: every recycle, at inference too, as Protenix does): a
+    # uniform number of rows in [sample_min_rows, N_msa], capped at sample_max_rows, in random order.
     sample_min_rows: int = 1
     sample_max_rows: int = 16384
+    # False: inference takes the first sample_max_rows rows every recycle (parity tests); training
+    # always samples.
+    sample_at_inference: bool = True
 
 
 @dataclass

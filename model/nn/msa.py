@@ -127,7 +127,8 @@ class MSABlock(nn.Module):
 
 
 class MSAModule(nn.Module):
-    """AF3 Algorithm 8.
+    """AF3 Algorithm 8, on a random subset of the MSA rows drawn afresh every call (recycle) when
+    training, and at inference when `generator` is given and `cfg.msa.sample_at_inference` is on.
 
     Shapes: feats msa `[M, N]`, deletion_matrix `[M, N]`; z `[N, N, c_z]`, s_inputs `[N, c_s_inputs]`
     -> z `[N, N, c_z]`. With no MSA rows, z is returned unchanged.
@@ -137,6 +138,7 @@ class MSAModule(nn.Module):
         super().__init__()
         self.checkpoint_blocks = cfg.checkpoint_blocks
         self.sample_min_rows, self.sample_max_rows = cfg.msa.sample_min_rows, cfg.msa.sample_max_rows
+        self.sample_at_inference = cfg.msa.sample_at_inference
         self.linear_no_bias_m = linear(NUM_RESTYPES + 2, cfg.msa.c_m)
         self.linear_no_bias_s = linear(cfg.c_s_inputs, cfg.msa.c_m)
         self.blocks = nn.ModuleList(
@@ -146,7 +148,8 @@ class MSAModule(nn.Module):
     def sample_rows(
         self, n_rows: int, device: torch.device, generator: torch.Generator | None
     ) -> torch.Tensor:
-        """Indices of a random subset of MSA rows (AF3 §3.3: a fresh subsample every cycle)."""
+        """Indices of a random subset of MSA rows (AF3 §3.3: a fresh subsample every cycle): a size
+        uniform in [min(sample_min_rows, n_rows), n_rows], a random order, at most sample_max_rows."""
         gen_device = generator.device if generator is not None else device
         low = min(self.sample_min_rows, n_rows)
         size = int(torch.randint(low, n_rows + 1, (1,), generator=generator, device=gen_device))
@@ -165,7 +168,9 @@ class MSAModule(nn.Module):
         n_rows = msa.shape[0]
         if n_rows == 0 or len(self.blocks) == 0:
             return z
-        if self.training or generator is not None:
+        # At inference the subsample needs the caller's seeded generator (predict passes one per seed);
+        # a call without one, or with sample_at_inference off, sees the first sample_max_rows rows.
+        if self.training or (generator is not None and self.sample_at_inference):
             rows = self.sample_rows(n_rows, msa.device, generator)
             msa, deletions = msa[rows], deletions[rows]
         elif n_rows > self.sample_max_rows:

@@ -83,7 +83,9 @@ class Foldline(nn.Module):
     ) -> TrunkOutput:
         """AF3 Algorithm 1 lines 1-14. Gradients flow through the last cycle only (AF3 §3.8).
 
-        dtype None = BF16 autocast on CUDA, FP32 elsewhere. `generator` drives dropout (training).
+        dtype None = BF16 autocast on CUDA, FP32 elsewhere. `generator` drives dropout (training) and
+        the per-recycle MSA row subsample (training; at inference unless `cfg.msa.sample_at_inference`
+        is off); without it inference sees every MSA row (up to `cfg.msa.sample_max_rows`).
         """
         n_cycle = self.cfg.n_cycle if n_cycle is None else n_cycle
         if n_cycle < 1:
