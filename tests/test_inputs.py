@@ -184,10 +184,10 @@ BAD_INPUTS = [
      [{"target_id": "T1", "chains": "protein:MK"}, {"target_id": "t1", "chains": "protein:MK"}],
      "target T1: target_id: duplicate target_id 'T1' (ids are compared case-insensitively)"),
     ("csv_unsafe_target_id", "csv", [{"target_id": "../x", "chains": "protein:MK"}],
-     "target invalid-row-2: target_id: "
+     "target invalid@row-2: target_id: "
      "target_id '../x' is not a safe file name (use only A-Z a-z 0-9 . _ -)"),
     ("csv_target_id_leading_dot", "csv", [{"target_id": ".hidden", "chains": "protein:MK"}],
-     "target invalid-row-2: target_id: target_id '.hidden' must not start with a dot"),
+     "target invalid@row-2: target_id: target_id '.hidden' must not start with a dot"),
     ("csv_json_outside_roots", "csv", [{"target_id": "T", "json": "../outside.json", "chains": ""}],
      "target T: json: path '../outside.json' is outside the allowed roots ({root})"),
     ("csv_json_missing", "csv", [{"target_id": "T", "json": "nope.json", "chains": ""}],
@@ -236,9 +236,13 @@ def test_at_least_twenty_kinds_of_bad_input() -> None:
     "content, expected",
     [
         ("target_id,chains\n", "targets.csv: empty: no target rows"),
-        ("", "targets.csv: empty: no target rows"),
-        ("name,chains\nT,protein:MK\n", "targets.csv: no target_id column (columns: chains, name)"),
-        ("target_id,sequence\nT,MK\n", "targets.csv: needs a json or a chains column"),
+        ("", "targets.csv: empty: no header and no target rows"),
+        ("name,chains\nT,protein:MK\n", "targets.csv: no target_id column (columns: name, chains)"),
+        ("target_id,seeds\nT,1\n", "targets.csv: needs a json or a chains column"),
+        (
+            "target_id,sequence\nT,MK\n",
+            "targets.csv: unknown column 'sequence' (columns: target_id, json, chains, seeds, bonds)",
+        ),
     ],
 )
 def test_unusable_targets_csv_raises(content: str, expected: str, tmp_path: Path, ccd) -> None:
@@ -257,7 +261,7 @@ def test_mixed_csv_gives_every_good_target_and_every_bad_one(ccd) -> None:
     assert {t.target_id for t in targets} == expected_good
     # a row whose id is not a safe file name is reported under its row number (line 2 is the first row)
     bad_rows = [(n, r["target_id"]) for n, r in enumerate(rows, start=2) if r["target_id"] in expected_bad]
-    assert [e.target_id for e in errors] == [t if " " not in t else f"invalid-row-{n}" for n, t in bad_rows]
+    assert [e.target_id for e in errors] == [t if " " not in t else f"invalid@row-{n}" for n, t in bad_rows]
     for error in errors:
         assert "\n" not in str(error) and str(error).startswith(f"target {error.target_id}: ")
     by_id = {t.target_id: t for t in targets}

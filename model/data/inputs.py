@@ -46,6 +46,23 @@ CHAIN_ID_RE = re.compile(r"[A-Za-z0-9]{1,4}")
 CCD_CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,31}")  # user CCD codes may be longer, e.g. LIG-1
 MAX_SEED = 2**32 - 1
 LIGAND_FILE_SUFFIXES = (".sdf", ".mol", ".mol2", ".pdb")
+# The columns of targets.csv (workflow/schemas/targets.schema.yaml documents them).
+CSV_COLUMNS = ("target_id", "json", "chains", "seeds", "bonds")
+
+
+def invalid_row_id(row: int) -> str:
+    """The name a row without a usable target_id is reported under: the '@' keeps it a safe file name
+    that no real target_id (check_target_id) can ever equal."""
+    return f"invalid@row-{row}"
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """What one input file may ask of the parser (config `limits`): its size and its JSON nesting."""
+
+    max_file_mb: float = 100.0
+    max_json_depth: int = 32
+
 
 AtomRef = tuple[str, int, str]  # (chain id, 1-based residue position, atom name)
 
@@ -292,6 +309,13 @@ def _modifications(ctx: _Ctx, items: Any, length: int, pos_key: str, type_key: s
     return tuple(sorted(seen.items()))
 
 
+def _ligand_file(ctx: _Ctx, field: str, value: str) -> Path:
+    path = ctx.path(field, value.strip())
+    if path.suffix.lower() not in LIGAND_FILE_SUFFIXES:
+        raise ctx.error(field, f"ligand file must end in {', '.join(LIGAND_FILE_SUFFIXES)}: {value.strip()}")
+    return path
+
+
 def _check_keys(ctx: _Ctx, what: str, data: dict, allowed: Iterable[str]) -> None:
     unknown = sorted(set(data) - set(allowed))
     if unknown:
@@ -375,7 +399,23 @@ def _af3_msa(ctx: _Ctx, data: dict, key: str) -> tuple[str | None, Path | None]:
     return text, (ctx.path(key + "Path", path) if path is not None else None)
 
 
-def _af3_templates(ctx: _Ctx, value: Any) -> tuple[dict, ...] | None:
+def _template_residues(ctx: _Ctx, field: str, text: str) -> int:
+    """Residues of a template's (first) chain; the mmCIF must parse and hold atoms."""
+    import gemmi
+
+    try:
+        document = gemmi.cif.read_string(text)
+        structure = gemmi.make_structure_from_block(document[0])
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise ctx.error(field, f"not a readable mmCIF ({' '.join(str(exc).split())[:120]})") from None
+    if len(structure) == 0 or len(structure[0]) == 0 or len(structure[0][0]) == 0:
+        raise ctx.error(field, "the mmCIF holds no atoms")
+    return len(structure[0][0])
+
+
+def _af3_templates(ctx: _Ctx, value: Any, length: int) -> tuple[dict, ...] | None:
+    """AF3 `templates` entries: the mmCIF must parse and both index lists must lie inside the query
+    (`length` residues) and the template's chain."""
     if value is None:
         return None
     if not isinstance(value, list):
@@ -395,7 +435,18 @@ def _af3_templates(ctx: _Ctx, value: Any) -> tuple[dict, ...] | None:
             raise ctx.error(field, "queryIndices and templateIndices differ in length")
         template = dict(template)
         if "mmcifPath" in template:
-            template["mmcifPath"] = str(ctx.path(f"{field}.mmcifPath", template["mmcifPath"]))
+            path = ctx.path(f"{field}.mmcifPath", template["mmcifPath"])
+            template["mmcifPath"] = str(path)
+            residues = _template_residues(ctx, f"{field}.mmcifPath", path.read_text(errors="replace"))
+        elif isinstance(template["mmcif"], str):
+            residues = _template_residues(ctx, f"{field}.mmcif", template["mmcif"])
+        else:
+            raise ctx.error(f"{field}.mmcif", "expected mmCIF text")
+        for key, size, what in (("queryIndices", length, "query"), ("templateIndices", residues, "template")):
+            if template[key] and max(template[key]) >= size:
+                raise ctx.error(
+                    f"{field}.{key}", f"index {max(template[key])} is past the {what}'s {size} residues"
+                )
         out.append(template)
     return tuple(out)
 
@@ -444,8 +495,23 @@ def _parse_af3_entity(ctx: _Ctx, index: int, item: Any, version: int) -> Entity:
     return Entity(
         kind, chains, sequence=sequence, modifications=mods, unpaired_msa=unpaired,
         unpaired_msa_path=unpaired_path, paired_msa=paired, paired_msa_path=paired_path,
-        templates=_af3_templates(ectx, data.get("templates")),
+        templates=_af3_templates(ectx, data.get("templates"), len(sequence)),
     )  # fmt: skip
+
+
+def _check_user_ccd(ctx: _Ctx, field: str, text: str) -> None:
+    """User components must be mmCIF blocks, each with its _chem_comp_atom atoms."""
+    import gemmi
+
+    try:
+        document = gemmi.cif.read_string(text)
+    except (RuntimeError, ValueError) as exc:
+        raise ctx.error(field, f"not readable mmCIF ({' '.join(str(exc).split())[:120]})") from None
+    if len(document) == 0:
+        raise ctx.error(field, "holds no component (no data_ block)")
+    for block in document:
+        if not list(block.find_values("_chem_comp_atom.atom_id")):
+            raise ctx.error(field, f"component {block.name!r} has no _chem_comp_atom atoms")
 
 
 def _parse_af3_job(ctx: _Ctx, job: dict) -> Target:
@@ -474,6 +540,10 @@ def _parse_af3_job(ctx: _Ctx, job: dict) -> Target:
     user_ccd_path = ctx.path("userCCDPath", job["userCCDPath"]) if job.get("userCCDPath") else None
     if user_ccd and user_ccd_path:
         raise ctx.error("userCCD", "give userCCD or userCCDPath, not both")
+    if user_ccd:
+        _check_user_ccd(ctx, "userCCD", user_ccd)
+    elif user_ccd_path is not None and user_ccd_path.suffix.lower() not in (".gz", ".xz"):
+        _check_user_ccd(ctx, "userCCDPath", user_ccd_path.read_text(errors="replace"))
     return Target(
         ctx.target_id, entities, tuple(bonds), _seeds(ctx, "modelSeeds", job.get("modelSeeds")),
         user_ccd=user_ccd or None, user_ccd_path=user_ccd_path, dialect="alphafold3",
@@ -531,12 +601,7 @@ def _protenix_entity(ctx: _Ctx, key: str, data: dict, chains: tuple[str, ...]) -
             codes = value[4:].split("_")
             return Entity("ligand", chains, ccd_codes=tuple(_ccd_code(ctx, "ligand", c) for c in codes))
         if value.startswith("FILE_"):
-            path = ctx.path("ligand", value[5:])
-            if path.suffix.lower() not in LIGAND_FILE_SUFFIXES:
-                raise ctx.error(
-                    "ligand", f"ligand file must end in {', '.join(LIGAND_FILE_SUFFIXES)}: {value[5:]}"
-                )
-            return Entity("ligand", chains, ligand_file=path)
+            return Entity("ligand", chains, ligand_file=_ligand_file(ctx, "ligand", value[5:]))
         return Entity("ligand", chains, smiles=value)
     sequence = _sequence(ctx, kind, data.get("sequence"))
     pos_key, type_key = (
@@ -567,7 +632,7 @@ def _protenix_entity(ctx: _Ctx, key: str, data: dict, chains: tuple[str, ...]) -
     return Entity(
         kind, chains, sequence=sequence, modifications=mods, unpaired_msa=unpaired,
         unpaired_msa_path=unpaired_path, paired_msa=paired, paired_msa_path=paired_path,
-        templates=_af3_templates(ctx, data.get("templates")), templates_path=templates_path,
+        templates=_af3_templates(ctx, data.get("templates"), len(sequence)), templates_path=templates_path,
     )  # fmt: skip
 
 
@@ -686,16 +751,45 @@ def _job_name(job: dict, index: int, path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name.strip()).lstrip(".")[:100] or f"job_{index + 1}"
 
 
-def _read_job_file(
-    path: Path, target_id: str | None, roots: tuple[Path, ...], source: str
-) -> tuple[list[Target], list[TargetError]]:
-    ctx = _Ctx(target_id, path.parent, roots, source)
+def _file_size_problem(path: Path, limits: InputLimits) -> str | None:
+    size_mb = path.stat().st_size / 2**20
+    if size_mb > limits.max_file_mb:
+        return f"file is {size_mb:.1f} MB, more than limits.input_file_mb ({limits.max_file_mb:g} MB)"
+    return None
+
+
+def json_depth(data: Any, limit: int) -> int:
+    """Nesting depth of parsed JSON (containers only), counted level by level; stops past `limit`."""
+    depth, level = 0, [data]
+    while True:
+        containers = [x for x in level if isinstance(x, dict | list)]
+        if not containers or depth > limit:
+            return depth
+        depth += 1
+        level = [v for c in containers for v in (c.values() if isinstance(c, dict) else c)]
+
+
+def _read_json(ctx: _Ctx, path: Path, limits: InputLimits) -> Any:
     try:
-        data = json.loads(path.read_text())
+        if problem := _file_size_problem(path, limits):
+            raise ctx.error("json", f"{path.name}: {problem}")
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ctx.error("json", f"file not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ctx.error("json", f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise ctx.error("json", f"nested deeper than limits.json_depth ({limits.max_json_depth})") from None
+    if json_depth(data, limits.max_json_depth) > limits.max_json_depth:
+        raise ctx.error("json", f"nested deeper than limits.json_depth ({limits.max_json_depth})")
+    return data
+
+
+def _read_job_file(
+    path: Path, target_id: str | None, roots: tuple[Path, ...], source: str, limits: InputLimits
+) -> tuple[list[Target], list[TargetError]]:
+    ctx = _Ctx(target_id, path.parent, roots, source)
+    data = _read_json(ctx, path, limits)
     try:
         dialect = detect_dialect(data)
     except ValueError as exc:
@@ -722,7 +816,14 @@ def _read_job_file(
             targets.append(replace(parse(replace(ctx, target_id=name), job), source=path))
         except TargetError as exc:
             errors.append(exc)
+        except Exception as exc:  # whatever the job holds, it fails alone
+            errors.append(replace(ctx, target_id=name).error(None, unexpected(exc)))
     return targets, errors
+
+
+def unexpected(exc: BaseException) -> str:
+    """One line for an error no check foresaw: its type and message."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}".rstrip(": ")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -778,9 +879,12 @@ def parse_inline_chains(ctx: _Ctx, spec: str) -> tuple[Entity, ...]:
         elif kind == "ion":
             entities.append(Entity("ion", chains, ccd_codes=(_ccd_code(ectx, "chains", value.upper()),)))
         elif value.lower().startswith("smiles="):
+            if not value[7:].strip():
+                raise ectx.error("smiles", "empty SMILES")
             entities.append(Entity("ligand", chains, smiles=value[7:].strip()))
         elif value.lower().startswith("file="):
-            entities.append(Entity("ligand", chains, ligand_file=ectx.path("chains", value[5:].strip())))
+            path = _ligand_file(ectx, "ligand_file", value[5:])
+            entities.append(Entity("ligand", chains, ligand_file=path))
         else:
             codes = tuple(_ccd_code(ectx, "chains", c.strip().upper()) for c in value.split("_"))
             entities.append(Entity("ligand", chains, ccd_codes=codes))
@@ -816,6 +920,7 @@ def load_job_json(
     allowed_roots: Iterable[str | Path] | None = None,
     ccd: Ccd | None = None,
     check: bool = True,
+    limits: InputLimits = InputLimits(),
 ) -> list[Target]:
     """Targets of an AlphaFold 3 or Protenix job file (one job or a list); raises the first TargetError.
 
@@ -824,10 +929,76 @@ def load_job_json(
     file's folder). With `check`, the chemistry is checked against `ccd` (default `load_ccd()`).
     """
     path = Path(path).resolve()
-    targets, errors = _read_job_file(path, target_id, _roots(allowed_roots, path.parent), path.name)
+    targets, errors = _read_job_file(path, target_id, _roots(allowed_roots, path.parent), path.name, limits)
     if errors:
         raise errors[0]
     return [check_target(t, ccd) for t in targets] if check else targets
+
+
+@dataclass(frozen=True)
+class _CsvRow:
+    number: int  # the row's line in the table without comment lines (header = 1)
+    values: dict[str, str]
+    problem: str | None = None  # why the row cannot be read (bad bytes, too many fields)
+
+
+def _csv_rows(csv_path: Path, file_ctx: _Ctx, limits: InputLimits) -> list[_CsvRow]:
+    """The table's rows; a BOM and CRLF line ends are accepted, '#' lines skipped. A line that is
+    not UTF-8 or a row with more fields than the header spoils that row alone (`problem`); a table
+    without a target_id header, or with an unknown column, is a TargetError."""
+    try:
+        if problem := _file_size_problem(csv_path, limits):
+            raise file_ctx.error(None, problem)
+        raw = csv_path.read_bytes()
+    except FileNotFoundError:
+        raise file_ctx.error(None, "file not found") from None
+    except OSError as exc:
+        raise file_ctx.error(None, f"cannot read: {exc.strerror or exc}") from None
+    lines, bad_bytes = [], {}
+    for line in raw.removeprefix(b"\xef\xbb\xbf").splitlines(keepends=True):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            text = line.decode("utf-8", errors="replace")
+            bad_bytes[len(lines) + 1] = f"byte 0x{line[exc.start]:02x} at column {exc.start + 1} is not UTF-8"
+        if not text.lstrip().startswith("#"):
+            lines.append(text)
+    reader = csv.reader(lines)
+    header = [c.strip() for c in next(reader, [])]
+    if not any(header):
+        raise file_ctx.error(None, "empty: no header and no target rows")
+    if 1 in bad_bytes:
+        raise file_ctx.error(None, f"header line: {bad_bytes[1]} (save the table as UTF-8)")
+    if "target_id" not in header:
+        if not set(header) & set(CSV_COLUMNS):
+            found = ",".join(header)[:60]
+            raise file_ctx.error(
+                None, f"no header: the first line must name the columns, e.g. target_id,chains: {found!r}"
+            )
+        raise file_ctx.error(None, f"no target_id column (columns: {', '.join(header)})")
+    unknown = [c for c in header if c not in CSV_COLUMNS]
+    if unknown:
+        raise file_ctx.error(None, f"unknown column {unknown[0]!r} (columns: {', '.join(CSV_COLUMNS)})")
+    if len(set(header)) != len(header):
+        raise file_ctx.error(None, f"a column is named twice: {','.join(header)}")
+    if not {"json", "chains"} & set(header):
+        raise file_ctx.error(None, "needs a json or a chains column")
+    rows, first_line = [], 2
+    for fields in reader:
+        number, last_line = first_line, reader.line_num
+        first_line = last_line + 1
+        if not any(f.strip() for f in fields):
+            continue
+        problem = next((bad_bytes[n] for n in range(number, last_line + 1) if n in bad_bytes), None)
+        if problem is None and len(fields) > len(header):
+            problem = (
+                f"{len(fields)} fields but the header has {len(header)} columns"
+                " (quote a value that holds a comma)"
+            )
+        rows.append(_CsvRow(number, dict(zip(header, fields, strict=False)), problem))
+    if not rows:
+        raise file_ctx.error(None, "empty: no target rows")
+    return rows
 
 
 def load_targets(
@@ -835,72 +1006,77 @@ def load_targets(
     allowed_roots: Iterable[str | Path] | None = None,
     ccd: Ccd | None = None,
     check: bool = True,
+    limits: InputLimits = InputLimits(),
 ) -> tuple[list[Target], list[TargetError]]:
     """Good targets and one TargetError per bad row of a targets.csv (or a single JSON job file).
 
-    Raises TargetError only when the file itself is unusable (missing, no header, no rows).
-    `allowed_roots` defaults to the CSV's folder. With `check`, each target's chemistry is
-    checked against `ccd` (default `load_ccd()`), so that a bad ligand is reported here, not
-    later in the workflow.
+    Raises TargetError only when the file itself is unusable (missing, no header, an unknown column,
+    no rows); anything wrong with a row, whatever it is, becomes that row's error. `allowed_roots`
+    defaults to the CSV's folder. With `check`, each target's chemistry is checked against `ccd`
+    (default `load_ccd()`), so that a bad ligand is reported here, not later in the workflow.
     """
     csv_path = Path(csv_path).resolve()
     roots = _roots(allowed_roots, csv_path.parent)
     if csv_path.suffix.lower() == ".json":
-        targets, errors = _read_job_file(csv_path, None, roots, csv_path.name)
+        targets, errors = _read_job_file(csv_path, None, roots, csv_path.name, limits)
         return _check_all(targets, errors, ccd, check)
     file_ctx = _Ctx(None, csv_path.parent, roots, csv_path.name)
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as handle:  # Excel writes a BOM
-            rows = list(csv.DictReader(line for line in handle if not line.lstrip().startswith("#")))
-    except FileNotFoundError:
-        raise file_ctx.error(None, "file not found") from None
-    if not rows:
-        raise file_ctx.error(None, "empty: no target rows")
-    columns = set(rows[0])
-    if "target_id" not in columns:
-        raise file_ctx.error(
-            None, f"no target_id column (columns: {', '.join(sorted(c or '' for c in columns))})"
-        )
-    if not {"json", "chains"} & columns:
-        raise file_ctx.error(None, "needs a json or a chains column")
+    rows = _csv_rows(csv_path, file_ctx, limits)
     folded: dict[str, int] = {}
     for row in rows:
-        key = (row.get("target_id") or "").strip().lower()
+        key = (row.values.get("target_id") or "").strip().lower()
         folded[key] = folded.get(key, 0) + 1
     targets: list[Target] = []
     errors: list[TargetError] = []
-    for number, row in enumerate(rows, start=2):
-        target_id = (row.get("target_id") or "").strip()
+    for row in rows:
+        target_id = (row.values.get("target_id") or "").strip()
         reason = check_target_id(target_id)
         # An unsafe id never names a file (failed/{target}.txt); its row number does instead.
-        ctx = replace(file_ctx, target_id=f"invalid-row-{number}" if reason else target_id)
+        ctx = replace(file_ctx, target_id=invalid_row_id(row.number) if reason else target_id)
         try:
             if reason:
                 raise ctx.error("target_id", reason)
+            if row.problem:
+                raise ctx.error(f"row {row.number}", row.problem)
             if folded[target_id.lower()] > 1:
                 raise ctx.error(
                     "target_id", f"duplicate target_id {target_id!r} (ids are compared case-insensitively)"
                 )
-            json_spec, chains_spec = (row.get("json") or "").strip(), (row.get("chains") or "").strip()
-            if bool(json_spec) == bool(chains_spec):
-                raise ctx.error("json", "give exactly one of the json and chains columns")
-            if json_spec:
-                job_path = ctx.path("json", json_spec)
-                found, bad = _read_job_file(job_path, target_id, roots, csv_path.name)
-                if bad:
-                    raise bad[0]
-                target = found[0]
-            else:
-                entities = parse_inline_chains(ctx, chains_spec)
-                _unique_chains(ctx, entities)
-                bonds = _inline_bonds(ctx, row.get("bonds") or "", entities)
-                target = Target(target_id, entities, bonds, source=csv_path, dialect="csv")
-            if (row.get("seeds") or "").strip():
-                target = replace(target, seeds=_csv_seeds(ctx, row["seeds"]))
-            targets.append(check_target(target, ccd) if check else target)
+            targets.append(_row_target(ctx, row, csv_path, roots, limits, ccd, check))
         except TargetError as exc:
             errors.append(exc)
+        except Exception as exc:  # whatever the row holds, it fails alone
+            errors.append(ctx.error(None, unexpected(exc)))
     return targets, errors
+
+
+def _row_target(
+    ctx: _Ctx,
+    row: _CsvRow,
+    csv_path: Path,
+    roots: tuple[Path, ...],
+    limits: InputLimits,
+    ccd: Ccd | None,
+    check: bool,
+) -> Target:
+    values, target_id = row.values, ctx.target_id
+    json_spec, chains_spec = (values.get("json") or "").strip(), (values.get("chains") or "").strip()
+    if bool(json_spec) == bool(chains_spec):
+        raise ctx.error("json", "give exactly one of the json and chains columns")
+    if json_spec:
+        job_path = ctx.path("json", json_spec)
+        found, bad = _read_job_file(job_path, target_id, roots, csv_path.name, limits)
+        if bad:
+            raise bad[0]
+        target = found[0]
+    else:
+        entities = parse_inline_chains(ctx, chains_spec)
+        _unique_chains(ctx, entities)
+        bonds = _inline_bonds(ctx, values.get("bonds") or "", entities)
+        target = Target(target_id, entities, bonds, source=csv_path, dialect="csv")
+    if (values.get("seeds") or "").strip():
+        target = replace(target, seeds=_csv_seeds(ctx, values["seeds"]))
+    return check_target(target, ccd) if check else target
 
 
 def _check_all(
