@@ -16,8 +16,23 @@ from model.nn.embedders import FourierEmbedding, InputFeatureEmbedder, RelativeP
 from model.nn.heads import DistogramHead, position_in_token
 from model.nn.msa import MSAModule, MSAPairWeightedAveraging, OuterProductMean
 from model.nn.network import Foldline
-from model.nn.pairformer import PairformerStack, TriangleAttention, TriangleMultiplication
-from model.nn.primitives import AdaptiveLayerNorm, Transition, dropout
+from model.nn.pairformer import (
+    PairformerStack,
+    TriangleAttention,
+    TriangleMultiplication,
+    set_triangle_attention_kernel,
+)
+from model.nn.primitives import (
+    FLEX_KERNEL,
+    AdaptiveLayerNorm,
+    Transition,
+    _flex_with_bias,
+    bucket_batch,
+    bucket_length,
+    dropout,
+    flex_attention_with_bias,
+    sdpa_attention,
+)
 from model.nn.synthetic import randomize_parameters as rnd
 from model.nn.synthetic import synthetic_features
 from model.nn.template import TemplateEmbedder, backbone_unit_vectors, template_distogram
@@ -404,3 +419,113 @@ def test_all_msa_rows_at_inference_equal_the_unsampled_computation(msa_feats):
 # --- triangle attention through FlexAttention (issue #18) ---------------------------------------------
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_size_buckets_are_bounded_and_cover_every_size():
+    sizes = range(1, 8193)
+    buckets = {bucket_length(n) for n in sizes}
+    assert len(buckets) == 40
+    for n in sizes:
+        padded = bucket_length(n)
+        assert n <= padded and padded % 64 == 0
+        assert padded - n < max(64, n / 8), n  # under 64 up to 512, under one eighth above
+    assert [bucket_batch(b) for b in (1, 3, 32, 33, 64, 100)] == [1, 4, 32, 64, 64, 128]
+
+
+@pytest.fixture
+def eager_flex_kernel(monkeypatch):
+    """The compiled-path logic (padding to buckets, key masking, fallback) with the eager kernel in
+    place of torch.compile's, so it runs on CPU."""
+    monkeypatch.setattr(FLEX_KERNEL, "compiled", _flex_with_bias)
+    monkeypatch.setattr(FLEX_KERNEL, "failed", False)
+    return FLEX_KERNEL
+
+
+@pytest.mark.parametrize(("batch", "n"), [(5, 7), (3, 70), (64, 64)])
+def test_flex_attention_padded_to_a_bucket_equals_sdpa(eager_flex_kernel, batch, n):
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(batch, 2, n, 8) for _ in range(3))
+    bias = 3 * torch.randn(n, n, 2).permute(2, 0, 1)  # permuted like the triangle bias
+    shapes = []
+
+    def recording_kernel(q, k, v, bias):
+        shapes.append((tuple(q.shape), tuple(bias.shape), bias.is_contiguous()))
+        return _flex_with_bias(q, k, v, bias)
+
+    eager_flex_kernel.compiled = recording_kernel
+    out = flex_attention_with_bias(q, k, v, bias, compiled=True)
+    torch.testing.assert_close(out, sdpa_attention(q, k, v, bias), rtol=1e-5, atol=1e-5)
+    n_pad = bucket_length(n)
+    assert shapes == [((bucket_batch(batch), 2, n_pad, 8), (2, n_pad, n_pad), True)]
+
+
+def test_flex_attention_failure_falls_back_to_sdpa_once(eager_flex_kernel, caplog):
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 9, 8) for _ in range(3))
+    bias = torch.randn(2, 9, 9)
+    calls = []
+
+    def broken(*args):
+        calls.append(1)
+        raise RuntimeError("no Triton here")
+
+    eager_flex_kernel.compiled = broken
+    with caplog.at_level("WARNING", logger="model.nn.primitives"):
+        first = flex_attention_with_bias(q, k, v, bias, compiled=True)
+        second = flex_attention_with_bias(q, k, v, bias, compiled=True)
+    reference = sdpa_attention(q, k, v, bias)
+    torch.testing.assert_close(first, reference)
+    torch.testing.assert_close(second, reference)
+    assert calls == [1] and eager_flex_kernel.failed
+    assert sum("FlexAttention unavailable" in r.message for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("starting", [True, False])
+def test_triangle_attention_flex_kernel_equals_sdpa_kernel(eager_flex_kernel, starting):
+
+    torch.manual_seed(0)
+    z = torch.randn(11, 11, 16)
+    mod = rnd(TriangleAttention(16, 8, 2, starting=starting, kernel="sdpa"))
+    with torch.no_grad():
+        reference = mod(z)
+        set_triangle_attention_kernel(mod, "flex")
+        assert mod.kernel == "flex"
+        torch.testing.assert_close(mod(z), reference, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(mod(z, chunk_size=4), reference, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="triangle attention kernel"):
+        mod.kernel = "triton"
+
+
+def test_triangle_attention_kernel_comes_from_the_config():
+    cfg = copy.deepcopy(TINY)
+    cfg.triangle.attention_kernel = "sdpa"
+    stack = PairformerStack(cfg.c_z, cfg.c_s, 1, cfg)
+    kernels = {m.kernel for m in stack.modules() if isinstance(m, TriangleAttention)}
+    assert kernels == {"sdpa"}
+    assert TINY.triangle.attention_kernel == "auto"
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("n", [64, 100, 300])
+def test_compiled_flex_triangle_attention_matches_sdpa_on_cuda(n):
+
+    torch.manual_seed(0)
+    z = torch.randn(n, n, 16, device="cuda", requires_grad=True)
+    mod = rnd(TriangleAttention(16, 8, 2, starting=False, kernel="sdpa")).cuda()
+    outs, grads = [], []
+    for kernel in ("sdpa", "auto"):
+        mod.kernel = kernel
+        for dtype in (torch.float32, torch.bfloat16):
+            with torch.autocast("cuda", dtype=dtype, enabled=dtype == torch.bfloat16):
+                out = mod(z)
+            outs.append(out.float())
+            grads.append(
+                torch.autograd.grad((out.float() * torch.cos(out.float())).sum(), [z, mod.linear.weight])
+            )
+    assert not FLEX_KERNEL.failed
+    torch.testing.assert_close(outs[2], outs[0], rtol=1e-4, atol=1e-4)  # FP32
+    assert rel_err(outs[3], outs[0]) < 2e-2  # BF16 against the FP32 reference
+    for g_flex, g_ref in zip(grads[2], grads[0], strict=True):
+        torch.testing.assert_close(g_flex, g_ref, rtol=1e-3, atol=1e-4)

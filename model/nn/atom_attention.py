@@ -88,9 +88,14 @@ class AtomTransformer(nn.Module):
 
 
 def aggregate_to_tokens(x: torch.Tensor, atom_to_token: torch.Tensor, n_token: int) -> torch.Tensor:
-    """Mean over each token's atoms: `[*, A, c]` -> `[*, T, c]`."""
+    """Mean over each token's atoms: `[*, A, c]` -> `[*, T, c]`.
+
+    Counts by index_add, not bincount: bincount sizes its output from the data (a host sync on
+    CUDA), which a CUDA graph of the denoiser cannot capture.
+    """
     out = x.new_zeros(*x.shape[:-2], n_token, x.shape[-1]).index_add(-2, atom_to_token, x)
-    counts = torch.bincount(atom_to_token, minlength=n_token).clamp(min=1).to(x.dtype)
+    ones = torch.ones_like(atom_to_token, dtype=x.dtype)
+    counts = x.new_zeros(n_token).index_add(0, atom_to_token, ones).clamp(min=1)
     return out / counts[:, None]
 
 

@@ -6,12 +6,16 @@ Algorithm 23 diffusion transformer (AdaLN Algorithm 26, conditioned transitions 
 
 Everything that does not depend on the noise level (pair conditioning, the atom single/pair
 conditioning, every attention bias) is computed once by `prepare`; `denoise` then costs only the
-per-step work for S samples at once.
+per-step work for S samples at once. The step has static shapes, no host synchronisation and no
+data-dependent control flow, so with `cuda_graph` on (config `diffusion.cuda_graph`) inference replays
+it as a CUDA graph captured once per conditioning and batch shape (`GraphedDenoiser`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -34,6 +38,58 @@ class DiffusionConditioningCache:
     atom: AtomConditioning
     decoder_biases: list[torch.Tensor]
     dtype: torch.dtype
+    graphs: dict[tuple[int, ...], GraphedDenoiser] = field(default_factory=dict)  # by x_noisy shape
+
+
+log = logging.getLogger(__name__)
+
+
+class GraphedDenoiser:
+    """One denoiser call captured as a CUDA graph for a fixed x_noisy shape; later calls copy their
+    inputs into the captured buffers and replay it.
+
+    The first call runs the step eagerly on a side stream (lazy cuBLAS and allocator initialisation
+    must not happen during capture) and returns that result, then captures the step. A failed capture
+    logs once and leaves this shape eager. Lives in the conditioning cache whose tensors the graph
+    reads, and holds no reference to it (`step` takes it per call), so both are freed together.
+    """
+
+    def __init__(
+        self, step: Callable[[torch.Tensor, torch.Tensor, DiffusionConditioningCache], torch.Tensor]
+    ) -> None:
+        self.step = step
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.failed = False
+        self.x = self.sigma = self.out = None
+
+    def __call__(
+        self, x_noisy: torch.Tensor, sigma: torch.Tensor, cond: DiffusionConditioningCache
+    ) -> torch.Tensor:
+        if self.graph is not None:
+            self.x.copy_(x_noisy)
+            self.sigma.copy_(sigma)
+            self.graph.replay()
+            return self.out.clone()  # the next replay overwrites self.out
+        if self.failed:
+            return self.step(x_noisy, sigma, cond)
+        device = x_noisy.device
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            warm = self.step(x_noisy, sigma, cond)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.x, self.sigma = x_noisy.clone(), sigma.clone()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self.out = self.step(self.x, self.sigma, cond)
+        except RuntimeError as err:
+            log.warning("CUDA graph capture of the denoiser failed (%s); it runs eagerly", err)
+            self.failed = True
+            self.x = self.sigma = self.out = None
+            return warm
+        self.graph = graph
+        return warm
 
 
 class DiffusionConditioning(nn.Module):
@@ -88,6 +144,7 @@ class DiffusionModule(nn.Module):
         d = cfg.diffusion
         self.sigma_data = cfg.sigma_data
         self.bias_cache_max_tokens = d.bias_cache_max_tokens
+        self.cuda_graph = d.cuda_graph
         self.diffusion_conditioning = DiffusionConditioning(cfg)
         self.atom_attention_encoder = AtomAttentionEncoder(
             cfg.c_atom,
@@ -149,9 +206,25 @@ class DiffusionModule(nn.Module):
     def denoise(
         self, x_noisy: torch.Tensor, sigma: torch.Tensor, cond: DiffusionConditioningCache
     ) -> torch.Tensor:
-        """D(x_noisy; σ): `[S, A, 3]`, `[S]` -> denoised positions `[S, A, 3]` (float32)."""
-        sd = self.sigma_data
+        """D(x_noisy; σ): `[S, A, 3]`, `[S]` -> denoised positions `[S, A, 3]` (float32).
+
+        With `cuda_graph` on, on CUDA and without gradients, the step is replayed from a CUDA graph
+        captured on the first call of each x_noisy shape (kept in `cond`, so it lives as long as the
+        conditioning it reads); a failed capture logs once and leaves that shape eager.
+        """
         x_noisy, sigma = x_noisy.float(), sigma.float().to(x_noisy.device)
+        if not (self.cuda_graph and x_noisy.is_cuda and not torch.is_grad_enabled()):
+            return self._denoise(x_noisy, sigma, cond)
+        key = tuple(x_noisy.shape)
+        if key not in cond.graphs:
+            cond.graphs[key] = GraphedDenoiser(self._denoise)
+        return cond.graphs[key](x_noisy, sigma, cond)
+
+    def _denoise(
+        self, x_noisy: torch.Tensor, sigma: torch.Tensor, cond: DiffusionConditioningCache
+    ) -> torch.Tensor:
+        """AF3 Algorithm 20 for S samples at once; x_noisy `[S, A, 3]` and sigma `[S]` float32."""
+        sd = self.sigma_data
         with precision(x_noisy.device, cond.dtype):
             s = self.diffusion_conditioning.single(cond.s_base, sigma)  # [S, T, c_s]
             r_noisy = x_noisy / torch.sqrt(sigma**2 + sd**2)[:, None, None]

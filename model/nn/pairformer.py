@@ -18,10 +18,12 @@ from model.nn.primitives import (
     Transition,
     chunked,
     dropout,
+    flex_attention_with_bias,
     layer_norm,
     linear,
     maybe_checkpoint,
     precision,
+    sdpa_attention,
 )
 from model.nn.transformer import AttentionPairBias
 
@@ -88,26 +90,55 @@ class TriangleMultiplication(nn.Module):
         return out.unflatten(0, x.shape[1:])
 
 
+TRIANGLE_ATTENTION_KERNELS = ("auto", "flex", "sdpa")
+
+
 class TriangleAttention(nn.Module):
     """AF3 Algorithm 14 (starting node) and Algorithm 15 (ending node, on the transposed pair).
+
+    `kernel` (config `triangle.attention_kernel`): "auto" = FlexAttention compiled per size bucket on
+    CUDA (`flex_attention_with_bias`), SDPA elsewhere; "flex" = FlexAttention on any device (eager, no
+    backward, off CUDA); "sdpa" = scaled_dot_product_attention with the bias as a mask.
 
     Shapes: z `[N, N, c_z]` -> update `[N, N, c_z]`.
     """
 
-    def __init__(self, c_z: int, c_hidden: int, n_heads: int, starting: bool) -> None:
+    def __init__(self, c_z: int, c_hidden: int, n_heads: int, starting: bool, kernel: str = "auto") -> None:
         super().__init__()
         self.starting = starting
+        self.kernel = kernel
         self.layer_norm = layer_norm(c_z)
         self.linear = linear(c_z, n_heads)
         self.mha = Attention(c_z, c_z, c_hidden, n_heads)
+
+    @property
+    def kernel(self) -> str:
+        return self._kernel
+
+    @kernel.setter
+    def kernel(self, value: str) -> None:
+        if value not in TRIANGLE_ATTENTION_KERNELS:
+            raise ValueError(
+                f"triangle attention kernel: expected one of {TRIANGLE_ATTENTION_KERNELS}, got {value!r}"
+            )
+        self._kernel = value
 
     def forward(self, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
         if not self.starting:
             z = z.transpose(0, 1)
         z = self.layer_norm(z)
         bias = self.linear(z).permute(2, 0, 1)  # [H, j, k], shared by every row i
-        out = chunked(lambda rows: self.mha(rows, rows, bias), chunk_size, 0, z)
+        flex = self.kernel == "flex" or (self.kernel == "auto" and z.is_cuda)
+        attend = flex_attention_with_bias if flex else sdpa_attention
+        out = chunked(lambda rows: self.mha(rows, rows, bias, attend), chunk_size, 0, z)
         return out if self.starting else out.transpose(0, 1)
+
+
+def set_triangle_attention_kernel(module: nn.Module, kernel: str) -> None:
+    """Switch every TriangleAttention inside `module` to `kernel` (see TriangleAttention)."""
+    for m in module.modules():
+        if isinstance(m, TriangleAttention):
+            m.kernel = kernel
 
 
 class PairStack(nn.Module):
@@ -122,8 +153,8 @@ class PairStack(nn.Module):
         self.dropout_p = dropout_p
         self.tri_mul_out = TriangleMultiplication(c_z, t.mul_hidden, outgoing=True)
         self.tri_mul_in = TriangleMultiplication(c_z, t.mul_hidden, outgoing=False)
-        self.tri_att_start = TriangleAttention(c_z, t.att_hidden, t.att_heads, starting=True)
-        self.tri_att_end = TriangleAttention(c_z, t.att_hidden, t.att_heads, starting=False)
+        self.tri_att_start = TriangleAttention(c_z, t.att_hidden, t.att_heads, True, t.attention_kernel)
+        self.tri_att_end = TriangleAttention(c_z, t.att_hidden, t.att_heads, False, t.attention_kernel)
         self.pair_transition = Transition(c_z, transition_n)
 
     def forward(

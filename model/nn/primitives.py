@@ -8,12 +8,18 @@ chunking and activation-checkpointing helpers. Parameter names follow the releas
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+log = logging.getLogger(__name__)
+
+# attend(q, k, v, bias): q `[*, H, Q, c]`, k/v `[*, H, K, c]`, bias broadcastable to `[*, H, Q, K]`.
+AttendFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 def linear(c_in: int, c_out: int, bias: bool = False, init: str = "default") -> nn.Linear:
@@ -196,18 +202,117 @@ class Attention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.n_heads, self.c_hidden)).transpose(-2, -3)  # [*, H, N, c]
 
-    def forward(self, q_x: torch.Tensor, kv_x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        q_x: torch.Tensor,
+        kv_x: torch.Tensor,
+        bias: torch.Tensor | None,
+        attend: AttendFn | None = None,
+    ) -> torch.Tensor:
+        """`attend` computes softmax(q·kᵀ/√c + bias)·v; None = `sdpa_attention`."""
         q = self._heads(self.linear_q(q_x))
         k, v = self._heads(self.linear_k(kv_x)), self._heads(self.linear_v(kv_x))
-        if bias is not None:
-            # SDPA's fused kernels need the mask's last dim contiguous; a permuted pair bias
-            # ([H, Q, K] from [Q, K, H]) otherwise falls back to the slow math path.
-            bias = bias.to(q.dtype)
-            if bias.stride(-1) != 1:
-                bias = bias.contiguous()
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        o = (attend or sdpa_attention)(q, k, v, bias)
         o = o.transpose(-2, -3).flatten(-2)  # [*, Q, H*c]
         return self.linear_o(torch.sigmoid(self.linear_g(q_x)) * o)
+
+
+def sdpa_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """softmax(q·kᵀ/√c + bias)·v through scaled_dot_product_attention (the reference kernel)."""
+    if bias is not None:
+        # SDPA's fused kernels need the mask's last dim contiguous; a permuted pair bias
+        # ([H, Q, K] from [Q, K, H]) otherwise falls back to the slow math path.
+        bias = bias.to(q.dtype)
+        if bias.stride(-1) != 1:
+            bias = bias.contiguous()
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+
+def bucket_length(n: int) -> int:
+    """The compiled size that n is padded to: a multiple of max(64, 2^(⌈log2 n⌉ - 4)).
+
+    At most 8 sizes per octave above 512 and 8 up to 512 (≤ 12.5 % padding per axis), so a shard of
+    targets of every size compiles a bounded set of kernels: 40 sizes up to 8,192.
+    """
+    if n <= 64:
+        return 64
+    step = max(64, 1 << ((n - 1).bit_length() - 4))
+    return -(-n // step) * step
+
+
+def bucket_batch(b: int) -> int:
+    """The compiled batch size b is padded to: the next power of two below 64 (pair-stack chunk sizes
+    are powers of two, so chunks pad only their remainder), `bucket_length` above."""
+    return 1 << (b - 1).bit_length() if b < 64 else bucket_length(b)
+
+
+def _flex_with_bias(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    from torch.nn.attention.flex_attention import flex_attention
+
+    def add_bias(score, b, h, q_idx, kv_idx):  # noqa: ANN001, ANN202 (traced by FlexAttention)
+        return score + bias[h, q_idx, kv_idx]
+
+    return flex_attention(q, k, v, score_mod=add_bias)
+
+
+class _FlexKernel:
+    """`_flex_with_bias` compiled with static shapes, built on first use; off for the process after
+    its first failure (no Triton, an unsupported card), when SDPA takes over."""
+
+    # Sizes × dtypes × grad modes stay well below this (bucket_length gives 40 sizes up to 8,192).
+    RECOMPILE_LIMIT = 256
+
+    def __init__(self) -> None:
+        self.compiled: Callable[..., torch.Tensor] | None = None
+        self.failed = False
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        if self.compiled is None:
+            import torch._dynamo.config as dynamo_config
+
+            name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
+            setattr(dynamo_config, name, max(getattr(dynamo_config, name), self.RECOMPILE_LIMIT))
+            self.compiled = torch.compile(_flex_with_bias, dynamic=False, fullgraph=True)
+        return self.compiled(q, k, v, bias)
+
+
+FLEX_KERNEL = _FlexKernel()
+
+
+def flex_attention_with_bias(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, compiled: bool | None = None
+) -> torch.Tensor:
+    """softmax(q·kᵀ/√c + bias)·v through FlexAttention, the bias added per tile (no [B, H, Q, K] mask).
+
+    q, k, v `[B, H, N, c]`, bias `[H, N, N]` (shared over the batch, as the triangle attentions'
+    bias is over rows) -> `[B, H, N, c]`. B and N are padded to `bucket_batch`/`bucket_length`; padded
+    keys get a -inf bias, padded rows and queries are dropped. `compiled` (default: on CUDA) runs the
+    kernel compiled for the padded shape; a compilation or kernel failure logs once and falls back to
+    `sdpa_attention` for the rest of the process. Eager FlexAttention (CPU) has no backward.
+    """
+    compiled = q.is_cuda if compiled is None else compiled
+    if compiled and FLEX_KERNEL.failed:
+        return sdpa_attention(q, k, v, bias)
+    b, _, n, _ = q.shape
+    b_pad, n_pad = (bucket_batch(b), bucket_length(n)) if compiled else (b, n)
+    bias = bias.to(q.dtype)
+    if n_pad != n:
+        bias = F.pad(F.pad(bias, (0, n_pad - n), value=float("-inf")), (0, 0, 0, n_pad - n))
+    bias = bias.contiguous()  # a strided [H, Q, K] view made the kernel 4x slower
+    if (b_pad, n_pad) != (b, n):
+        q, k, v = (F.pad(x, (0, 0, 0, n_pad - n, 0, 0, 0, b_pad - b)) for x in (q, k, v))
+    if not compiled:
+        out = _flex_with_bias(q, k, v, bias)
+    else:
+        try:
+            out = FLEX_KERNEL(q, k, v, bias)
+        except Exception as err:  # noqa: BLE001 (any compiler or kernel error means: use SDPA)
+            FLEX_KERNEL.failed = True
+            log.warning("FlexAttention unavailable (%s: %s); using SDPA", type(err).__name__, err)
+            return sdpa_attention(q[:b, :, :n], k[:b, :, :n], v[:b, :, :n], bias[:, :n, :n])
+    return out[:b, :, :n]
 
 
 def precision(device: torch.device | str, dtype: torch.dtype | None) -> torch.autocast:
