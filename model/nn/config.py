@@ -134,6 +134,9 @@ class ModelConfig:
     n_queries: int = 32  # sequence-local atom attention (AF3 Alg 7)
     n_keys: int = 128
     distogram_bins: int = 64
+    # The input embedder's atom encoder (AF3 Alg 2/5): 3 blocks in every released Protenix size, also
+    # where the diffusion module's own atom encoder has 1.
+    input_atom_encoder: TransformerConfig = field(default_factory=lambda: TransformerConfig(3, 4))
     checkpoint_blocks: bool = False  # activation checkpointing per block while gradients are on
     pairformer: PairformerConfig = field(default_factory=PairformerConfig)
     triangle: TriangleConfig = field(default_factory=TriangleConfig)

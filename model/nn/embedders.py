@@ -23,7 +23,7 @@ class InputFeatureEmbedder(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        enc = cfg.diffusion.atom_encoder
+        enc = cfg.input_atom_encoder
         self.atom_attention_encoder = AtomAttentionEncoder(
             cfg.c_atom,
             cfg.c_atompair,
