@@ -2,12 +2,10 @@
 # Everything here runs when Snakemake parses the workflow, so that the whole DAG (searches, features,
 # shards, training chain) is known before any job starts and a bad config stops the run at once.
 
-import csv
 import os
 import sys
 from pathlib import Path
 
-import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -26,7 +24,7 @@ os.environ.update(
     ),
 )
 
-from make_shards import estimate_tokens, plan_shards  # noqa: E402
+from make_shards import plan_shards, read_target_table  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -51,36 +49,34 @@ def _ccd():
 
 
 def _read_targets(csv_path: Path):
-    """Validate the table's columns, then parse every row; bad rows become per-target errors.
+    """Parse and size every target (scripts/make_shards.py read_target_table): a bad target, whatever
+    is wrong with it, becomes its one-line note; only an unusable table stops the run.
 
     Only the syntax of each target is checked here (check=False): building every target's structure
     to check its chemistry costs ~6 ms a target, and Snakemake parses the workflow again in every
-    cluster job. A chemistry error (unknown CCD code, bad SMILES, bond to a missing atom) fails that
-    target in build_features instead, with the same one-line message.
+    cluster job. A chemistry error (unknown CCD code, bond to a missing atom) fails that target in
+    build_features instead, with the same one-line message.
     """
-    if not csv_path.is_file():
-        raise WorkflowError(f"config inputs: {csv_path}: file not found")
-    if csv_path.suffix.lower() == ".csv":
-        with csv_path.open(newline="") as handle:
-            lines = [line for line in handle if not line.lstrip().startswith("#")]
-        header = next(csv.reader(lines[:1]), [])
-        validate(
-            pd.DataFrame([dict.fromkeys(header, "")]), "../schemas/targets.schema.yaml"
-        )
-    from model.data.inputs import TargetError, load_targets
+    from model.data.inputs import TargetError
 
     try:
-        targets, errors = load_targets(
+        table = read_target_table(
             csv_path,
-            allowed_roots=[csv_path.parent, *config.get("allowed_roots", [])],
-            check=False,
+            [csv_path.parent, *config.get("allowed_roots", [])],
+            _ccd(),
+            config["limits"],
         )
     except TargetError as error:
         raise WorkflowError(f"config inputs: {error}") from None
-    return {t.target_id: t for t in targets}, {e.target_id: str(e) for e in errors}
+    except Exception as error:  # an unreadable table is one line, not a stack
+        raise WorkflowError(
+            f"config inputs: {csv_path}: {type(error).__name__}: {error}"
+        ) from None
+    return table
 
 
-TARGETS, INVALID_TARGETS = _read_targets(Path(config["inputs"]))
+TABLE = _read_targets(Path(config["inputs"]))
+TARGETS, INVALID_TARGETS, TARGET_TOKENS = TABLE.targets, TABLE.invalid, TABLE.tokens
 # The same roots for build_features (which defaults to the CSV's folder alone).
 ALLOWED_ROOT_ARGS = " ".join(
     f"--allowed-root '{root}'"
@@ -178,7 +174,6 @@ SEARCH_SIDECARS = {
 
 
 # --------------------------------------------------------------------------- shards
-TARGET_TOKENS = {t: estimate_tokens(target, _ccd()) for t, target in TARGETS.items()}
 # A target's own seeds (CSV `seeds` column, AF3 modelSeeds) or the config's.
 TARGET_SEEDS = {
     t: target.seeds or tuple(config["seeds"]) for t, target in TARGETS.items()
