@@ -23,10 +23,12 @@ def noise_schedule(
     rho: float = 7.0,
     sigma_data: float = 16.0,
     device: torch.device | str | None = None,
+    ends_at_zero: bool = False,
 ) -> torch.Tensor:
     """Noise levels c_0 > c_1 > ... > c_T (AF3 §3.7.1, the EDM schedule scaled by sigma_data).
 
-    c_tau = sigma_data * (s_max^(1/rho) + tau/T * (s_min^(1/rho) - s_max^(1/rho)))^rho.
+    c_tau = sigma_data * (s_max^(1/rho) + tau/T * (s_min^(1/rho) - s_max^(1/rho)))^rho;
+    `ends_at_zero` sets c_T = 0 (the schedule Protenix's released weights sample with).
 
     Returns: [n_step + 1] float32, in Å.
     """
@@ -34,7 +36,10 @@ def noise_schedule(
         raise ValueError(f"noise_schedule: n_step must be >= 1, got {n_step}")
     tau = torch.arange(n_step + 1, dtype=torch.float64, device=device) / n_step
     lo, hi = s_min ** (1.0 / rho), s_max ** (1.0 / rho)
-    return (sigma_data * (hi + tau * (lo - hi)) ** rho).to(torch.float32)
+    levels = (sigma_data * (hi + tau * (lo - hi)) ** rho).to(torch.float32)
+    if ends_at_zero:
+        levels[-1] = 0.0
+    return levels
 
 
 def random_rotation(n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> torch.Tensor:
