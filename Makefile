@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env sysdeps test test-slow test-all lint demo clean
+.PHONY: env sysdeps oracle test test-slow test-all lint demo clean
 
 env: $(VENV)/.installed
 
@@ -18,13 +18,29 @@ $(VENV)/.installed: pyproject.toml
 sysdeps:
 	@command -v jackhmmer >/dev/null || { apt-get update -qq && apt-get install -y -qq hmmer >/dev/null; }
 
-test: env sysdeps
+# Protenix 2.0.0 in its own environment: the oracle of the feature-parity tests (docs/network.md).
+# Its CCD cache is built offline from the CCD Foldline reads (tests/oracle/export_ccd.py) with Protenix's
+# own builder. Installing over an existing folder is safe, so a changed requirement rebuilds in place.
+ORACLE ?= .venv-oracle
+
+oracle: $(ORACLE)/.installed
+
+$(ORACLE)/.installed: tests/oracle/requirements.txt tests/oracle/export_ccd.py tests/oracle/build_ccd_cache.py \
+		| $(VENV)/.installed
+	$(PYTHON) -m venv $(ORACLE)
+	$(ORACLE)/bin/python -m pip install --quiet -r tests/oracle/requirements.txt
+	$(ORACLE)/bin/python -m pip install --quiet --no-deps protenix==2.0.0
+	$(PY) tests/oracle/export_ccd.py $(ORACLE)/protenix_root/common/components.cif
+	$(ORACLE)/bin/python tests/oracle/build_ccd_cache.py
+	touch $@
+
+test: env sysdeps oracle
 	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 
-test-slow: env sysdeps
+test-slow: env sysdeps oracle
 	$(PY) -m pytest -m "slow" $(PYTEST_ARGS)
 
-test-all: env sysdeps
+test-all: env sysdeps oracle
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: env

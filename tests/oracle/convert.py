@@ -14,7 +14,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from model.nn.heads import position_in_token
 from model.nn.template import backbone_unit_vectors, template_distogram
 
 
@@ -24,7 +23,7 @@ def to_protenix_features(f: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     Token features are `[N_token, ...]`, atom features `[N_atom, ...]`, MSA features `[N_msa, N_token]`,
     template features `[N_templ, N_token, N_token, ...]`.
     """
-    n_tok, n_atom = f["restype"].shape[0], f["ref_pos"].shape[0]
+    n_atom = f["ref_pos"].shape[0]
     pbm, bbm = f["template_pseudo_beta_mask"].float(), f["template_backbone_mask"].float()
     rep = torch.zeros(n_atom, dtype=torch.bool)
     rep[f["token_rep_atom"].long()] = True
@@ -50,5 +49,5 @@ def to_protenix_features(f: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         "template_unit_vector": backbone_unit_vectors(f["template_backbone"]),
         "template_backbone_frame_mask": bbm[:, :, None] * bbm[:, None, :],
         "distogram_rep_atom_mask": rep,
-        "atom_to_tokatom_idx": position_in_token(f["atom_to_token"].long(), n_tok),
+        "atom_to_tokatom_idx": f["atom_to_tokatom_idx"].long(),
     }
