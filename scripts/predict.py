@@ -8,10 +8,17 @@
       [--sample-chunk auto|N] [--ccd components.cif] [--reuse-unchanged] [--done FILE]
 
 `--checkpoint none` runs the randomly initialised network (tests, benchmarks); it is never the
-default. A checkpoint that cannot be loaded stops the shard (exit 1): it would fail every target.
+default. The network is the one the checkpoint carries; `--preset` names it for random weights and
+for checkpoints without one (released Protenix files, bare state dicts), where the weights' shapes
+may pick another preset (model/infer/checkpoint.py); provenance.json records which. `--cycles` and
+`--steps` 0 (the default) take N_cycle and N_step from that network's preset, and the sampler and
+ranking settings always come from it.
+
 A target that fails (bad feature file, out of memory, ...) gets `{failed-dir}/{target}.txt` with a
-one-line reason and the shard goes on; the exit code is 0 once the shard ran. `--done` is touched
-at the end (the shard's Snakemake output). Outputs per target: see docs/outputs.md.
+one-line reason and the shard goes on; a checkpoint that cannot be loaded (missing, truncated,
+unsafe, not fitting) is the failure of every target of the shard, with its one-line reason. The exit
+code is 0 once the shard ran, so the run's summary lists the failures. `--done` is touched at the
+end (the shard's Snakemake output). Outputs per target: see docs/outputs.md.
 
 `--reuse-unchanged` keeps a target's earlier prediction when its provenance.json (written last, so
 only a complete folder has one) records the same features content hash, weights, preset, network
@@ -37,7 +44,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from model.data import store  # noqa: E402
-from model.infer.checkpoint import CheckpointError, load_weights  # noqa: E402
+from model.infer.checkpoint import CheckpointError, LoadedWeights, load_network_weights  # noqa: E402
 from model.infer.predict import PredictSettings, predict_features, resolve_device  # noqa: E402
 
 
@@ -56,13 +63,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--features", nargs="+", required=True, help="feature files (.h5), one per target")
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt, or 'none' for random weights")
-    p.add_argument("--preset", default="base", help="network preset (config/presets/NAME.yaml)")
+    p.add_argument(
+        "--preset",
+        default="base",
+        help="network preset (config/presets/NAME.yaml) when the checkpoint has none",
+    )
     p.add_argument("--out-dir", default="results/predictions")
     p.add_argument("--failed-dir", default="results/failed")
     p.add_argument("--seeds", nargs="+", type=int, default=[1])
     p.add_argument("--samples", type=int, default=5, help="diffusion samples per seed")
-    p.add_argument("--steps", type=int, default=200, help="diffusion steps")
-    p.add_argument("--cycles", type=int, default=10, help="trunk recycles (N_cycle)")
+    p.add_argument("--steps", type=int, default=0, help="diffusion steps (0: the network preset's)")
+    p.add_argument("--cycles", type=int, default=0, help="trunk recycles, N_cycle (0: the network preset's)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N")
     p.add_argument(
         "--precision", default="auto", choices=["auto", "fp32", "bf16"], help="sampler + confidence"
@@ -128,12 +139,12 @@ class ComponentLookup:
         return self.ccd[code]
 
 
-def prediction_identity(path: Path, weights: dict, preset: str, network_config, settings) -> dict:
+def prediction_identity(path: Path, loaded: LoadedWeights, network_config, settings) -> dict:
     """What a prediction depends on, as its provenance.json records it (JSON-normalised)."""
     identity = {
         "content_hash": store.read_attrs(path).get("content_hash"),
-        "weights_sha256": weights["sha256"],
-        "preset": preset,
+        "weights_sha256": loaded.provenance["sha256"],
+        "preset": loaded.preset,
         "network_config": network_config,
         "settings": settings.as_dict(),
         "code_version": store.code_version(),
@@ -158,7 +169,7 @@ def recorded_identity(folder: Path) -> dict | None:
 
 
 def run_target(
-    path: Path, net, settings: PredictSettings, device, args, weights: dict, preset_cfg, components
+    path: Path, net, settings: PredictSettings, device, args, loaded: LoadedWeights, preset_cfg, components
 ) -> Path:
     from model.infer.writer import TargetLayout, set_bond_orders, write_target
 
@@ -191,8 +202,9 @@ def run_target(
     provenance = {
         "target_id": target,
         "features": {"path": str(path.resolve()), "content_hash": attrs.get("content_hash"), "attrs": attrs},
-        **weights,
-        "preset": args.preset,
+        **loaded.provenance,
+        "preset": loaded.preset,
+        "network_source": loaded.network_source,
         "network_config": preset_cfg,
         "settings": settings.as_dict(),
         "precision": plan.as_dict(),
@@ -216,16 +228,37 @@ def _config_dict(cfg) -> dict | str:
     return str(cfg)
 
 
+def fail_shard(args: argparse.Namespace, reason: str) -> int:
+    """Every target of the shard fails with `reason` (a checkpoint that cannot be loaded); the shard
+    counts as run, so the run's summary and failures tables list them."""
+    failed_dir = Path(args.failed_dir)
+    for f in args.features:
+        target = target_name(Path(f))
+        shutil.rmtree(Path(args.out_dir) / target, ignore_errors=True)  # no earlier prediction survives
+        write_failure(failed_dir, target, f"{target}: {reason}")
+    print(f"predict: FAILED every target of the shard: {reason}", file=sys.stderr)
+    if args.done:
+        Path(args.done).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.done).touch()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from model.nn.network import Foldline, load_preset
+    from model.nn.network import Foldline
 
     try:
         device = resolve_device(args.device)
     except RuntimeError as err:
         print(f"predict: {err}", file=sys.stderr)
         return 1
-    settings = PredictSettings(
+    try:
+        loaded = load_network_weights(args.checkpoint, args.preset)
+    except CheckpointError as err:
+        return fail_shard(args, first_line(err))
+    cfg = loaded.config
+    settings = PredictSettings.for_network(
+        cfg,
         n_cycle=args.cycles,
         n_step=args.steps,
         n_sample=args.samples,
@@ -235,15 +268,15 @@ def main(argv: list[str] | None = None) -> int:
         pair_chunk=args.chunk_size,
         sample_chunk=args.sample_chunk if args.sample_chunk is not None else "auto",
     )
-    cfg = load_preset(args.preset)
     torch.manual_seed(0)  # a `--checkpoint none` run gets the same random weights every time
     net = Foldline(cfg)
-    try:
-        weights = load_weights(net, args.checkpoint)
-    except CheckpointError as err:
-        print(f"predict: {err}", file=sys.stderr)
-        return 1
+    if loaded.state is not None:
+        net.load_state_dict(loaded.state, strict=True)
+    del loaded.state
     net = net.to(device).eval()
+    print(
+        f"predict: network from {loaded.network_source}; {settings.n_cycle} cycles, {settings.n_step} steps"
+    )
     failed_dir = Path(args.failed_dir)
     components = ComponentLookup(args.ccd)
     failures = []
@@ -254,14 +287,14 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(args.out_dir) / target
         try:
             if args.reuse_unchanged:
-                identity = prediction_identity(path, weights, args.preset, _config_dict(cfg), settings)
+                identity = prediction_identity(path, loaded, _config_dict(cfg), settings)
                 if recorded_identity(folder) == identity:
                     (failed_dir / f"{target}.txt").unlink(missing_ok=True)
                     print(f"predict: {target}: unchanged, kept {folder}")
                     reused += 1
                     continue
             shutil.rmtree(folder, ignore_errors=True)  # an earlier prediction's files never linger
-            folder = run_target(path, net, settings, device, args, weights, _config_dict(cfg), components)
+            folder = run_target(path, net, settings, device, args, loaded, _config_dict(cfg), components)
             (failed_dir / f"{target}.txt").unlink(missing_ok=True)
             print(f"predict: {target}: wrote {folder}")
         except Exception as err:  # one bad target (input, OOM, ...) must not stop the shard

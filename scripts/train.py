@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from model.train.checkpoint import CheckpointError  # noqa: E402
 from model.train.loop import train  # noqa: E402
 from model.train.stages import resolve_stage  # noqa: E402
 
@@ -27,14 +28,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--stage", required=True, help="stage index 0-3 (or stage0..stage3)")
     p.add_argument("--stages", default="config/stages.yaml", help="stages YAML (the seed table)")
-    p.add_argument("--preset", default="tiny", help="network preset: tiny, base or a YAML path")
+    p.add_argument(
+        "--preset", default="tiny", help="network preset (name or YAML path) when no checkpoint carries one"
+    )
     p.add_argument(
         "--features",
         required=True,
         nargs="+",
         help="training features: folders of .h5, .h5 files, or list files (one path a line)",
     )
-    p.add_argument("--init-checkpoint", default=None, help="parent stage's checkpoint.pt (its EMA weights)")
+    p.add_argument(
+        "--init-checkpoint",
+        default=None,
+        help="weights to start from: the parent stage's checkpoint.pt (its EMA weights) or a released "
+        "Protenix checkpoint; the network is the one it carries or fits (--preset otherwise)",
+    )
     p.add_argument("--out-dir", required=True, help="results/train/stage{K}")
     p.add_argument("--steps", type=int, default=None, help="override the stage's number of optimizer steps")
     p.add_argument(
@@ -59,9 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     cfg = resolve_stage(args.stages, args.stage.removeprefix("stage"), overrides)
-    return train(
-        cfg, args.features, args.out_dir, args.preset, args.init_checkpoint, args.device, args.clusters
-    )
+    try:
+        return train(
+            cfg, args.features, args.out_dir, args.preset, args.init_checkpoint, args.device, args.clusters
+        )
+    except CheckpointError as err:  # a missing, unsafe or unreadable checkpoint: its one-line reason
+        print(f"train: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -64,7 +67,7 @@ def test_missing_and_unsafe_files(tmp_path):
 
     # an arbitrary pickled object (here argparse.Namespace) is refused by weights_only
     torch.save({"model": small_net().state_dict(), "obj": argparse.Namespace(a=1)}, tmp_path / "unsafe.pt")
-    with pytest.raises(CheckpointError, match="weights_only"):
+    with pytest.raises(CheckpointError, match="refused: it holds a Python object .*argparse.Namespace"):
         load_weights(small_net(), tmp_path / "unsafe.pt")
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match="not a Foldline checkpoint"):
@@ -97,7 +100,126 @@ def test_predict_script_loads_a_real_checkpoint_and_refuses_a_mismatch(tmp_path,
     dropped = sorted(state)[0]
     del state[dropped]
     bad = save_checkpoint(tmp_path / "bad.pt", {"model": state})
-    args = ["--features", str(tmp_path / "none.h5"), "--preset", "tiny", "--device", "cpu"]
-    assert script.main([*args, "--checkpoint", str(bad), "--failed-dir", str(tmp_path / "f")]) == 1
+    args = ["--features", str(tmp_path / "T1.h5"), "--preset", "tiny", "--device", "cpu"]
+    assert script.main([*args, "--checkpoint", str(bad), "--failed-dir", str(tmp_path / "f")]) == 0
     err = capsys.readouterr().err
     assert "missing" in err and dropped in err
+    reason = (tmp_path / "f" / "T1.txt").read_text()  # the shard's every target fails with the reason
+    assert reason.count("\n") == 1 and str(bad) in reason and dropped in reason
+
+
+# --------------------------------------------------------------------------- networks carried by files
+class WritesAFile:
+    """A pickled object that, when unpickled without weights_only, creates `marker` (a payload)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
+def payload_checkpoint(tmp_path: Path, state: dict) -> tuple[Path, Path]:
+    """A checkpoint whose extra entry runs code when loaded unsafely, and the file that code writes.
+    The payload is proven live: an unsafe load does write the file (removed again before returning)."""
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / "payload.pt"
+    torch.save({"model": state, "note": WritesAFile(marker)}, path)
+    torch.load(path, weights_only=False)
+    assert marker.is_file()
+    marker.unlink()
+    return path, marker
+
+
+def protenix_release(state: dict[str, torch.Tensor]) -> dict:
+    """A released Protenix checkpoint's layout: DDP-prefixed weights next to optimizer entries."""
+    return {"model": {f"module.{k}": v for k, v in state.items()}, "optimizer": {"state": {}}, "step": 7}
+
+
+@pytest.fixture(scope="module")
+def trp_cage(tmp_path_factory) -> Path:
+    """Features of the 20-residue Trp-cage (PDB 1L2Y), as build_features writes them."""
+    from conftest import MMCIF_DIR
+
+    from model.data import store
+    from model.data.ccd import load_ccd
+    from model.data.features import featurize
+    from model.data.structure import parse_mmcif
+
+    ccd = load_ccd()
+    st = parse_mmcif(next(MMCIF_DIR.glob("1l2y.cif*")), ccd, assembly=None)
+    fz = featurize(st, ccd, None, None, seed=0)
+    attrs = {"target_id": "trp", "content_hash": "trp", "ccd_release": ccd.release, **fz.attrs}
+    out = tmp_path_factory.mktemp("trp") / "trp.h5"
+    return store.write_features(out, fz.features, fz.meta, attrs)
+
+
+def _predict(tmp_path: Path, features: Path, checkpoint: Path | str, preset: str) -> tuple[int, Path]:
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("predict_script", REPO / "scripts" / "predict.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    argv = ["--features", str(features), "--checkpoint", str(checkpoint), "--preset", preset,
+            "--out-dir", str(tmp_path / "pred"), "--failed-dir", str(tmp_path / "failed"),
+            "--samples", "1", "--steps", "2", "--cycles", "1", "--device", "cpu"]  # fmt: skip
+    return script.main(argv), tmp_path
+
+
+def test_a_tiny_checkpoint_predicts_under_preset_base(tmp_path, trp_cage):
+    from model.nn.network import Foldline, load_preset
+
+    tiny = load_preset("tiny")
+    path = save_checkpoint(
+        tmp_path / "stage3.pt", {"model": Foldline(tiny).state_dict(), "network": dataclasses.asdict(tiny)}
+    )
+    rc, out = _predict(tmp_path, trp_cage, path, "base")
+    assert rc == 0 and not (out / "failed" / "trp.txt").exists()
+    prov = json.loads((out / "pred" / "trp" / "provenance.json").read_text())
+    assert prov["network_source"] == "checkpoint" and prov["preset"] is None
+    assert prov["network_config"] == json.loads(json.dumps(dataclasses.asdict(tiny)))
+    assert prov["settings"]["n_step"] == 2 and prov["sha256"] == sha256_file(path)
+
+
+def test_a_released_protenix_file_predicts_with_the_preset_its_shapes_fit(tmp_path, trp_cage):
+    from model.infer.checkpoint import load_network_weights
+    from model.nn.network import Foldline, load_preset
+
+    net = Foldline(load_preset("tiny"))
+    path = tmp_path / "weights.pt"
+    torch.save(protenix_release(net.state_dict()), path)
+    loaded = load_network_weights(path, "base")
+    assert loaded.preset == "tiny" and loaded.network_source == "preset tiny (matched by the weights' shapes)"
+    assert all(torch.equal(loaded.state[k], v) for k, v in net.state_dict().items())
+    rc, out = _predict(tmp_path, trp_cage, path, "base")
+    assert rc == 0 and not (out / "failed" / "trp.txt").exists()
+    prov = json.loads((out / "pred" / "trp" / "provenance.json").read_text())
+    assert prov["preset"] == "tiny" and prov["network_source"] == loaded.network_source
+
+
+def test_a_protenix_file_is_matched_to_protenix_presets_by_name_first(tmp_path):
+    from model.infer.checkpoint import _candidate_presets
+
+    obj = protenix_release({"a": torch.zeros(1)})
+    order = _candidate_presets(obj, tmp_path / "protenix_mini_default_v0.5.0.pt", "base")
+    assert order[0] == ("protenix_mini_default_v0.5.0", " (named by the file)")
+    # a release without a recognisable name tries Protenix's presets before the configured one
+    names = [n for n, _ in _candidate_presets(obj, tmp_path / "model.pt", "base")]
+    assert names.index("protenix_base_default_v1.0.0") < names.index("base") < names.index("tiny")
+    # a bare Foldline-style state dict tries the configured preset first
+    bare = [n for n, _ in _candidate_presets({"model": {"a": torch.zeros(1)}}, tmp_path / "model.pt", "tiny")]
+    assert bare[0] == "tiny"
+
+
+def test_a_payload_checkpoint_fails_every_target_without_running(tmp_path, trp_cage, capsys):
+    from model.nn.network import Foldline, load_preset
+
+    path, marker = payload_checkpoint(tmp_path, Foldline(load_preset("tiny")).state_dict())
+    rc, out = _predict(tmp_path, trp_cage, path, "tiny")
+    assert rc == 0 and not marker.exists()
+    reason = (out / "failed" / "trp.txt").read_text()
+    assert reason.count("\n") == 1 and str(path) in reason and "refused" in reason
+    assert "weights_only=False" not in reason + capsys.readouterr().err
+    assert not (out / "pred" / "trp").exists()

@@ -9,7 +9,14 @@ import pytest
 import torch
 from conftest import REPO
 
-from model.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, sha256_file
+from model.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    sha256_file,
+)
 from model.train.ema import Ema
 from model.train.schedule import af3_lr_factor, make_optimizer, make_scheduler
 from model.train.stages import resolve_stage
@@ -65,5 +72,5 @@ def test_checkpoint_atomic_roundtrip_and_rng(tmp_path):
     again = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1])
     assert expected[2] == again[2]
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")

@@ -1,38 +1,44 @@
-"""Loading network weights for inference, safely (`torch.load(weights_only=True)`).
+"""Network weights and the network they belong to, loaded safely (`torch.load(weights_only=True)`).
 
-Accepts a Foldline training checkpoint (`model.train.checkpoint`: the EMA weights under `model`)
-or a bare state dict. Keys saved from a DDP-wrapped module (`module.` prefix) are accepted. A
-missing file, a file that is not a checkpoint, or weights that do not fit the network is one
-clear error naming the missing, unexpected and mis-shaped keys. Random initialisation is never
-implicit: the caller passes `None` (the command line's `--checkpoint none`).
+Accepts a Foldline training checkpoint (`model.train.checkpoint`: the EMA weights under `model`, the
+resolved network config under `network`), a released Protenix checkpoint as it ships
+(`{"model": {"module.<key>": tensor, ...}, ...}`, possibly with optimizer and other entries), or a
+bare state dict. Keys saved from a DDP-wrapped module (`module.` prefix) are accepted.
+
+The network is the one the checkpoint carries (`network`); a file without one (a Protenix release, a
+bare state dict) gets a preset: the preset named like the file (`protenix_mini_default_v0.5.0.pt`),
+else the configured preset when the weights fit it, else the first preset in `config/presets/` whose
+network has exactly the weights' keys and shapes (Protenix's names first, then the others, sorted).
+A missing, unsafe or unreadable file, or weights that fit no network, is one clear error naming the
+missing, unexpected and mis-shaped keys. Random initialisation is never implicit: the caller passes
+`None` (the command line's `--checkpoint none`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 
-from model.train.checkpoint import sha256_file
+from model.nn.config import ModelConfig, config_from_dict, load_preset, preset_names
+from model.train.checkpoint import CheckpointError, read_checkpoint, sha256_file
+
+__all__ = [
+    "CheckpointError",
+    "LoadedWeights",
+    "check_fit",
+    "is_random_init",
+    "load_network_weights",
+    "load_weights",
+    "read_state_dict",
+    "state_dict_of",
+]
 
 NO_CHECKPOINT = ("none", "random")  # command-line spellings of an explicit random-init run
 SHOW_KEYS = 8
-
-# Training checkpoints also carry numpy RNG states; these are the only non-torch types allowed.
-NUMPY_SAFE_GLOBALS = [
-    np.ndarray,
-    np.dtype,
-    np.dtypes.UInt32DType,
-    np.dtypes.Float64DType,
-    np.dtypes.Int64DType,
-    np._core.multiarray._reconstruct,
-    np._core.multiarray.scalar,
-]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing or does not fit the network."""
+PROTENIX_PREFIX = "protenix"
 
 
 def is_random_init(checkpoint: str | Path | None) -> bool:
@@ -40,24 +46,20 @@ def is_random_init(checkpoint: str | Path | None) -> bool:
     return checkpoint is None or str(checkpoint).lower() in NO_CHECKPOINT
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The weights in `path` (CPU tensors): the `model` entry of a training checkpoint, or the file
-    itself when it is a bare state dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path}: file not found")
-    try:
-        with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a pickle error can be of many types; name the file and the cause
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {path}: cannot be read with weights_only=True ({first})") from err
+def state_dict_of(obj: Any, source: str) -> dict[str, torch.Tensor]:
+    """The weights in a loaded checkpoint object: its `model` entry, or the object itself when it
+    is a bare state dict; a `module.` prefix on every key is dropped."""
     state = obj.get("model", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"checkpoint {path}: no state dict of tensors (not a Foldline checkpoint)")
+        raise CheckpointError(f"checkpoint {source}: no state dict of tensors (not a Foldline checkpoint)")
     if state and all(k.startswith("module.") for k in state):
         state = {k.removeprefix("module."): v for k, v in state.items()}
     return state
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The weights in `path` (CPU tensors): see `state_dict_of`."""
+    return state_dict_of(read_checkpoint(path), str(path))
 
 
 def _names(keys: list[str]) -> str:
@@ -65,9 +67,8 @@ def _names(keys: list[str]) -> str:
     return shown + (f" (+{len(keys) - SHOW_KEYS} more)" if len(keys) > SHOW_KEYS else "")
 
 
-def check_fit(net: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Raise CheckpointError naming missing, unexpected and mis-shaped keys, if any."""
-    expected = net.state_dict()
+def fit_problems(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
+    """Missing, unexpected and mis-shaped keys of `state` against `expected` (empty when it fits)."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     shapes = sorted(
@@ -82,6 +83,12 @@ def check_fit(net: torch.nn.Module, state: dict[str, torch.Tensor], source: str)
         problems.append(f"{len(unexpected)} unexpected keys: {_names(unexpected)}")
     if shapes:
         problems.append(f"{len(shapes)} mis-shaped (checkpoint vs network): {_names(shapes)}")
+    return problems
+
+
+def check_fit(net: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Raise CheckpointError naming missing, unexpected and mis-shaped keys, if any."""
+    problems = fit_problems(net.state_dict(), state)
     if problems:
         raise CheckpointError(f"checkpoint {source}: does not fit the network; " + "; ".join(problems))
 
@@ -97,3 +104,91 @@ def load_weights(net: torch.nn.Module, checkpoint: str | Path | None) -> dict:
     check_fit(net, state, str(checkpoint))
     net.load_state_dict(state, strict=True)
     return {"checkpoint": str(Path(checkpoint).resolve()), "sha256": sha256_file(checkpoint)}
+
+
+@dataclass
+class LoadedWeights:
+    """A network config and the weights for it.
+
+    state: None for random weights. network_source: where `config` came from ("checkpoint",
+    "preset NAME", or "preset NAME (matched by the weights' shapes)"); preset: that preset's name,
+    None when the checkpoint carried its network. provenance: checkpoint path and sha256 (None, None
+    for random weights).
+    """
+
+    config: ModelConfig
+    state: dict[str, torch.Tensor] | None
+    network_source: str
+    preset: str | None
+    provenance: dict = field(default_factory=lambda: {"checkpoint": None, "sha256": None})
+
+
+def _network_shapes(cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """The state dict of the network `cfg` describes, on the meta device (no memory, ~1 s for base)."""
+    from model.nn.network import Foldline
+
+    with torch.device("meta"):
+        return Foldline(cfg).state_dict()
+
+
+def _candidate_presets(obj: Any, path: Path, preset: str) -> list[tuple[str, str]]:
+    """(preset, why) in the order they are tried for weights without a network config."""
+    names = preset_names()
+    protenix = [n for n in names if n.startswith(PROTENIX_PREFIX)]
+    others = [n for n in names if not n.startswith(PROTENIX_PREFIX)]
+    shapes = " (matched by the weights' shapes)"
+    order = []
+    named = obj.get("preset") if isinstance(obj, dict) else None
+    if isinstance(named, str) and named in names:  # Foldline checkpoints written before `network`
+        order.append((named, " (named by the checkpoint)"))
+    if path.stem in names:
+        order.append((path.stem, " (named by the file)"))
+    # A released Protenix file (every key under `module.`) gets Protenix's own settings first.
+    released = isinstance(obj, dict) and all(k.startswith("module.") for k in obj.get("model", {}))
+    rest = [(n, shapes) for n in protenix] + [(preset, ""), *((n, shapes) for n in others)]
+    if not released:
+        rest = [(preset, ""), *((n, shapes) for n in protenix + others)]
+    order += rest
+    seen, unique = set(), []
+    for name, why in order:
+        if name not in seen:
+            seen.add(name)
+            unique.append((name, "" if name == preset and why == shapes else why))
+    return unique
+
+
+def load_network_weights(checkpoint: str | Path | None, preset: str) -> LoadedWeights:
+    """The network config and weights of `checkpoint` (see the module docstring for how the network
+    is chosen); `preset` alone for random weights (`is_random_init`)."""
+    if is_random_init(checkpoint):
+        return LoadedWeights(load_preset(preset), None, f"preset {preset}", preset)
+    path = Path(checkpoint)
+    obj = read_checkpoint(path)
+    state = state_dict_of(obj, str(path))
+    provenance = {"checkpoint": str(path.resolve()), "sha256": sha256_file(path)}
+    stored = obj.get("network") if isinstance(obj, dict) else None
+    if isinstance(stored, dict):
+        try:
+            cfg = config_from_dict(stored, f"checkpoint {path}: network")
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"checkpoint {path}: its network config is invalid ({err})") from err
+        check_fit_config(cfg, state, str(path))
+        return LoadedWeights(cfg, state, "checkpoint", None, provenance)
+    tried = {}
+    for name, why in _candidate_presets(obj, path, preset):
+        cfg = load_preset(name)
+        problems = fit_problems(_network_shapes(cfg), state)
+        if not problems:
+            return LoadedWeights(cfg, state, f"preset {name}{why}", name, provenance)
+        tried[name] = problems
+    raise CheckpointError(
+        f"checkpoint {path}: carries no network config and fits no preset in config/presets/; "
+        f"against preset {preset}: " + "; ".join(tried[preset])
+    )
+
+
+def check_fit_config(cfg: ModelConfig, state: dict[str, torch.Tensor], source: str) -> None:
+    """`check_fit` against the network `cfg` describes, without building its weights."""
+    problems = fit_problems(_network_shapes(cfg), state)
+    if problems:
+        raise CheckpointError(f"checkpoint {source}: does not fit the network; " + "; ".join(problems))

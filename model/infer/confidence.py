@@ -19,8 +19,10 @@ torch/numpy only (runs on GPU nodes). All functions take a leading sample dimens
   atom, Bondi-like radii), divided by the residue's theoretical maximum (Tien et al. 2013); a
   residue with RASA > 0.581 counts as disordered (the AF2 disorder threshold). The fraction is over
   protein residues; 0 when there are none.
-- ranking_score = 0.8 ipTM + 0.2 pTM + 0.5 fraction_disordered - 100 has_clash; for a single
-  chain ipTM is undefined and pTM takes its weight (0.8 pTM + 0.2 pTM = pTM).
+- ranking_score (`ranking="af3"`, AF3 §5.9.3) = 0.8 ipTM + 0.2 pTM + 0.5 fraction_disordered
+  - 100 has_clash; for a single chain ipTM is undefined and pTM takes its weight (0.8 pTM + 0.2 pTM =
+  pTM). `ranking="protenix"` (the ranking Protenix's released weights come with) drops the disorder
+  term and counts a single chain's ipTM as 0: 0.8 ipTM + 0.2 pTM - 100 has_clash.
 - contact_probs: probability that the representative atoms are within 8 Å, from the distogram.
 """
 
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 
 from model.data.constants import DISTOGRAM_BINS, DISTOGRAM_MAX, DISTOGRAM_MIN, MOL_PROTEIN
+from model.train.data import FRAME_ATOMS
 
 # (number of bins, upper end of the binned range); bins are equal-width from 0.
 PLDDT_BINS, PLDDT_MAX = 50, 1.0
@@ -211,6 +214,18 @@ def fraction_disordered(
     return torch.stack(out)
 
 
+def ranking_score(
+    ptm: torch.Tensor, iptm: torch.Tensor | None, disorder: torch.Tensor, clash: torch.Tensor, formula: str
+) -> torch.Tensor:
+    """The ranking score of `formula` ("af3" or "protenix", see the module docstring). ptm, disorder,
+    clash: [S]; iptm: [S], None for a single chain. Returns: [S]."""
+    if formula == "af3":
+        return 0.8 * (ptm if iptm is None else iptm) + 0.2 * ptm + 0.5 * disorder - 100.0 * clash.float()
+    if formula == "protenix":
+        return 0.8 * (torch.zeros_like(ptm) if iptm is None else iptm) + 0.2 * ptm - 100.0 * clash.float()
+    raise ValueError(f"ranking {formula!r}: expected af3 or protenix")
+
+
 def summarize(
     plddt_logits: torch.Tensor,
     pae_logits: torch.Tensor,
@@ -220,6 +235,7 @@ def summarize(
     feats: dict[str, torch.Tensor],
     meta: dict,
     has_frame: torch.Tensor | None = None,
+    ranking: str = "af3",
 ) -> dict[str, np.ndarray]:
     """All confidences for S samples of one target, as numpy arrays with a leading S.
 
@@ -247,6 +263,7 @@ def summarize(
             feats,
             meta,
             has_frame,
+            ranking,
         )  # fmt: skip
         for k in range(x.shape[0])
     ]
@@ -263,6 +280,7 @@ def _summarize_one(
     feats: dict[str, torch.Tensor],
     meta: dict,
     has_frame: torch.Tensor | None,
+    ranking: str,
 ) -> dict[str, np.ndarray]:
     """`summarize` for one sample (leading dimension 1), without contact_probs."""
     asym = feats["asym_id"].long().to(pae_logits.device)
@@ -304,8 +322,7 @@ def _summarize_one(
         x, atom_to_token, feats["mol_type"].to(x.device), meta["atom_element"], meta["token_res_name"]
     ).cpu()
     ptm = ptm.cpu()
-    iptm_or_ptm = iptm.cpu() if iptm is not None else ptm
-    ranking = 0.8 * iptm_or_ptm + 0.2 * ptm + 0.5 * disorder - 100.0 * clash.float()
+    score = ranking_score(ptm, iptm.cpu() if iptm is not None else None, disorder, clash, ranking)
 
     def np32(t: torch.Tensor) -> np.ndarray:
         return t.detach().float().cpu().numpy()
@@ -322,30 +339,56 @@ def _summarize_one(
         "chain_pair_pae_min": np32(chain_pair_pae_min),
         "has_clash": clash.numpy(),
         "fraction_disordered": np32(disorder),
-        "ranking_score": np32(ranking),
+        "ranking_score": np32(score),
     }
 
 
-# Atoms that define a polymer token's frame (AF3 §4.3.2): N-CA-C for amino acids, C1'-C3'-C4'
-# for nucleotides. Ligand tokens take frames from their nearest neighbours, so a ligand token has
-# one when its chain has at least three atoms.
-FRAME_ATOMS = {MOL_PROTEIN: ("N", "CA", "C"), 1: ("C1'", "C3'", "C4'"), 2: ("C1'", "C3'", "C4'")}
+# A ligand frame closer to a line than this (AF3 §4.3.2: 25°) is invalid.
+COLLINEAR_DEGREES = 25.0
 
 
 def token_has_frame(
-    atom_to_token: np.ndarray, mol_type: np.ndarray, asym_id: np.ndarray, atom_name: list[str] | np.ndarray
+    atom_to_token: np.ndarray,
+    mol_type: np.ndarray,
+    atom_name: list[str] | np.ndarray,
+    token_center_atom: np.ndarray,
+    ref_pos: np.ndarray,
+    ref_space_uid: np.ndarray,
+    ref_mask: np.ndarray,
 ) -> np.ndarray:
-    """Which tokens have a valid frame (rows that count in pTM/ipTM). Returns: [T] bool."""
+    """Which tokens have a valid frame (AF3 §4.3.2; the rows that count in pTM/ipTM). Returns: [T] bool.
+
+    A polymer residue token has one when it has its frame atoms (N, CA, C / C1', C3', C4'). Every
+    other token (ligand atom, ion, atomised residue) takes its atom b and, from the reference
+    conformer (`ref_pos`), the nearest (a) and second nearest (c) other atoms of the same
+    `ref_space_uid`; the frame is invalid with fewer than 3 such atoms, a masked reference position,
+    a zero-length a-b or b-c, or when the angle between a->b and b->c is within 25° of 0° or 180°
+    (nearly collinear), as in Protenix's featurizer.
+    """
+    ref_pos = np.asarray(ref_pos, dtype=np.float64)
     n_token = len(mol_type)
     names: list[set[str]] = [set() for _ in range(n_token)]
     for tok, name in zip(atom_to_token.tolist(), atom_name, strict=True):
         names[tok].add(str(name))
-    atoms_per_chain = np.bincount(asym_id[atom_to_token], minlength=int(asym_id.max()) + 1)
     out = np.zeros(n_token, dtype=bool)
     for t in range(n_token):
         wanted = FRAME_ATOMS.get(int(mol_type[t]))
         if wanted is not None and len(names[t]) > 1:
             out[t] = all(a in names[t] for a in wanted)
-        else:  # ligand, or a modified residue tokenised per atom
-            out[t] = atoms_per_chain[asym_id[t]] >= 3
+            continue
+        b = int(token_center_atom[t])
+        group = np.flatnonzero(ref_space_uid == ref_space_uid[b])
+        if len(group) < 3:
+            continue
+        dist = np.linalg.norm(ref_pos[group] - ref_pos[b], axis=-1)
+        dist[group == b] = -1.0  # b itself first, then its neighbours by distance
+        a, c = group[np.argsort(dist, kind="stable")[1:3]]
+        if not (ref_mask[a] and ref_mask[b] and ref_mask[c]):
+            continue
+        ab, bc = ref_pos[b] - ref_pos[a], ref_pos[c] - ref_pos[b]
+        norm_ab, norm_bc = np.linalg.norm(ab), np.linalg.norm(bc)
+        if np.isclose(norm_ab, 0.0) or np.isclose(norm_bc, 0.0):
+            continue
+        angle = math.degrees(math.acos(float(np.clip(ab @ bc / (norm_ab * norm_bc), -1.0, 1.0))))
+        out[t] = COLLINEAR_DEGREES < angle < 180.0 - COLLINEAR_DEGREES
     return out

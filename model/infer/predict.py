@@ -15,19 +15,25 @@ turns logits into AF3's metrics.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 
 from model.infer import confidence
 from model.infer.precision import PrecisionPlan, choose_precision
-from model.infer.sampler import sample_diffusion
+from model.infer.sampler import noise_schedule, sample_diffusion
+from model.nn.config import InferenceConfig, ModelConfig
 
 
 @dataclass
 class PredictSettings:
-    """Inference settings (config `predict:` block / command line). Defaults: AF3's 10/200/5."""
+    """Inference settings (config / command line). Defaults: AF3's 10/200/5.
+
+    sampling: the sampler and ranking settings that come with the weights (`ModelConfig.inference`,
+    AF3 Alg 18 and §5.9.3); the number of steps is `n_step`, which `for_network` takes from it
+    unless asked otherwise.
+    """
 
     n_cycle: int = 10
     n_step: int = 200
@@ -37,6 +43,18 @@ class PredictSettings:
     trunk_precision: str = "auto"  # auto = BF16 on CUDA, FP32 on CPU
     pair_chunk: int | None | str = "auto"
     sample_chunk: int | str = "auto"
+    sampling: InferenceConfig = field(default_factory=InferenceConfig)
+
+    @classmethod
+    def for_network(cls, cfg: ModelConfig, n_cycle: int = 0, n_step: int = 0, **kwargs) -> PredictSettings:
+        """Settings for the network `cfg`: its N_cycle, N_step and sampler settings, where `n_cycle`
+        and `n_step` are 0 (else those numbers); other fields from `kwargs`."""
+        return cls(
+            n_cycle=n_cycle or cfg.n_cycle,
+            n_step=n_step or cfg.inference.n_step,
+            sampling=replace(cfg.inference),
+            **kwargs,
+        )
 
     def as_dict(self) -> dict:
         return {**asdict(self), "seeds": list(self.seeds)}
@@ -117,7 +135,16 @@ def predict_seed(
         return torch.cat(parts).float()
 
     n_atom = int(feats["atom_to_token"].shape[0])
-    coords = sample_diffusion(denoise, n_atom, settings.n_sample, settings.n_step, generator, device=device)
+    sampling = settings.sampling
+    schedule = noise_schedule(
+        settings.n_step, sampling.s_max, sampling.s_min, sampling.rho, net.cfg.sigma_data,
+        ends_at_zero=sampling.schedule_ends_at_zero,
+    )  # fmt: skip
+    coords = sample_diffusion(
+        denoise, n_atom, settings.n_sample, settings.n_step, generator,
+        gamma_0=sampling.gamma0, gamma_min=sampling.gamma_min, noise_scale=sampling.noise_scale_lambda,
+        step_scale=sampling.step_scale_eta, schedule=schedule, device=device,
+    )  # fmt: skip
     t2 = _sync(device)
     logits = net.confidence(feats, trunk, coords, dtype=plan.confidence, chunk_size=plan.pair_chunk)
     distogram = net.distogram(trunk.z)
@@ -140,12 +167,17 @@ def predict_features(
     feats = {k: v.to(device) for k, v in feats.items()}
     n_token = int(feats["asym_id"].shape[0])
     plan = make_plan(n_token, settings, device)
+    frame_keys = ("atom_to_token", "mol_type", "token_center_atom", "ref_pos", "ref_space_uid", "ref_mask")
+    host = {k: feats[k].cpu().numpy() for k in frame_keys}
     has_frame = torch.from_numpy(
         confidence.token_has_frame(
-            feats["atom_to_token"].cpu().numpy(),
-            feats["mol_type"].cpu().numpy(),
-            feats["asym_id"].cpu().numpy(),
+            host["atom_to_token"],
+            host["mol_type"],
             meta["atom_name"],
+            host["token_center_atom"],
+            host["ref_pos"],
+            host["ref_space_uid"],
+            host["ref_mask"],
         )
     ).to(device)
     out = []
@@ -161,6 +193,7 @@ def predict_features(
             feats,
             meta,
             has_frame,
+            ranking=settings.sampling.ranking,
         )
         seconds["scores"] = _sync(device) - t0
         out.append(SeedPrediction(seed, coords.cpu().numpy(), conf, seconds))

@@ -18,13 +18,14 @@ Imports only torch, numpy (and h5py through the data pipeline).
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import math
 import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,9 @@ import torch.distributed as dist
 
 from model.data.constants import MOL_DNA, MOL_LIGAND, MOL_RNA
 from model.eval.lddt import lddt
+from model.infer.checkpoint import load_network_weights
 from model.infer.sampler import centre_random_augmentation, sample_diffusion
+from model.nn.config import ModelConfig, config_from_dict
 from model.nn.network import Foldline, load_preset
 from model.train import data as train_data
 from model.train import losses
@@ -84,10 +87,10 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" else None
 
 
-def network_config(preset: str, cfg: dict, device: torch.device):
-    """The preset's network config with the stage's activation checkpointing applied
-    (`checkpoint_blocks`: auto = on for CUDA, where block activations would not fit otherwise)."""
-    net_cfg = load_preset(preset)
+def network_config(preset: str | ModelConfig, cfg: dict, device: torch.device) -> ModelConfig:
+    """The network config (a preset's, or the one given) with the stage's activation checkpointing
+    applied (`checkpoint_blocks`: auto = on for CUDA, where block activations would not fit otherwise)."""
+    net_cfg = copy.deepcopy(preset) if isinstance(preset, ModelConfig) else load_preset(preset)
     flag = cfg.get("checkpoint_blocks", "auto")
     net_cfg.checkpoint_blocks = device.type == "cuda" if flag == "auto" else bool(flag)
     return net_cfg
@@ -354,13 +357,27 @@ def train(
     val_examples = [train_data.validation_example(e, cfg) for e in val_entries] if ddp.main else []
 
     # --- model, optimizer, EMA ---
-    torch.manual_seed(seed)
-    net = Foldline(network_config(preset, cfg, device)).to(device)
+    # The network: the one last.pt carries (resume), else the init checkpoint's (a Foldline checkpoint's
+    # own, or the preset a released Protenix file fits), else the preset.
+    last = out_dir / "last.pt"
+    resume = load_checkpoint(last, map_location=device) if last.is_file() else None
+    init = None
     parent = None
-    if init_checkpoint:
-        parent_state = load_checkpoint(init_checkpoint)
-        net.load_state_dict(parent_state["model"])  # the parent's EMA weights
-        parent = {"path": str(Path(init_checkpoint).resolve()), "sha256": sha256_file(init_checkpoint)}
+    if resume is not None and isinstance(resume.get("network"), dict):
+        base_cfg: str | ModelConfig = config_from_dict(resume["network"], f"checkpoint {last}: network")
+    elif resume is None and init_checkpoint:
+        init = load_network_weights(init_checkpoint, preset)
+        base_cfg = init.config
+        parent = {"path": init.provenance["checkpoint"], "sha256": init.provenance["sha256"],
+                  "network": init.network_source}  # fmt: skip
+    else:
+        base_cfg = preset
+    torch.manual_seed(seed)
+    net_cfg = network_config(base_cfg, cfg, device)
+    net = Foldline(net_cfg).to(device)
+    if init is not None:
+        net.load_state_dict(init.state)  # the parent's EMA weights (a Protenix file: its weights)
+        init = None
     if cfg["train_confidence_only"]:
         head = set(map(id, confidence_module(net).parameters()))
         for p in net.parameters():
@@ -370,9 +387,8 @@ def train(
     scheduler = make_scheduler(optimizer, cfg)
     ema = Ema(net, float(cfg["ema_decay"]))
     step = 0
-    last = out_dir / "last.pt"
-    if last.is_file():
-        state = load_checkpoint(last, map_location=device)
+    if resume is not None:
+        state, resume = resume, None
         net.load_state_dict(state["raw_model"])
         ema.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -398,7 +414,7 @@ def train(
                 "model": ema.state_dict(), "raw_model": net.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "step": step_now, "rng": rng_state(),
                 "sampler_position": step_now * ddp.world * accum, "config": cfg, "parent": parent,
-                "preset": preset,
+                "preset": preset, "network": asdict(net_cfg),
             })  # fmt: skip
 
     metrics = MetricsLog(out_dir, step, ddp.main)
@@ -467,6 +483,7 @@ def train(
             save(final, steps)
         write_json(out_dir / "provenance.json", {
             "stage": cfg["stage"], "name": cfg.get("name"), "config": cfg, "preset": preset,
+            "network": asdict(net_cfg),
             "parent_checkpoint": parent, "checkpoint_sha256": sha256_file(final), "steps": steps,
             "seed": seed, "world_size": ddp.world, "grad_accum_steps": accum, "device": str(device),
             "torch": torch.__version__, "entries": [e.target_id for e in entries],

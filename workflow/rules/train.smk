@@ -1,9 +1,20 @@
 # Training: the feature store of the training entries -> stage0 -> stage1 -> stage2 -> stage3, each
-# stage starting from the previous stage's final checkpoint (config/stages.yaml holds the recipe).
+# stage starting from the previous stage's final checkpoint (config/stages.yaml holds the recipe), or
+# stage training.init_stage from training.init_checkpoint (fine-tuning given weights).
 # A stage with training.gpus > 1 runs torchrun (DDP) inside its one job. results/train/stage{k}/
 # also holds last.pt (resume: a rerun of an interrupted stage continues from it), metrics.csv,
 # provenance.json and TensorBoard events; only the final checkpoint.pt is a declared output, so that
 # Snakemake never deletes the resume state before a rerun.
+
+
+def stage_parent(wildcards) -> list[str]:
+    """The weights a stage starts from: training.init_checkpoint for stage training.init_stage (fine-
+    tuning released or earlier weights), else the previous stage's checkpoint (none for stage 0).
+    """
+    init = config["training"].get("init_checkpoint", "")
+    if init and int(wildcards.stage) == config["training"].get("init_stage", 1):
+        return [init]
+    return parent_checkpoint(wildcards)
 
 
 localrules:
@@ -33,7 +44,7 @@ rule train_stage:
     input:
         features=f"{RESULTS}/features/train/training_set.txt",
         stages=config["training"]["stages"],
-        parent=parent_checkpoint,
+        parent=stage_parent,
     output:
         checkpoint=f"{RESULTS}/train/stage{{stage}}/checkpoint.pt",
     log:
