@@ -8,7 +8,9 @@ Per target, under `{out_dir}/{target}/`:
                                                token_chain_ids, token_res_ids
   seed-{s}_sample-{k}/summary_confidences.json ptm, iptm, ranking_score, fraction_disordered,
                                                has_clash, chain_ptm, chain_iptm, chain_pair_iptm,
-                                               chain_pair_pae_min, num_recycles
+                                               chain_pair_pae_min, num_recycles, and the interface
+                                               confidences chain_pair_ipsae, chain_pair_pdockq,
+                                               chain_pair_iplddt, chain_pair_ipae (model.infer.interface)
   {target}_model.cif, {target}_confidences.json, {target}_summary_confidences.json   (best sample)
   ranking_scores.csv (seed,sample,ranking_score), pae.png (best sample), provenance.json,
   seed-{s}_sample-{k}/ligand-{chain}.sdf for every ligand chain when RDKit is importable.
@@ -30,6 +32,7 @@ import gemmi
 import numpy as np
 
 from model.fileio import write_bytes_atomic, write_text_atomic
+from model.infer.interface import interface_confidences
 
 POLYMER_TYPE = {
     "protein": gemmi.PolymerType.PeptideL,
@@ -50,7 +53,8 @@ ENTITY_TYPE = {
 class TargetLayout:
     """What the writer needs about a target, from the feature file (numpy, no batch dim).
 
-    Tokens [T]: residue_index, asym_id, token_res_name. Atoms [A]: atom_to_token, atom_name,
+    Tokens [T]: residue_index, asym_id, token_res_name, token_rep_atom (representative atom, the
+    token's first atom where the features lack it). Atoms [A]: atom_to_token, atom_name,
     atom_element. Chains [C]: chain_name, chain_type, chain_entity_id. Bonds [B, 2]: atom_bonds,
     atom_bond_is_link [B].
     """
@@ -68,6 +72,7 @@ class TargetLayout:
     atom_bond_is_link: np.ndarray
     # [B] bond order 1/2/3 (Kekulé) where known from the CCD, 0 = unknown; see `set_bond_orders`.
     atom_bond_order: np.ndarray | None = None
+    token_rep_atom: np.ndarray | None = None
 
     @classmethod
     def from_features(cls, feats: dict, meta: dict) -> TargetLayout:
@@ -90,7 +95,17 @@ class TargetLayout:
             chain_entity_id=np.asarray(meta["chain_entity_id"], dtype=str),
             atom_bonds=bonds,
             atom_bond_is_link=is_link,
+            token_rep_atom=(
+                arr(feats["token_rep_atom"]).astype(np.int64) if "token_rep_atom" in feats else None
+            ),
         )
+
+    @property
+    def rep_atom(self) -> np.ndarray:
+        """[T] representative atom of each token."""
+        if self.token_rep_atom is not None:
+            return self.token_rep_atom
+        return np.unique(self.atom_to_token, return_index=True)[1]
 
     @property
     def atom_chain(self) -> np.ndarray:
@@ -332,10 +347,20 @@ def confidences_json(layout: TargetLayout, conf: dict, k: int) -> dict:
     }
 
 
-def summary_json(conf: dict, k: int, n_cycle: int) -> dict:
-    """summary_confidences.json of sample k (AF3 keys; [C] and [C, C] arrays as lists)."""
+def sample_interface_confidences(layout: TargetLayout, coords: np.ndarray, conf: dict, k: int) -> dict:
+    """ipSAE, pDockQ, interface pLDDT and PAE per chain pair of sample k (model.infer.interface)."""
+    rep = layout.rep_atom
+    return interface_confidences(
+        conf["pae"][k], conf["atom_plddts"][k][rep], coords[rep], layout.asym_id, layout.chain_type
+    )
+
+
+def summary_json(conf: dict, k: int, n_cycle: int, interface: dict | None = None) -> dict:
+    """summary_confidences.json of sample k (AF3 keys; [C] and [C, C] arrays as lists), with the
+    interface confidences of `sample_interface_confidences` when given (NaN becomes null)."""
     iptm = float(conf["iptm"][k])
-    return {
+    extra = {key: _round(value, 3) for key, value in (interface or {}).items()}
+    base = {
         "chain_iptm": _round(conf["chain_iptm"][k], 2),
         "chain_pair_iptm": _round(conf["chain_pair_iptm"][k], 2),
         "chain_pair_pae_min": _round(conf["chain_pair_pae_min"][k], 2),
@@ -347,6 +372,7 @@ def summary_json(conf: dict, k: int, n_cycle: int) -> dict:
         "ptm": round(float(conf["ptm"][k]), 2),
         "ranking_score": round(float(conf["ranking_score"][k]), 2),
     }
+    return dict(sorted((base | extra).items()))
 
 
 def write_pae_png(path: str | Path, pae: np.ndarray, token_chain_ids: list[str], title: str) -> None:
@@ -426,7 +452,8 @@ def write_target(
             sub = folder / f"seed-{seed}_sample-{k}"
             write_mmcif(sub / "model.cif", layout, coords[k], conf["atom_plddts"][k], target)
             write_json(sub / "confidences.json", confidences_json(layout, conf, k), indent=None)
-            write_json(sub / "summary_confidences.json", summary_json(conf, k, n_cycle))
+            interface = sample_interface_confidences(layout, coords[k], conf, k)
+            write_json(sub / "summary_confidences.json", summary_json(conf, k, n_cycle, interface))
             for c, ctype in enumerate(layout.chain_type):
                 if ctype in ("ligand", "ion") and np.any(layout.atom_chain == c):
                     sdf = ligand_sdf(layout, coords[k], c)
@@ -445,7 +472,8 @@ def write_target(
     k = best[2]
     write_mmcif(folder / f"{target}_model.cif", layout, coords[k], conf["atom_plddts"][k], target)
     write_json(folder / f"{target}_confidences.json", confidences_json(layout, conf, k), indent=None)
-    write_json(folder / f"{target}_summary_confidences.json", summary_json(conf, k, n_cycle))
+    interface = sample_interface_confidences(layout, coords[k], conf, k)
+    write_json(folder / f"{target}_summary_confidences.json", summary_json(conf, k, n_cycle, interface))
     token_chain = layout.chain_name[layout.asym_id].tolist()
     write_pae_png(folder / "pae.png", conf["pae"][k], token_chain, f"{target} seed {best_seed} sample {k}")
 
