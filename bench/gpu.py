@@ -57,7 +57,7 @@ DENOISERS = ("eager", "graph")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # A fast path may differ from the FP32 reference by this much (max |fast - ref| / max |ref|) plus twice
 # what the reference kernel itself loses in the same dtype.
-CHECK_FLOOR = {"fp32": 1e-3, "bf16": 1e-2}
+CHECK_FLOOR = {"fp32": 5e-3, "bf16": 2e-2}  # fp32: room for TF32 in a compiled kernel
 # Time ~ N^2.5 between the measured sizes (512 -> 1,024 tokens took 4.2x); used to skip what won't fit.
 SIZE_EXPONENT = 2.5
 

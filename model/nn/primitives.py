@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import flex_attention
 from torch.utils.checkpoint import checkpoint
 
 log = logging.getLogger(__name__)
@@ -249,8 +250,6 @@ def bucket_batch(b: int) -> int:
 
 
 def _flex_with_bias(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    from torch.nn.attention.flex_attention import flex_attention
-
     def add_bias(score, b, h, q_idx, kv_idx):  # noqa: ANN001, ANN202 (traced by FlexAttention)
         return score + bias[h, q_idx, kv_idx]
 
@@ -279,6 +278,7 @@ class _FlexKernel:
 
 
 FLEX_KERNEL = _FlexKernel()
+FLEX_MIN_HEAD_DIM = 16  # Triton's matrix instructions need K >= 16; smaller heads (tiny preset) use SDPA
 
 
 def flex_attention_with_bias(
@@ -290,10 +290,11 @@ def flex_attention_with_bias(
     bias is over rows) -> `[B, H, N, c]`. B and N are padded to `bucket_batch`/`bucket_length`; padded
     keys get a -inf bias, padded rows and queries are dropped. `compiled` (default: on CUDA) runs the
     kernel compiled for the padded shape; a compilation or kernel failure logs once and falls back to
-    `sdpa_attention` for the rest of the process. Eager FlexAttention (CPU) has no backward.
+    `sdpa_attention` for the rest of the process, as heads narrower than FLEX_MIN_HEAD_DIM always do.
+    Eager FlexAttention (CPU) has no backward.
     """
     compiled = q.is_cuda if compiled is None else compiled
-    if compiled and FLEX_KERNEL.failed:
+    if compiled and (FLEX_KERNEL.failed or q.shape[-1] < FLEX_MIN_HEAD_DIM):
         return sdpa_attention(q, k, v, bias)
     b, _, n, _ = q.shape
     b_pad, n_pad = (bucket_batch(b), bucket_length(n)) if compiled else (b, n)
@@ -307,7 +308,9 @@ def flex_attention_with_bias(
         out = _flex_with_bias(q, k, v, bias)
     else:
         try:
-            out = FLEX_KERNEL(q, k, v, bias)
+            # q, k, v and bias share one dtype already; autocast has nothing to cast inside the kernel.
+            with torch.autocast(q.device.type, enabled=False):
+                out = FLEX_KERNEL(q, k, v, bias)
         except Exception as err:  # noqa: BLE001 (any compiler or kernel error means: use SDPA)
             FLEX_KERNEL.failed = True
             log.warning("FlexAttention unavailable (%s: %s); using SDPA", type(err).__name__, err)
