@@ -25,6 +25,7 @@ def to_protenix_features(f: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """
     n_atom = f["ref_pos"].shape[0]
     pbm, bbm = f["template_pseudo_beta_mask"].float(), f["template_backbone_mask"].float()
+    pb_2d, bb_2d = pbm[:, :, None] * pbm[:, None, :], bbm[:, :, None] * bbm[:, None, :]
     rep = torch.zeros(n_atom, dtype=torch.bool)
     rep[f["token_rep_atom"].long()] = True
     return {
@@ -44,10 +45,11 @@ def to_protenix_features(f: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         **{k: f[k].long() for k in ("asym_id", "residue_index", "entity_id", "token_index", "sym_id")},
         "token_bonds": f["token_bonds"].float(),
         "template_aatype": f["template_restype"].long(),
-        "template_distogram": template_distogram(f["template_pseudo_beta"]),
-        "template_pseudo_beta_mask": pbm[:, :, None] * pbm[:, None, :],
-        "template_unit_vector": backbone_unit_vectors(f["template_backbone"]),
-        "template_backbone_frame_mask": bbm[:, :, None] * bbm[:, None, :],
+        # Zero where masked, as Protenix's featurizer writes them (its embedder does not mask them again).
+        "template_distogram": template_distogram(f["template_pseudo_beta"]) * pb_2d[..., None],
+        "template_pseudo_beta_mask": pb_2d,
+        "template_unit_vector": backbone_unit_vectors(f["template_backbone"]) * bb_2d[..., None],
+        "template_backbone_frame_mask": bb_2d,
         "distogram_rep_atom_mask": rep,
         "atom_to_tokatom_idx": f["atom_to_tokatom_idx"].long(),
     }
