@@ -184,20 +184,59 @@ def test_single_chain_ranks_by_ptm():
     assert np.isclose(out["ranking_score"][0], out["ptm"][0] + 0.5 * out["fraction_disordered"][0])
 
 
-def test_token_has_frame():
-    # protein residue with N, CA, C; one missing C; a 1-atom ion; a 3-atom ligand
-    atom_to_token = np.array([0, 0, 0, 1, 1, 2, 3, 4, 5])
-    mol_type = np.array([0, 0, 3, 3, 3, 3])
-    asym = np.array([0, 0, 1, 2, 2, 2])
-    names = ["N", "CA", "C", "N", "CA", "ZN", "C1", "C2", "C3"]
-    assert C.token_has_frame(atom_to_token, mol_type, asym, names).tolist() == [
-        True,
-        False,
-        False,
-        True,
-        True,
-        True,
+def test_token_has_frame_from_the_reference_conformer():
+    # tokens: a protein residue with N, CA, C; one missing C; a lone ion; a 2-atom ligand (2 tokens);
+    # a straight 3-atom ligand (CO2-like, 3 tokens); a bent 3-atom ligand (water-like, 3 tokens)
+    names = ["N", "CA", "C", "N", "CA", "ZN", "C1", "C2", "O1", "C", "O2", "H1", "O", "H2"]
+    atom_to_token = np.array([0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    mol_type = np.array([0, 0, 3, 3, 3, 3, 3, 3, 3, 3, 3])
+    centre = np.array([1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13])
+    uid = np.array([0, 0, 0, 1, 1, 2, 3, 3, 4, 4, 4, 5, 5, 5])
+    ref_pos = np.zeros((14, 3))
+    ref_pos[6:8] = [[0, 0, 0], [1.5, 0, 0]]
+    ref_pos[8:11] = [[-1.2, 0, 0], [0, 0, 0], [1.2, 0, 0]]
+    ref_pos[11:14] = [[0.8, 0.6, 0], [0, 0, 0], [-0.8, 0.6, 0]]
+    ref_mask = np.ones(14, dtype=bool)
+    frames = C.token_has_frame(atom_to_token, mol_type, names, centre, ref_pos, uid, ref_mask).tolist()
+    assert frames == [True, False, False, False, False, False, False, False, True, True, True]
+    # the same water with its oxygen's reference position masked: no token of it has a frame
+    ref_mask[12] = False
+    frames = C.token_has_frame(atom_to_token, mol_type, names, centre, ref_pos, uid, ref_mask).tolist()
+    assert frames[-3:] == [False, False, False]
+    # an atom between its two nearest neighbours, like haem's iron between two opposite nitrogens:
+    # nearly straight (10 degrees off) is no frame, 30 degrees off is one (AF3's limit: 25 degrees)
+    for degrees, expected in ((10.0, False), (30.0, True)):
+        bend = np.radians(degrees)
+        pos = np.array([[-2.0, 0, 0], [0, 0, 0], [2.0 * np.cos(bend), 2.0 * np.sin(bend), 0], [0, 5.0, 0]])
+        one = np.arange(4)
+        frame = C.token_has_frame(one, np.full(4, 3), ["N1", "FE", "N2", "C"], one, pos, np.zeros(4, int),
+                                  np.ones(4, dtype=bool))  # fmt: skip
+        assert bool(frame[1]) is expected
+
+
+def test_ligand_frames_match_protenix_on_haem(tmp_path):
+    """HEM from the shared CCD, featurized by Protenix 2.0.0 (oracle): on Protenix's own reference
+    conformer, Foldline's frames are exactly Protenix's `has_frame` (FE, between two opposite
+    nitrogens of its conformer, has none)."""
+    import json
+
+    from oracle import protenix_features
+
+    jobs = [
+        {"name": name, "sequences": [{"ligand": {"ligand": "CCD_HEM", "count": 1}}]} for name in ("a", "b")
     ]
+    (tmp_path / "hem.json").write_text(json.dumps(jobs))
+    features = protenix_features(tmp_path / "hem.json", tmp_path / "px")
+    for job in features.values():
+        n, names = len(job["has_frame"]), job["atom_array.atom_name"]
+        frames = C.token_has_frame(
+            job["atom_to_token_idx"], np.full(n, 3), names, np.arange(n), job["ref_pos"],
+            job["ref_space_uid"], job["ref_mask"].astype(bool),
+        )  # fmt: skip
+        assert frames.tolist() == job["has_frame"].astype(bool).tolist()
+    assert not any(
+        job["has_frame"][list(job["atom_array.atom_name"]).index("FE")] for job in features.values()
+    )
 
 
 def test_sasa_batching_does_not_change_the_result():
