@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 import model.search.store as store
 from model.data.msa import parse_a3m
 from model.search.databases import DatabaseError
+from model.search.jackhmmer import SearchResult
 from model.search.store import msa_key, msa_path, search_msa, search_msas
 
 MYOGLOBIN = (
@@ -74,12 +76,12 @@ def test_key_depends_on_content_not_location(databases: dict, tmp_path: Path) ->
         msa_key("ACGT", "dna", databases, SETTINGS)
 
 
-# Keys computed by the code before database identities were cached per process (commit 2ed0786): a
-# key is a content address, so a change here orphans every store. Update only with STORE_VERSION.
+# A key is a content address, so a change here orphans every store. Update only with STORE_VERSION
+# or a changed search setting (version 2: jackhmmer's incdomE, nhmmer's Z, template thresholds).
 PINNED_KEYS = {
-    "protein": "4deedef1138364def0ce1aa1f8cad37ea4ab4a7fdf0332af4395e8f9afbd44a2",
-    "rna": "23d2144594dbcdc8ecf3ad0f4a81576b0ba50ed4a20cdf1d381ce682222a7485",
-    "download": "cf8e6817bd7f36f77300267dce2e8039531fe00383366f1aceb93510c214d7e0",
+    "protein": "d5e3ede29e37ba0afcc0440b2b24749f0d3ffe2cebd3c03bbf486a02c72b5d87",
+    "rna": "fbbf7e1c12b242779f2ab1d508c685a518689b4f4f480fcb928996d6a0880aee",
+    "download": "778f25c8c88c9037fe75c711670d06e227e16c4cd1f12de99c5771f11024d5bf",
 }
 
 
@@ -90,6 +92,35 @@ def test_keys_are_pinned(databases: dict) -> None:
         spec = {"dest": databases["protein"]["uniref90"], "sha256": "0" * 64}
         downloaded = {**databases, "download": {"uniref90": spec}}
         assert msa_key(MYOGLOBIN, "protein", downloaded, SETTINGS) == PINNED_KEYS["download"]
+
+
+def test_key_names_the_settings_each_search_runs_with(databases: dict, tmp_path: Path, monkeypatch) -> None:
+    """Field by field, thresholds included: an MSA searched with other settings is never reused."""
+    used: dict[str, list[dict]] = {}
+
+    def recorder(tool: str):
+        def search(sequences, path, settings, threads=1):
+            used.setdefault(tool, []).append(asdict(settings))
+            return [SearchResult(rows=[("query", s)], hit_names=[], n_searched=1) for s in sequences]
+
+        return search
+
+    monkeypatch.setattr(store, "search_proteins", recorder("jackhmmer"))
+    monkeypatch.setattr(store, "search_rnas", recorder("nhmmer"))
+    search_msa(MYOGLOBIN, "protein", databases, SETTINGS, tmp_path / "protein.a3m")
+    search_msa("GGGAAACUCCGGUUCC", "rna", databases, SETTINGS, tmp_path / "rna.a3m")
+    for molecule, tool, n_databases in (("protein", "jackhmmer", 3), ("rna", "nhmmer", 1)):
+        key = store._key_settings(molecule, databases, SETTINGS)
+        assert sorted(s["max_hits"] for s in used[tool]) == sorted(key["max_hits"].values())
+        assert len(used[tool]) == n_databases
+        for settings in used[tool]:
+            assert {**settings, "max_hits": None} == {**key[tool], "max_hits": None}
+    assert key_protein_thresholds(databases) == (1e-3, 100.0)
+
+
+def key_protein_thresholds(databases: dict) -> tuple[float, float]:
+    key = store._key_settings("protein", databases, SETTINGS)
+    return key["jackhmmer"]["inc_dom_e"], key["templates"]["hmmsearch"]["e_value"]
 
 
 def test_key_follows_a_changed_database(databases: dict, tmp_path: Path) -> None:

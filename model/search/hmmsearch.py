@@ -287,9 +287,10 @@ def search_database_many(
 
 
 def database_z(database: str | Path, long_targets: bool = False) -> float:
-    """HMMER's default Z for `database`: its sequence count, or for nhmmer its megabases on both strands."""
+    """HMMER's default Z for `database`: its sequence count, or for nhmmer its megabases of one strand
+    (what `nhmmer -Z` takes: nhmmer and pyhmmer's LongTargetsPipeline double it for both strands)."""
     stats = prepare_database(database)
-    return 2 * stats.n_residues / 1e6 if long_targets else float(stats.n_sequences)
+    return stats.n_residues / 1e6 if long_targets else float(stats.n_sequences)
 
 
 def hits_to_rows(hits: plan7.TopHits, query_length: int, max_rows: int | None = None) -> list[Row]:

@@ -4,8 +4,12 @@ AF3 (supplement §2.3; data/pipeline.py) runs `jackhmmer -N 1 -E 1e-4 --incE 1e-
 --F3 5e-7` against UniRef90 (10,000 rows kept), MGnify (5,000), small BFD (5,000) and UniProt
 (50,000, for pairing). With one iteration jackhmmer is: build a profile from the query alone
 (BLOSUM62, popen 0.02, pextend 0.4, as pyhmmer's single-sequence Builder does), search it, keep the
-included hits. Only AF3's single iteration is offered: every a3m row is then a pairwise alignment
-to the query's own profile, so profile position k is query column k.
+included domains of the included hits. Only AF3's single iteration is offered: every a3m row is then
+a pairwise alignment to the query's own profile, so profile position k is query column k.
+
+Every other option is the binary's default, which pyhmmer's Pipeline shares (domE 10, bias filter,
+null2, seed 42, Z = sequences searched, domZ = sequences reported) except the domain inclusion
+threshold: jackhmmer's --incdomE is 1e-3, pyhmmer's (hmmsearch's) 0.01, so it is set here.
 """
 
 from __future__ import annotations
@@ -39,12 +43,14 @@ class JackhmmerSettings:
     f1: float = 5e-4
     f2: float = 5e-5
     f3: float = 5e-7
+    inc_dom_e: float = 1e-3  # jackhmmer's default --incdomE, which AF3 keeps
     z_value: int | None = None
     dom_z: int | None = None
     max_hits: int = 10_000  # rows kept, query included
 
     def binary_flags(self) -> list[str]:
-        """The same options for HMMER's `jackhmmer` binary (tests and bench compare against it)."""
+        """The flags AF3 passes to HMMER's `jackhmmer` binary for these settings (tests and bench
+        compare against it); `inc_dom_e` is the binary's default, not a flag."""
         flags = ["-N", "1", "-E", str(self.e_value), "--incE", str(self.inc_e)]
         flags += ["--F1", str(self.f1), "--F2", str(self.f2), "--F3", str(self.f3)]
         if self.z_value is not None:
@@ -65,7 +71,8 @@ class SearchResult:
 
 def pipeline_options(settings: JackhmmerSettings, database: str | Path) -> dict:
     """pyhmmer Pipeline keywords for `settings`; Z defaults to the database's sequence count."""
-    options = dict(E=settings.e_value, incE=settings.inc_e, F1=settings.f1, F2=settings.f2, F3=settings.f3)
+    options = dict(E=settings.e_value, incE=settings.inc_e, incdomE=settings.inc_dom_e)
+    options.update(F1=settings.f1, F2=settings.f2, F3=settings.f3)
     options["Z"] = settings.z_value if settings.z_value is not None else database_z(database)
     if settings.dom_z is not None:
         options["domZ"] = settings.dom_z

@@ -6,6 +6,11 @@ queries shorter than 50 nt, as RNAcentral recommends) against Rfam, RNAcentral a
 query's columns. Here the profile *is* the query's, so each hit's alignment to it already is that
 row (hmm_from..hmm_to of the query's columns, insertions lower case). Both strands are searched.
 DNA chains and ligands get no MSA (AF3 §2.3).
+
+Every other option is the binary's default, which pyhmmer's LongTargetsPipeline and Builder share
+(incE 0.01, F1 0.02, F2 3e-3, bias filter, null2, popen 0.03125, pextend 0.75, DNA1 scores). A hit
+is included only if reported (E <= 1e-3), with its one domain. Z is in megabases of one strand, as
+nhmmer's -Z: both the binary and pyhmmer double it when both strands are searched.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ SHORT_QUERY = 50  # nt; below this AF3 loosens the Forward filter
 
 @dataclass(frozen=True)
 class NhmmerSettings:
-    """nhmmer options (AF3 defaults). `z_value` is in megabases; None = counted from the database."""
+    """nhmmer options (AF3 defaults). `z_value`: megabases of one strand; None = counted from the
+    database."""
 
     e_value: float = 1e-3
     f3: float = 1e-5

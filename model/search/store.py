@@ -29,10 +29,11 @@ from model.search.a3m import merge_rows, write_a3m
 from model.search.databases import quick_identity
 from model.search.jackhmmer import JackhmmerSettings, search_proteins
 from model.search.nhmmer import NhmmerSettings, search_rnas
+from model.search.templates import TemplateSettings
 
 log = logging.getLogger(__name__)
 
-STORE_VERSION = 1  # bump when search output changes for the same inputs
+STORE_VERSION = 2  # bump when search output changes for the same inputs and settings
 PROTEIN_UNPAIRED = ("uniref90", "small_bfd", "mgnify")  # AF3's merge order
 PROTEIN_PAIRED = ("uniprot",)
 RNA_DATABASES = ("rfam", "rnacentral", "nt_rna")
@@ -80,7 +81,11 @@ def molecule_databases(molecule: str, databases: Mapping) -> dict[str, str]:
 
 # The search settings a key names, built once: `asdict` per key was a third of msa_key's time. Only
 # read (json.dumps), never changed.
-_DEFAULT_SEARCH_SETTINGS = {"jackhmmer": asdict(JackhmmerSettings()), "nhmmer": asdict(NhmmerSettings())}
+_DEFAULT_SEARCH_SETTINGS = {
+    "jackhmmer": asdict(JackhmmerSettings()),
+    "nhmmer": asdict(NhmmerSettings()),
+    "hmmsearch": {k: v for k, v in asdict(TemplateSettings()).items() if k != "max_templates"},
+}
 
 
 def _key_settings(molecule: str, databases: Mapping, settings: Mapping) -> dict:
@@ -95,6 +100,7 @@ def _key_settings(molecule: str, databases: Mapping, settings: Mapping) -> dict:
                 "seqres": database_identity(templates["seqres"], databases),
                 "max_date": str(settings.get("template_max_date", "2100-01-01")),
                 "max_templates": int(settings.get("max_templates", 4)),
+                "hmmsearch": _DEFAULT_SEARCH_SETTINGS["hmmsearch"],
             }
     else:
         key["nhmmer"] = _DEFAULT_SEARCH_SETTINGS["nhmmer"]
