@@ -244,3 +244,32 @@ def test_sasa_batching_does_not_change_the_result():
     x = torch.randn(600, 3, generator=g) * 8
     radii = torch.full((600,), 1.7)
     assert torch.equal(C.atom_sasa(x, radii), C.atom_sasa(x, radii, chunk=97, budget=5000))
+
+
+def test_protenix_ranking_equals_protenixs_own(tmp_path):
+    """ranking="protenix" (the ranking of Protenix's presets) against Protenix 2.0.0's calculate_ptm /
+    calculate_iptm and ranking_score formula (oracle): a two-chain complex whose tokens partly lack
+    frames, and a single chain (Protenix's ipTM there is 0)."""
+    from test_infer_sampler import _protenix_inference
+
+    g = torch.Generator().manual_seed(5)
+    cases = []
+    frames = [True, False, True, True, False, True, True]
+    for asym in ([0, 0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 0, 0, 0]):
+        logits = torch.randn(2, 7, 7, 64, generator=g) * 3
+        cases.append(
+            {"pae_logits": logits.tolist(), "asym_id": asym, "has_frame": frames, "clash": [0.0, 1.0]}
+        )
+    oracle = _protenix_inference({"rankings": cases}, tmp_path)["rankings"]
+    for case, theirs in zip(cases, oracle, strict=True):
+        probs = torch.tensor(case["pae_logits"]).softmax(-1)
+        asym, has_frame = torch.tensor(case["asym_id"]), torch.tensor(case["has_frame"])
+        everything = torch.ones(7, dtype=torch.bool)
+        ptm = C.tm_score(probs, everything, has_frame=has_frame)
+        iptm = C.tm_score(probs, everything, asym, has_frame) if len(set(case["asym_id"])) > 1 else None
+        disorder = torch.tensor([0.4, 0.9])  # counts in AF3's ranking, not in Protenix's
+        score = C.ranking_score(ptm, iptm, disorder, torch.tensor([False, True]), "protenix")
+        torch.testing.assert_close(ptm, torch.tensor(theirs["ptm"]), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(score, torch.tensor(theirs["ranking_score"]), rtol=1e-5, atol=1e-5)
+        af3 = C.ranking_score(ptm, iptm, disorder, torch.tensor([False, True]), "af3")
+        assert not torch.allclose(af3, score)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
+from conftest import REPO
 
 from model.eval.rmsd import rmsd, weighted_rigid_align
 from model.infer.sampler import centre_random_augmentation, noise_schedule, random_rotation, sample_diffusion
@@ -87,3 +89,100 @@ def test_default_sampler_settings_reach_a_valid_structure():
     out = sample_diffusion(_oracle(ref, []), 20, 2, 30, torch.Generator().manual_seed(4))
     assert torch.isfinite(out).all()
     assert float(rmsd(out, ref.expand_as(out)).max()) < 1.0
+
+
+# --------------------------------------------------------------------------- Protenix's released settings
+PROTENIX_PRESETS = [
+    "protenix_base_default_v1.0.0",
+    "protenix_base_20250630_v1.0.0",
+    "protenix_base_default_v0.5.0",
+    "protenix_mini_default_v0.5.0",
+    "protenix_tiny_default_v0.5.0",
+]
+
+
+def _protenix_inference(request: dict, tmp_path) -> dict:
+    """tests/oracle/protenix_inference.py run on `request` in the oracle environment."""
+    import json
+    import subprocess
+
+    from oracle import ORACLE_PYTHON, require_oracle
+
+    require_oracle()
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    script = REPO / "tests" / "oracle" / "protenix_inference.py"
+    run = subprocess.run(
+        [str(ORACLE_PYTHON), str(script), str(tmp_path / "request.json"), str(tmp_path / "out.json")],
+        capture_output=True, text=True, timeout=300, cwd=script.parent,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads((tmp_path / "out.json").read_text())
+
+
+def _equivariant_denoiser(pull: float):
+    """x -> centre + (x - centre) * pull / (pull + sigma): commutes with rigid motions, so samplers that
+    differ only in their random augmentations end at the same shape."""
+
+    def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        centre = x.mean(dim=-2, keepdim=True)
+        return centre + (x - centre) * (pull / (pull + sigma))[:, None, None]
+
+    return denoise
+
+
+def _distances(x: torch.Tensor) -> torch.Tensor:
+    return torch.cdist(x.double(), x.double())
+
+
+def test_protenix_presets_sample_as_protenix_does(tmp_path):
+    """Each Protenix preset's N_cycle, N_step and sampler settings are the ones Protenix's configs give
+    that model; Foldline's schedule equals InferenceNoiseScheduler's; and SampleDiffusion (AF3 Alg 18)
+    from the same initial noise ends at Protenix's shapes: with the mini/tiny settings (no churn, so the
+    only other random draws are the rigid augmentations) and with the base settings' churn
+    (gamma0 0.8, step scale 1.5) where the injected noise is scaled to 0."""
+    from model.infer.predict import PredictSettings
+    from model.nn.config import load_preset
+
+    mini, base = load_preset("protenix_mini_default_v0.5.0"), load_preset("protenix_base_default_v1.0.0")
+    runs = []
+    for cfg, noise_scale, seed in ((mini, mini.inference.noise_scale_lambda, 3), (base, 0.0, 4)):
+        inf = cfg.inference
+        n_step = 5 if cfg is mini else 40
+        runs.append({"seed": seed, "N_sample": 2, "N_atom": 7, "N_step": n_step, "gamma0": inf.gamma0,
+                     "gamma_min": inf.gamma_min, "noise_scale_lambda": noise_scale,
+                     "step_scale_eta": inf.step_scale_eta, "pull": 4.0})  # fmt: skip
+    request = {
+        "settings": PROTENIX_PRESETS,
+        "schedules": [
+            {"N_step": n, "s_max": 160.0, "s_min": 4e-4, "rho": 7.0, "sigma_data": 16.0} for n in (5, 200)
+        ],
+        "samples": runs,
+    }
+    oracle = _protenix_inference(request, tmp_path)
+    for name in PROTENIX_PRESETS:
+        cfg, want = load_preset(name), oracle["settings"][name]
+        settings = PredictSettings.for_network(cfg)
+        inf = settings.sampling
+        got = {"N_cycle": settings.n_cycle, "N_step": settings.n_step, "gamma0": inf.gamma0,
+               "gamma_min": inf.gamma_min, "noise_scale_lambda": inf.noise_scale_lambda,
+               "step_scale_eta": inf.step_scale_eta, "s_max": inf.s_max, "s_min": inf.s_min, "rho": inf.rho,
+               "sigma_data": cfg.sigma_data}  # fmt: skip
+        assert got == pytest.approx(want), name
+        assert inf.schedule_ends_at_zero and inf.ranking == "protenix"
+    for n_step, levels in zip((5, 200), oracle["schedules"], strict=True):
+        ours = noise_schedule(n_step, ends_at_zero=True)
+        torch.testing.assert_close(ours, torch.tensor(levels), rtol=1e-5, atol=0.0)  # theirs: float32 sums
+    for cfg, req, theirs in zip((mini, base), runs, oracle["samples"], strict=True):
+        inf = cfg.inference
+        schedule = noise_schedule(
+            req["N_step"], inf.s_max, inf.s_min, inf.rho, cfg.sigma_data, ends_at_zero=True
+        )
+        x = sample_diffusion(
+            _equivariant_denoiser(req["pull"]), req["N_atom"], req["N_sample"], req["N_step"],
+            torch.Generator().manual_seed(req["seed"]), gamma_0=inf.gamma0, gamma_min=inf.gamma_min,
+            noise_scale=req["noise_scale_lambda"], step_scale=inf.step_scale_eta, schedule=schedule,
+        )  # fmt: skip
+        want = _distances(torch.tensor(theirs))
+        torch.testing.assert_close(_distances(x), want, rtol=1e-4, atol=1e-4)
+    # overriding the step count keeps the other settings
+    assert PredictSettings.for_network(mini, n_cycle=2, n_step=9).n_step == 9
