@@ -1,6 +1,7 @@
 # Foldline: targets -> MSA/template search -> features -> prediction, and the four training stages.
 #   snakemake predict --config inputs=targets.csv     predict every target of a targets.csv
 #   snakemake --profile slurm train_stage3            train stage0 -> stage1 -> stage2 -> stage3
+#   snakemake evaluate --config references=DIR        score the predictions against references
 # Configuration: config/config.yaml (documented in config/README.md); HPC guide: docs/workflow.md.
 
 from snakemake.utils import min_version
@@ -28,6 +29,12 @@ rule predict:
         f"{RESULTS}/predict.ok",
 
 
+rule evaluate:
+    """Score every prediction against its reference structure (config references; docs/outputs.md)."""
+    input:
+        f"{RESULTS}/evaluation.tsv",
+
+
 rule features:
     """Features of every prediction target and training entry."""
     input:
@@ -44,6 +51,7 @@ rule msa:
 localrules:
     all,
     predict,
+    evaluate,
     features,
     msa,
 
@@ -53,3 +61,4 @@ include: "workflow/rules/search.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/evaluate.smk"

@@ -270,3 +270,8 @@ def write_table(results: list[dict], path: Path) -> None:
 def write_result(result: dict, path: Path) -> None:
     """results/evaluation/{target}.json (atomic; NaN never appears, missing values are null)."""
     write_text_atomic(path, json.dumps(result, indent=1, sort_keys=False) + "\n")
+
+
+def evaluation_table(result_files: list[Path], out: Path) -> None:
+    """results/evaluation.tsv from the per-target JSON files."""
+    write_table([json.loads(Path(p).read_text()) for p in result_files], out)

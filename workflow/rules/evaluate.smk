@@ -1,0 +1,64 @@
+# Evaluation: every predicted target against its reference structure (config `references`: a
+# folder of {target}.cif files or a target_id,reference table; model/eval/references.py) ->
+# results/evaluation/{target}.json -> results/evaluation.tsv. Metrics: docs/outputs.md.
+from model.eval.references import reference_table
+
+REFERENCES = reference_table(config["references"]) if config["references"] else {}
+
+
+localrules:
+    evaluation_table,
+
+
+def reference_input(wildcards) -> list[str]:
+    """The target's reference file, when there is one (its absence is an error row, not a failure)."""
+    path = REFERENCES.get(wildcards.target)
+    return [str(path)] if path else []
+
+
+def target_shard_done(wildcards) -> str:
+    """The done flag of the prediction shard that holds the target."""
+    shard = next(
+        name for name, members in SHARDS.items() if wildcards.target in members
+    )
+    return f"{RESULTS}/shards/{shard}.done"
+
+
+rule evaluate_target:
+    """Score every sample of one target against its reference (one JSON; errors are one line)."""
+    input:
+        done=target_shard_done,
+        reference=reference_input,
+    output:
+        f"{RESULTS}/evaluation/{{target}}.json",
+    log:
+        f"{LOGS}/evaluate/{{target}}.log",
+    wildcard_constraints:
+        target=TARGET_ID,
+    conda:
+        "../../envs/model.yaml"
+    threads: 1
+    params:
+        predictions=lambda w: f"{RESULTS}/predictions/{w.target}",
+    shell:
+        "python scripts/evaluate.py target --target {wildcards.target}"
+        " --predictions {params.predictions} --reference '{input.reference}' --out {output}"
+        " > {log} 2>&1"
+
+
+rule evaluation_table:
+    """One row per target and sample (results/evaluation.tsv)."""
+    input:
+        expand(f"{RESULTS}/evaluation/{{target}}.json", target=sorted(TARGETS)),
+    output:
+        report(
+            f"{RESULTS}/evaluation.tsv",
+            caption="../report/evaluation.rst",
+            category="Evaluation",
+        ),
+    log:
+        f"{LOGS}/evaluate/table.log",
+    conda:
+        "../../envs/model.yaml"
+    shell:
+        "python scripts/evaluate.py table --out {output} {input} > {log} 2>&1"
