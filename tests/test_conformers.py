@@ -197,3 +197,27 @@ def test_conformer_is_identical_in_a_fresh_process(ccd, repo_root: Path) -> None
         + reference_conformer(component_from_smiles("C[C@@H](C(=O)O)N", "l01"), 7)[0].tobytes()
     )
     assert out.stdout.strip() == hashlib.sha256(here).hexdigest()
+
+
+def test_default_conformer_is_rdkits_unseeded_first_embedding(ccd) -> None:
+    """One conformer per CCD code, whatever the featurizer's seed: the one RDKit's default ETKDGv3
+    (no seed set) embeds first in a fresh process, as Protenix's CCD conformers are drawn."""
+    import subprocess
+    import sys
+
+    component = ccd["ATP"]
+    coords, mask = reference_conformer(component)
+    mol, heavy = conformers.mol_from_component(component)
+    script = (
+        "import sys, numpy as np\n"
+        "from rdkit import Chem\nfrom rdkit.Chem import rdDistGeom\n"
+        "mol = Chem.Mol(sys.stdin.buffer.read())\n"
+        "assert rdDistGeom.EmbedMolecule(mol, rdDistGeom.ETKDGv3()) == 0\n"
+        "sys.stdout.buffer.write(mol.GetConformer().GetPositions().astype(np.float32).tobytes())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], input=mol.ToBinary(), capture_output=True, check=True
+    )
+    unseeded = np.frombuffer(out.stdout, dtype=np.float32).reshape(-1, 3)[heavy]
+    assert mask.all()
+    np.testing.assert_allclose(coords, unseeded, atol=1e-5)

@@ -61,6 +61,7 @@ def build_example(
         "token_rep_atom": (first_atom + (atoms_per > 1)).astype(np.int32),
         "token_bonds": rng.random((n_tok, n_tok)) < 0.05,
         "atom_to_token": atom_to_token,
+        "atom_to_tokatom_idx": (np.arange(n_atom) - first_atom[atom_to_token]).astype(np.int32),
         "ref_pos": rng.normal(size=(n_atom, 3)).astype(np.float32),
         "ref_mask": np.ones(n_atom, dtype=bool),
         "ref_element": np.full(n_atom, 6, dtype=np.int32),

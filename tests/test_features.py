@@ -56,8 +56,16 @@ def test_contract_and_sizes(featurized: dict, entry: str) -> None:
     feats = result.features
     sizes = check_features(feats, require_truth=True)
     assert sizes["A"] == structure.num_atoms
-    assert sizes["M"] == 1 and result.attrs["msa_paired_rows"] == 1  # query-only without a3m
-    assert sizes["K"] == 0
+    # without a3m: a paired block (the query) and an unpaired block starting with the query again,
+    # which a complex that pairs (more than one distinct protein sequence) leaves out
+    protein = [c for c in range(len(structure.chain_name)) if structure.chain_type[c] == "protein"]
+    pairs = len({feats["restype"][feats["asym_id"] == c].tobytes() for c in protein}) > 1
+    assert sizes["M"] == (1 if pairs else 2) and result.attrs["msa_paired_rows"] == 1
+    assert (feats["msa"] == feats["restype"]).all() and not feats["deletion_matrix"].any()
+    # no templates: always 4 slots, slot 0 all gap, slots 1-3 padding with restype 0, all masked
+    assert sizes["K"] == C.MAX_TEMPLATES
+    assert (feats["template_restype"][0] == C.GAP).all() and not feats["template_restype"][1:].any()
+    assert not feats["template_pseudo_beta_mask"].any() and not feats["template_backbone_mask"].any()
     # every token's atoms are contiguous and its centre/representative atoms are its own
     a2t = feats["atom_to_token"]
     assert np.all(np.diff(a2t) >= 0) and a2t[0] == 0 and a2t[-1] == sizes["T"] - 1
@@ -66,9 +74,7 @@ def test_contract_and_sizes(featurized: dict, entry: str) -> None:
     # reference space: one uid per residue instance, shared by all of its atoms
     assert np.array_equal(feats["ref_space_uid"], structure.atom_residue)
     assert feats["ref_mask"].mean() > 0.95
-    # ligand tokens have gap MSA columns only below the query row (there is just the query here)
-    np.testing.assert_array_equal(feats["msa"][0], feats["restype"])
-    np.testing.assert_allclose(feats["profile"].sum(1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(feats["profile"], np.eye(C.NUM_RESTYPES)[feats["restype"]])
     assert set(result.meta) == set(META)
     assert len(result.meta["token_res_name"]) == sizes["T"]
     assert list(result.meta["chain_name"]) == list(structure.chain_name)
@@ -119,6 +125,37 @@ def test_reference_conformer_has_real_bond_lengths(featurized: dict) -> None:
     np.testing.assert_allclose(dists, 1.46, atol=0.06)  # N-CA single bond in any amino acid
     # the reference conformer is not the crystal pose (no leak of ground truth)
     assert not np.allclose(feats["ref_pos"], feats["atom_pos"], atol=0.5)
+
+
+def test_reference_spaces_centred_shifted_and_rotated(featurized: dict, ccd) -> None:
+    """AF3 Table 5 ref_pos: each residue's conformer centred, shifted by at most 1 Å per axis and
+    randomly rotated (seeded); the conformer itself is one per CCD code, whatever the seed."""
+    from model.data.conformers import heavy_atom_indices, reference_conformer
+
+    structure, result = featurized["1ubq"]
+    feats = result.features
+    uid = feats["ref_space_uid"]
+    # |R (x - mean + t)| mean = |t| <= sqrt(3): centred up to the shift, and shifted (not all at 0)
+    centres = np.stack([feats["ref_pos"][uid == u].mean(0) for u in np.unique(uid)])
+    norms = np.linalg.norm(centres, axis=1)
+    assert norms.max() <= np.sqrt(3) + 1e-4 and norms.mean() > 0.3
+    # each space is a rigid motion of the raw conformer, and a different one per space
+    rotations = []
+    for u in np.unique(uid)[:6]:
+        atoms = np.flatnonzero(uid == u)
+        component = ccd[str(result.meta["token_res_name"][feats["atom_to_token"][atoms[0]]])]
+        names = [component.atom_names[i] for i in heavy_atom_indices(component)]
+        raw, _ = reference_conformer(component)
+        raw = raw[[names.index(n) for n in result.meta["atom_name"][atoms]]]
+        got = feats["ref_pos"][atoms]
+        a, b = raw - raw.mean(0), got - got.mean(0)
+        u_, _, vt = np.linalg.svd(b.T @ a)
+        rot = u_ @ vt
+        np.testing.assert_allclose(a @ rot.T, b, atol=1e-3)  # same conformer, rotated
+        assert abs(np.linalg.det(rot) - 1) < 1e-4 and not np.allclose(rot, np.eye(3), atol=0.1)
+        rotations.append(rot)
+    assert not np.allclose(rotations[0], rotations[1], atol=0.1)
+    assert result.attrs["ref_pos_seed"] == 0
 
 
 def test_1tqh_covalent_4pa_link_in_token_bonds(featurized: dict) -> None:
@@ -177,12 +214,21 @@ def test_102m_msa_from_real_a3m(ccd) -> None:
     hits = {seq.translate(str.maketrans("", "", "abcdefghijklmnopqrstuvwxyz"))
             for records in (msa_in.unpaired[1:], msa_in.paired[1:]) for _, seq in records}  # fmt: skip
     hits.discard(msa_in.unpaired[0][1])
-    assert feats["msa"].shape[0] == 1 + len(hits)
-    assert result.attrs["msa_paired_rows"] == 1  # one chain: nothing to pair
+    # one chain: nothing to pair; the query leads the paired block and again the unpaired block
+    assert feats["msa"].shape[0] == 2 + len(hits)
+    assert result.attrs["msa_paired_rows"] == 1
     np.testing.assert_array_equal(feats["msa"][0], feats["restype"])
-    assert (feats["msa"][1:, ligand] == C.GAP).all()
+    np.testing.assert_array_equal(feats["msa"][1], feats["restype"])
+    # the ligand (HEM) has no alignment: its query in every row, its profile the one-hot restype
+    assert (feats["msa"][:, ligand] == feats["restype"][ligand]).all()
+    np.testing.assert_array_equal(feats["profile"][ligand], np.eye(C.NUM_RESTYPES)[feats["restype"][ligand]])
     assert feats["deletion_matrix"][:, protein].sum() > 0
-    np.testing.assert_allclose(feats["deletion_mean"], feats["deletion_matrix"].mean(0), rtol=1e-6)
+    # the protein's profile and deletion mean are over its own rows, the query counted once
+    own = feats["msa"][1:, protein]
+    np.testing.assert_allclose(feats["profile"][protein][:, C.GAP], (own == C.GAP).mean(0), rtol=1e-5)
+    np.testing.assert_allclose(
+        feats["deletion_mean"][protein], feats["deletion_matrix"][1:, protein].mean(0), rtol=1e-5
+    )
     # wrong sequence for the chain: a one-line error naming the chain
     with pytest.raises(ValueError, match=f"chain .*{protein_chain}"):
         featurize(structure, ccd, {protein_chain: MsaInput.from_text(">q\nMKV\n")}, seed=0)
@@ -204,12 +250,18 @@ def test_templates_placed_at_chain_columns(featurized: dict, ccd) -> None:
         "template_backbone_mask": np.ones((2, length), bool),
     }
     feats = featurize(structure, ccd, templates={name: arrays}, seed=0).features
-    assert check_features(feats)["K"] == 2
+    assert check_features(feats)["K"] == C.MAX_TEMPLATES
     tokens = np.flatnonzero(feats["asym_id"] == chain)
-    np.testing.assert_array_equal(feats["template_restype"][:, tokens], arrays["template_restype"])
-    np.testing.assert_allclose(feats["template_backbone"][:, tokens], arrays["template_backbone"], rtol=1e-6)
+    np.testing.assert_array_equal(feats["template_restype"][:2, tokens], arrays["template_restype"])
+    np.testing.assert_allclose(feats["template_backbone"][:2, tokens], arrays["template_backbone"], rtol=1e-6)
+    # empty slots are padding with restype 0, masked
+    assert (
+        not feats["template_restype"][2:, tokens].any() and not feats["template_pseudo_beta_mask"][2:].any()
+    )
+    # a chain without templates (the HEM ligand) has an all-gap slot 0, then padding
     others = np.setdiff1d(np.arange(len(feats["restype"])), tokens)
-    assert (feats["template_restype"][:, others] == C.GAP).all()
+    assert (feats["template_restype"][0, others] == C.GAP).all()
+    assert not feats["template_restype"][1:, others].any()
     assert not feats["template_pseudo_beta_mask"][:, others].any()
     bad = dict(arrays, template_restype=arrays["template_restype"][:, :-1])
     with pytest.raises(FeaturizeError, match="template_restype has shape"):
@@ -231,9 +283,11 @@ def test_templates_from_the_real_template_search(featurized: dict, ccd) -> None:
     assert n_templ >= 1
     feats = featurize(structure, ccd, templates={str(structure.chain_name[chain]): arrays}, seed=0).features
     tokens = np.flatnonzero(feats["asym_id"] == chain)
-    assert check_features(feats)["K"] == min(n_templ, C.MAX_TEMPLATES)
+    assert check_features(feats)["K"] == C.MAX_TEMPLATES
+    k = min(n_templ, C.MAX_TEMPLATES)
     placed = feats["template_pseudo_beta_mask"][:, tokens]
-    np.testing.assert_array_equal(placed, arrays["template_pseudo_beta_mask"][: C.MAX_TEMPLATES])
+    np.testing.assert_array_equal(placed[:k], arrays["template_pseudo_beta_mask"][: C.MAX_TEMPLATES])
+    assert not placed[k:].any()
     assert placed.any()
 
 
@@ -270,9 +324,18 @@ def test_deterministic_per_seed(featurized: dict, ccd) -> None:
     again = featurize(structure, ccd, seed=0, with_truth=True)
     for key, value in first.features.items():
         np.testing.assert_array_equal(again.features[key], value, err_msg=key)
-    other = featurize(structure, ccd, seed=1, with_truth=True)  # neighbouring seeds differ too
+    other = featurize(structure, ccd, seed=1, with_truth=True)  # neighbouring seeds place differently
     lys = first.meta["token_res_name"][first.features["atom_to_token"]] == "LYS"  # flexible side chain
     assert lys.any() and not np.allclose(other.features["ref_pos"][lys], first.features["ref_pos"][lys])
+    # ... the same conformer: one per CCD code, whatever the seed (distances within a residue agree)
+    uid = first.features["ref_space_uid"]
+    for u in np.unique(uid[lys])[:3]:
+        a, b = first.features["ref_pos"][uid == u], other.features["ref_pos"][uid == u]
+        np.testing.assert_allclose(
+            np.linalg.norm(a[:, None] - a[None], axis=-1),
+            np.linalg.norm(b[:, None] - b[None], axis=-1),
+            atol=1e-4,
+        )
 
 
 def test_atom_name_chars_pads_and_truncates() -> None:
@@ -336,6 +399,31 @@ def test_af3_and_protenix_jobs_give_identical_features(tmp_path: Path, ccd) -> N
     smiles_atoms = feats["asym_id"][feats["atom_to_token"]] == 5
     assert smiles_atoms.sum() == 6 and feats["ref_mask"][smiles_atoms].all()
     assert sorted(feats["ref_element"][smiles_atoms].tolist()) == [6, 6, 6, 7, 8, 8]
+
+
+def test_modified_residues_and_nucleotide_atoms_through_a_target(tmp_path: Path, ccd) -> None:
+    """SEP and PSU atom tokens carry their parents' restype (SER, U) into restype, MSA row 0 and the
+    profile; nucleotide atoms index the full standard atom list (OP3 first), so P is 1 everywhere."""
+    from model.data.from_target import structure_from_target
+    from model.data.inputs import load_targets
+
+    (tmp_path / "t.csv").write_text("target_id,chains\nmod,protein:MK(SEP)TAYW;rna:GG(PSU)CA\n")
+    (target,), errors = load_targets(tmp_path / "t.csv")
+    assert not errors
+    result = featurize(structure_from_target(target, ccd), ccd, seed=0)
+    feats, res_name = result.features, result.meta["token_res_name"]
+    for code, parent in (("SEP", "SER"), ("PSU", "U")):
+        sel = res_name == code
+        assert sel.sum() > 1 and (feats["restype"][sel] == C.RESTYPE_INDEX[parent]).all()
+    np.testing.assert_array_equal(feats["msa"][0], feats["restype"])
+    np.testing.assert_array_equal(feats["profile"], np.eye(C.NUM_RESTYPES)[feats["restype"]])
+    names = result.meta["atom_name"]
+    standard = np.isin(res_name[feats["atom_to_token"]], ["G", "C", "A"])
+    p_atoms = standard & (names == "P")
+    assert p_atoms.sum() == 4 and (feats["atom_to_tokatom_idx"][p_atoms] == 1).all()
+    c1 = standard & (names == "C1'")  # OP3 P OP1 OP2 O5' C5' C4' O4' C3' O3' C2' O2' C1'
+    assert (feats["atom_to_tokatom_idx"][c1] == 12).all()
+    assert (feats["atom_to_tokatom_idx"][~np.isin(res_name, C.RESTYPES)[feats["atom_to_token"]]] == 0).all()
 
 
 # ---------------------------------------------------------------- scripts/build_features.py
@@ -415,7 +503,7 @@ def test_script_single_target_with_manifest_msa(tmp_path: Path, script) -> None:
     assert script.main([*args, "--target-id", "myo", "--out", str(out)]) == 0
     feats = store.load_features(out)
     n_rows = sum(line.startswith(">") for line in a3m.read_text().splitlines())
-    assert 1 < feats["msa"].shape[0] <= n_rows
+    assert 2 < feats["msa"].shape[0] <= n_rows + 1  # the query leads both blocks
     # a bad single target: exit 0 (the workflow summary reports it), failure file written, no h5
     assert script.main([*args, "--target-id", "broken", "--out", str(tmp_path / "broken.h5")]) == 0
     assert (failed / "broken.txt").read_text().startswith("target broken")
@@ -437,7 +525,7 @@ def test_script_mmcif_entry_has_truth_and_msa_dir(tmp_path: Path, script, capsys
     args = ["--mmcif", str(MMCIF_DIR / "102m.cif.gz"), "--out", str(out), "--failed-dir", str(tmp_path)]
     assert script.main(args) == 0
     plain = store.load_features(out)
-    assert plain["msa"].shape[0] == 1 and plain["atom_resolved"].float().mean() > 0.9
+    assert plain["msa"].shape[0] == 2 and plain["atom_resolved"].float().mean() > 0.9
     first_hash = store.read_attrs(out)["content_hash"]
     # with the Protenix-layout MSA folder: 102m_1/{non_pairing,pairing}.a3m serve entity 1
     assert script.main([*args, "--msa-dir", str(SHARED_DATA / "msa")]) == 0

@@ -97,85 +97,115 @@ def load_chain(name: str, entry: str, molecule: str = "protein") -> tuple[M.MsaI
 
 
 def heteromer(max_rows: int = C.MAX_MSA_ROWS):
-    """Chains A (5zyh) and B (7zzx) plus a 3-token ligand after them: the search step's paired
-    files are taken as row-aligned, as the contract says."""
+    """Chains A (5zyh) and B (7zzx) plus a 3-token ligand (chain 2) after them: the search step's
+    paired files are taken as row-aligned, as the contract says."""
     (in_a, seq_a), (in_b, seq_b) = load_chain("5zyh_1", "5zyh"), load_chain("7zzx_1", "7zzx")
     n_a, n_b = len(seq_a), len(seq_b)
     tok_a, tok_b = np.arange(n_a), n_a + np.arange(n_b)
     chains = [
-        M.chain_alignment(in_a, "protein", seq_a, 1, tok_a, np.arange(n_a), "A"),
-        M.chain_alignment(in_b, "protein", seq_b, 2, tok_b, np.arange(n_b), "B"),
+        M.chain_alignment(in_a, "protein", seq_a, tok_a, np.arange(n_a), "A"),
+        M.chain_alignment(in_b, "protein", seq_b, tok_b, np.arange(n_b), "B"),
     ]
     query = np.r_[
         [C.RESTYPE_INDEX[C.ONE_TO_THREE_PROTEIN[a]] for a in seq_a + seq_b], [C.UNKNOWN_PROTEIN] * 3
     ].astype(np.int32)
-    msa, dels, n_paired = M.assemble_msa(query, chains, max_rows=max_rows)
-    return (in_a, in_b), (tok_a, tok_b), query, msa, dels, n_paired
+    asym = np.r_[np.zeros(n_a), np.ones(n_b), [2, 2, 2]].astype(np.int64)
+    out = M.assemble_msa(query, asym, asym < 2, chains, pair=True, max_rows=max_rows)
+    return (in_a, in_b), (tok_a, tok_b), query, out
 
 
-def test_heteromer_assembly_paired_then_block_diagonal() -> None:
-    (in_a, in_b), (tok_a, tok_b), query, msa, dels, n_paired = heteromer()
+def rows_of(records: list[tuple[str, str]]) -> np.ndarray:
+    return M.a3m_to_arrays([seq for _, seq in records], "protein")[0]
+
+
+def test_heteromer_assembly_paired_block_then_unpaired_block() -> None:
+    (in_a, in_b), (tok_a, tok_b), query, out = heteromer()
+    msa, dels, n_paired = out.msa, out.deletion_matrix, out.n_paired
     n_token = len(query)
     ligand = np.arange(tok_b[-1] + 1, n_token)
     assert msa.shape == dels.shape and msa.shape[1] == n_token
+    # the paired block comes first: the query, then row i of both pairing files (minus their queries)
     np.testing.assert_array_equal(msa[0], query)
-    # paired block: row i of both pairing files (minus their queries), deduplicated
-    n_pair_a, n_pair_b = len(in_a.paired) - 1, len(in_b.paired) - 1
-    assert 1 < n_paired <= 1 + max(n_pair_a, n_pair_b)
-    paired_rows = msa[1:n_paired]
-    raw_a, _ = M.a3m_to_arrays([s for _, s in in_a.paired], "protein")
-    raw_b, _ = M.a3m_to_arrays([s for _, s in in_b.paired], "protein")
-    np.testing.assert_array_equal(paired_rows[0, tok_a], raw_a[1])  # first pair is never a duplicate
-    np.testing.assert_array_equal(paired_rows[0, tok_b], raw_b[1])
-    # unpaired rows: exactly one chain has residues, the other chain's columns are all gap
+    raw_a, raw_b = rows_of(in_a.paired), rows_of(in_b.paired)
+    assert n_paired == max(len(raw_a), len(raw_b))  # the real paired rows are never all gaps
+    np.testing.assert_array_equal(msa[1, tok_a], raw_a[1])
+    np.testing.assert_array_equal(msa[1, tok_b], raw_b[1])
+    # the unpaired block: row i of each chain's own rows shares a row (AF3's dense layout), so both
+    # chains have residues in its first row; the query already in the paired block is not repeated
     unpaired = msa[n_paired:]
-    has_a = (unpaired[:, tok_a] != C.GAP).any(1)
-    has_b = (unpaired[:, tok_b] != C.GAP).any(1)
-    assert not (has_a & has_b).any()
-    # block A comes first, then block B
-    assert np.all(np.diff(has_b.astype(int)) >= 0)
-    # ligand columns are gaps below the query row, with no deletions
-    assert (msa[1:, ligand] == C.GAP).all() and not dels[:, ligand].any()
-    # no duplicate rows anywhere, and every unpaired file row is represented
-    assert len({row.tobytes() for row in msa}) == len(msa)
-    unpaired_a = {r.tobytes() for r in M.a3m_to_arrays([s for _, s in in_a.unpaired], "protein")[0][1:]}
-    found_a = {r.tobytes() for r in msa[:, tok_a]}
-    assert unpaired_a <= found_a
+    assert (unpaired[0, tok_a] != C.GAP).any() and (unpaired[0, tok_b] != C.GAP).any()
+    assert not (unpaired[:, : tok_b[-1] + 1] == query[: tok_b[-1] + 1]).all(axis=1).any()
+    # every unpaired file row of A that is not a paired row of A is in A's columns, in file order
+    paired_a = {r.tobytes() for r in msa[:n_paired, tok_a]}
+    expected_a = []
+    for r in rows_of(in_a.unpaired)[1:]:
+        if r.tobytes() not in paired_a and r.tobytes() not in {e.tobytes() for e in expected_a}:
+            expected_a.append(r)
+    np.testing.assert_array_equal(unpaired[: len(expected_a), tok_a], np.array(expected_a))
+    assert (unpaired[len(expected_a) :, tok_a] == C.GAP).all()  # padding below A's last row
+    # a ligand reads as its query in every row, with no deletions
+    assert (msa[:, ligand] == query[ligand]).all() and not dels[:, ligand].any()
 
 
 def test_deletions_follow_their_rows() -> None:
-    (in_a, _), (tok_a, _), _, msa, dels, n_paired = heteromer()
-    raw, raw_dels = M.a3m_to_arrays([s for _, s in in_a.unpaired], "protein")
-    first_a = n_paired  # the first unpaired row of chain A is its file's row 1 unless it duplicated
-    row = next(i for i in range(1, len(raw)) if raw[i].tobytes() == msa[first_a, tok_a].tobytes())
-    np.testing.assert_array_equal(dels[first_a, tok_a], raw_dels[row])
+    (in_a, _), (tok_a, _), _, out = heteromer()
+    raw, raw_dels = M.a3m_to_arrays([s for _, s in in_a.paired], "protein")
+    np.testing.assert_array_equal(out.deletion_matrix[1, tok_a], raw_dels[1])
+    np.testing.assert_array_equal(out.msa[1, tok_a], raw[1])
 
 
-def test_cap_and_profile() -> None:
-    *_, msa, dels, n_paired = heteromer(max_rows=300)
-    assert msa.shape[0] == 300 and n_paired <= 151  # paired rows (plus the query) take at most half
-    profile, deletion_mean = M.msa_profile(msa, dels)
-    np.testing.assert_allclose(profile.sum(1), 1.0, rtol=1e-5)
+def test_cap_and_per_chain_profile() -> None:
+    (in_a, in_b), (tok_a, tok_b), query, out = heteromer(max_rows=300)
+    assert out.msa.shape[0] == 300 and out.n_paired <= 150  # the paired block takes at most half
+    np.testing.assert_allclose(out.profile.sum(1), 1.0, rtol=1e-5)
+    # a chain's profile counts its own rows (query, paired hits, unpaired hits, no duplicates, no
+    # cap), not the complex's padding
+    own, own_dels = M.a3m_to_arrays(
+        [s for _, s in in_b.paired] + [s for _, s in in_b.unpaired[1:]], "protein"
+    )
+    _, first = np.unique(own, axis=0, return_index=True)
+    own, own_dels = own[np.sort(first)], own_dels[np.sort(first)]
+    own, own_dels = own[(own != C.GAP).any(1)], own_dels[(own != C.GAP).any(1)]
     col = 7
-    expected = np.bincount(msa[:, col], minlength=C.NUM_RESTYPES) / len(msa)
-    np.testing.assert_allclose(profile[col], expected, rtol=1e-6)
-    np.testing.assert_allclose(deletion_mean, dels.mean(0), rtol=1e-6)
+    expected = np.bincount(own[:, col], minlength=C.NUM_RESTYPES) / len(own)
+    np.testing.assert_allclose(out.profile[tok_b[col]], expected, rtol=1e-6)
+    np.testing.assert_allclose(out.deletion_mean[tok_b], own_dels.mean(0), rtol=1e-5)
+    # the ligand has no alignment: its profile is the one-hot of its restype
+    np.testing.assert_array_equal(out.profile[-3:], np.eye(C.NUM_RESTYPES)[query[-3:]])
 
 
-def test_homomer_is_not_paired_and_query_mismatch_is_an_error() -> None:
+def test_single_sequence_holds_the_query_twice_and_paired_hits_first() -> None:
+    """A monomer (or homomer) does not pair: its paired hits join its own rows, ahead of the
+    unpaired hits; the paired block is the query alone and the unpaired block starts with it again."""
     in_a, seq = load_chain("102m_1", "102m")
     n = len(seq)
     chains = [
-        M.chain_alignment(in_a, "protein", seq, 1, np.arange(n) + k * n, np.arange(n), name)
+        M.chain_alignment(in_a, "protein", seq, np.arange(n) + k * n, np.arange(n), name)
         for k, name in enumerate("AB")
     ]
     query = np.tile([C.RESTYPE_INDEX[C.ONE_TO_THREE_PROTEIN[a]] for a in seq], 2).astype(np.int32)
-    msa, _, n_paired = M.assemble_msa(query, chains)
-    assert n_paired == 1
-    # every row below the query belongs to exactly one copy
-    assert not (((msa[1:, :n] != C.GAP).any(1)) & ((msa[1:, n:] != C.GAP).any(1))).any()
+    asym = np.repeat([0, 1], n)
+    out = M.assemble_msa(query, asym, np.ones(2 * n, bool), chains, pair=False)
+    assert out.n_paired == 1
+    np.testing.assert_array_equal(out.msa[0], query)
+    np.testing.assert_array_equal(out.msa[1], query)
+    first_paired_hit = rows_of(in_a.paired)[1]
+    np.testing.assert_array_equal(out.msa[2, :n], first_paired_hit)
+    np.testing.assert_array_equal(out.msa[2, n:], first_paired_hit)  # both copies share row i
     with pytest.raises(M.MsaError, match="chain Z: unpaired MSA query"):
-        M.chain_alignment(in_a, "protein", seq[:-1] + "W", 1, np.arange(n), np.arange(n), "Z")
+        M.chain_alignment(in_a, "protein", seq[:-1] + "W", np.arange(n), np.arange(n), "Z")
+
+
+def test_no_alignment_at_all() -> None:
+    query = np.array([0, 5, 9, C.UNKNOWN_PROTEIN], dtype=np.int32)
+    asym = np.array([0, 0, 0, 1])
+    single = M.assemble_msa(query, asym, asym == 0, [], pair=False)
+    np.testing.assert_array_equal(single.msa, [query, query])
+    assert single.n_paired == 1 and not single.deletion_matrix.any()
+    np.testing.assert_array_equal(single.profile, np.eye(C.NUM_RESTYPES)[query])
+    # a complex that pairs keeps its query in the paired block only
+    paired = M.assemble_msa(query, asym, asym == 0, [], pair=True)
+    np.testing.assert_array_equal(paired.msa, [query])
 
 
 def test_atomised_residue_repeats_its_column() -> None:
@@ -184,9 +214,9 @@ def test_atomised_residue_repeats_its_column() -> None:
     # residue 10 atomised into 3 tokens: positions repeat
     positions = np.r_[np.arange(10), [10, 10, 10], np.arange(11, n)]
     tokens = np.arange(len(positions))
-    chain = M.chain_alignment(in_a, "protein", seq, 1, tokens, positions, "A")
+    chain = M.chain_alignment(in_a, "protein", seq, tokens, positions, "A")
     query = np.zeros(len(positions), dtype=np.int32)
-    msa, _, _ = M.assemble_msa(query, [chain])
+    msa = M.assemble_msa(query, np.zeros(len(tokens)), np.ones(len(tokens), bool), [chain], pair=False).msa
     np.testing.assert_array_equal(msa[1:, 10], msa[1:, 11])
     np.testing.assert_array_equal(msa[1:, 12], msa[1:, 10])
 

@@ -13,7 +13,7 @@ from model.infer.predict import PredictSettings, make_plan, predict_seed
 from model.nn.atom_attention import AtomAttentionDecoder, AtomAttentionEncoder, atom_windows
 from model.nn.config import load_preset
 from model.nn.embedders import FourierEmbedding, InputFeatureEmbedder, RelativePositionEncoding
-from model.nn.heads import DistogramHead, position_in_token
+from model.nn.heads import ConfidenceHead, DistogramHead
 from model.nn.msa import MSAModule, MSAPairWeightedAveraging, OuterProductMean
 from model.nn.network import Foldline
 from model.nn.pairformer import (
@@ -312,13 +312,32 @@ def test_atom_attention_memory_is_linear_in_atoms():
     assert big_large < n_large * n_large  # never an N_atom x N_atom tensor
 
 
-def test_heads_shapes_and_position_in_token():
-    a2t = torch.tensor([0, 0, 0, 1, 2, 2])
-    assert position_in_token(a2t, 3).tolist() == [0, 1, 2, 0, 0, 1]
+def test_heads_shapes():
     z = torch.randn(5, 5, 16)
     logits = rnd(DistogramHead(16, 64))(z)
     assert logits.shape == (5, 5, 64)
     torch.testing.assert_close(logits, logits.transpose(0, 1))
+
+
+def test_plddt_weights_follow_atom_to_tokatom_idx(feats):
+    """pLDDT/resolved logits of an atom use the weight matrix of its `atom_to_tokatom_idx` (its
+    place in the residue's standard atom list), not its position among the token's atoms."""
+    head = rnd(ConfidenceHead(TINY).eval(), seed=2)
+    t, a = feats["restype"].shape[0], feats["ref_pos"].shape[0]
+    g = torch.Generator().manual_seed(0)
+    s_inputs, s = torch.randn(t, TINY.c_s_inputs, generator=g), torch.randn(t, TINY.c_s, generator=g)
+    z, x = torch.randn(t, t, TINY.c_z, generator=g), torch.randn(1, a, 3, generator=g)
+    token0 = torch.nonzero(feats["atom_to_token"] == 0).squeeze(1)
+    same = dict(feats, atom_to_tokatom_idx=feats["atom_to_tokatom_idx"].clone())
+    same["atom_to_tokatom_idx"][token0] = 3  # every atom of token 0 reads weight 3
+    with torch.no_grad():
+        plain, moved = head(feats, s_inputs, s, z, x), head(same, s_inputs, s, z, x)
+    for key in ("plddt_logits", "resolved_logits"):
+        assert not torch.allclose(plain[key][0, token0[0]], plain[key][0, token0[1]])
+        torch.testing.assert_close(moved[key][0, token0], moved[key][0, token0[3]].expand(len(token0), -1))
+        torch.testing.assert_close(moved[key][0, token0[3]], plain[key][0, token0[3]])
+        others = feats["atom_to_token"] != 0
+        torch.testing.assert_close(moved[key][0, others], plain[key][0, others])
 
 
 def test_fresh_blocks_start_as_the_identity():

@@ -73,6 +73,33 @@ def test_tiny_forward_backward_on_real_entry_reaches_every_parameter(ubq_feature
     assert missing == []
 
 
+def test_template_embedder_on_the_featurizers_masked_templates(ubq_features):
+    """1UBQ has no templates: the featurizer's 4 masked slots (all gap, then restype-0 padding) still
+    add AF3 Algorithm 16's term every cycle, as Protenix's embedder does. Only the restype one-hot
+    columns of each slot's a_t are non-zero, and the mean runs over all 4 slots."""
+    feats = ubq_features
+    assert feats["template_restype"].shape[0] == 4 and not feats["template_pseudo_beta_mask"].any()
+    emb = randomize_parameters(Foldline(TINY), seed=1).template_embedder.eval()
+    t = feats["restype"].shape[0]
+    z = torch.randn(t, t, TINY.c_z, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = emb(feats, z)
+        z_in = emb.linear_no_bias_z(emb.layernorm_z(z))
+        w_j, w_i = emb.linear_no_bias_a.weight[:, 40:72], emb.linear_no_bias_a.weight[:, 72:104]
+        u = torch.zeros_like(z_in)
+        for restype in feats["template_restype"]:
+            onehot = torch.nn.functional.one_hot(restype.long(), 32).float()
+            v = z_in + (onehot @ w_j.T)[None, :, :] + (onehot @ w_i.T)[:, None, :]
+            u = u + emb.layernorm_v(emb.pairformer_stack(None, v)[1])
+        expected = emb.linear_no_bias_u(torch.relu(u / 4))
+        # masked coordinates never reach the pair representation
+        moved = dict(
+            feats, template_pseudo_beta=torch.randn(4, t, 3), template_backbone=torch.randn(4, t, 3, 3)
+        )
+        assert torch.equal(emb(moved, z), out)
+    assert out.abs().max() > 0 and rel_err(out, expected) < 1e-5
+
+
 def test_gradients_reach_every_trainable_parameter_on_synthetic_complex():
     feats = synthetic_features(40, atoms_per_token=8, n_msa=12, n_templ=2, seed=1)
     feats["ref_charge"][::7] = 1.0

@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import pytest
 from conftest import shared_entries
-from test_structure import STANDARD, expected, parsed
+from test_structure import STANDARD, ccd, expected, parsed
 
 from model.data.constants import MOL_DNA, MOL_LIGAND, MOL_PROTEIN, MOL_RNA, RESTYPE_INDEX, UNKNOWN_PROTEIN
 from model.data.tokens import Tokens, tokenize
@@ -18,7 +18,7 @@ POLYMER_KIND = {"peptide": "protein", "deoxy": "dna", "ribo": "rna"}
 
 @functools.cache
 def tokens(entry: str, assembly: str | None = None) -> Tokens:
-    return tokenize(parsed(entry, assembly))
+    return tokenize(parsed(entry, assembly), ccd())
 
 
 def _chain_kind(chain_type: str) -> str | None:
@@ -91,10 +91,11 @@ def test_token_features(entry):
     names = t.token_res_name
     center_names = s.atom_name[t.token_center_atom]
     rep_names = s.atom_name[t.token_rep_atom]
-    # Atomised tokens: the atom is its own centre and representative; restype unknown protein.
+    # Atomised tokens: the atom is its own centre and representative; ligand restype unknown
+    # protein (modified polymer residues: test_modified_residue_atoms_take_their_parent_restype).
     assert (t.token_center_atom[~std] == t.token_atom_start[~std]).all()
     assert (t.token_rep_atom[~std] == t.token_atom_start[~std]).all()
-    assert (t.restype[~std] == UNKNOWN_PROTEIN).all()
+    assert (t.restype[~std & (t.mol_type == MOL_LIGAND)] == UNKNOWN_PROTEIN).all()
     for k in np.flatnonzero(std):
         assert t.restype[k] == RESTYPE_INDEX[names[k]]
         assert t.token_atom_start[k] <= t.token_center_atom[k] < t.token_atom_end[k]
@@ -169,6 +170,58 @@ def test_large_assembly_tokenizes_quickly():
 
     s = parsed("1f2n", "1")
     t0 = time.perf_counter()
-    t = tokenize(s)
+    t = tokenize(s, ccd())
     assert time.perf_counter() - t0 < 10
     assert t.num_tokens == 60 * tokens("1f2n").num_tokens
+
+
+# Parents of the modified residues in the shared entries, from their chemistry: e.g. pseudouridine
+# is a uridine, 5-iodo-deoxyuridine a uridine in DNA (no DNA class: DN), an amide cap (NH2, CCD
+# non-polymer) and GTP (a CCD non-polymer at an RNA 5' end) are no residue class (UNK).
+PARENTS = {
+    "1ehz": {"PSU": "U", "5MC": "C", "5MU": "U", "H2U": "U", "1MA": "A", "2MG": "G", "7MG": "G",
+             "M2G": "G", "OMC": "C", "OMG": "G", "YYG": "G"},
+    "1as5": {"HYP": "PRO", "NH2": "UNK"},
+    "2q2k": {"5IU": "DN"},
+    "4gxy": {"CCC": "C", "GTP": "UNK"},
+    "1a8o": {"MSE": "MET"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("entry", sorted(PARENTS))
+def test_modified_residue_atoms_take_their_parent_restype(entry):
+    t = tokens(entry)
+    found = {}
+    for i in np.flatnonzero(t.token_is_atomized & (t.mol_type != MOL_LIGAND)):
+        found.setdefault(str(t.token_res_name[i]), set()).add(int(t.restype[i]))
+    assert found == {code: {RESTYPE_INDEX[parent]} for code, parent in PARENTS[entry].items()}
+    # ligands, ions and glycans stay the unknown amino acid
+    assert (t.restype[t.mol_type == MOL_LIGAND] == UNKNOWN_PROTEIN).all()
+
+
+@pytest.mark.parametrize("entry", ["1ehz", "1bna", "1ubq"])
+def test_atom_to_tokatom_idx_is_the_standard_atom_list_position(entry):
+    """Nucleotide lists start OP3, P, OP1, OP2, O5'; amino acids N, CA, C, O, CB (CCD order), so an
+    atom's index does not depend on which atoms its residue has (most nucleotides lack OP3)."""
+    s, t = parsed(entry), tokens(entry)
+    standard_atom = ~t.token_is_atomized[t.atom_to_token]
+    names = s.atom_name
+    expected_index = {
+        "OP3": 0,
+        "P": 1,
+        "OP1": 2,
+        "OP2": 3,
+        "O5'": 4,
+        "N": 0,
+        "CA": 1,
+        "C": 2,
+        "O": 3,
+        "CB": 4,
+    }
+    for name, index in expected_index.items():
+        sel = standard_atom & (names == name)
+        assert (t.atom_to_tokatom_idx[sel] == index).all(), name
+    if entry != "1ubq":
+        # nucleotides after the 5' end have P but no OP3 (position among present atoms: 0), P keeps 1
+        assert (standard_atom & (names == "P")).sum() > (standard_atom & (names == "OP3")).sum() + 1
+    assert (t.atom_to_tokatom_idx[~standard_atom] == 0).all()

@@ -1,9 +1,12 @@
 """Reference conformers (AF3 §2.8 `ref_pos`) and RDKit ⇄ `Component` conversion.
 
-`reference_conformer(component, seed)` embeds the component with RDKit ETKDGv3 (seeded, so the same
-seed gives the same coordinates), keeping the stereochemistry of the CCD ideal coordinates or of
-the SMILES. When embedding fails it falls back to the CCD ideal coordinates, then to the model
-coordinates; an atom with no coordinates at all gets `mask == False`.
+`reference_conformer(component)` embeds the component with RDKit ETKDGv3, keeping the stereochemistry
+of the CCD ideal coordinates or of the SMILES. The seed is fixed (`CONFORMER_SEED`, RDKit's default
+seed: the one a process's first unseeded embedding draws), so every featurization of a CCD code gets
+the same conformer, as Protenix's precomputed CCD conformers are one per code; the per-residue random
+placement AF3 Table 5 asks for is `model.data.reference_frame`. When embedding fails it falls back
+to the CCD ideal coordinates, then to the model coordinates; an atom with no coordinates at all gets
+`mask == False`.
 
 SMILES and ligand-file ligands become `Component`s here (atom names C1, C2, N1... numbered per
 element in input order, as Protenix names them).
@@ -25,6 +28,8 @@ _CACHE_SIZE = 4096
 # A bound on embedding attempts (not a wall-clock timeout, which would make results machine-dependent);
 # a ligand that still fails falls back to its CCD coordinates, as AF3 does.
 _MAX_EMBED_ITERATIONS = 200
+# RDKit's default ETKDG seed: an unseeded first embedding in a process equals `randomSeed = 42`.
+CONFORMER_SEED = 42
 _cache: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
 _BOND_TYPES = {1: Chem.BondType.SINGLE, 2: Chem.BondType.DOUBLE, 3: Chem.BondType.TRIPLE}
 _ORDER_OF = {Chem.BondType.SINGLE: 1, Chem.BondType.DOUBLE: 2, Chem.BondType.TRIPLE: 3}
@@ -212,8 +217,7 @@ def _embed(mol: Chem.Mol, seed: int, random_coords_retry: bool) -> bool:
     """One seeded ETKDGv3 embedding of `mol` (as AF3); a retry from random coordinates on request."""
     for random_coords in (False, True) if random_coords_retry else (False,):
         params = rdDistGeom.ETKDGv3()
-        # RDKit treats seed 0 like seed 1 (measured: identical LYS conformers), so shift by one.
-        params.randomSeed = seed % (2**31 - 1) + 1
+        params.randomSeed = seed % (2**31 - 1)
         params.useRandomCoords = random_coords
         params.numThreads = 1
         params.maxIterations = _MAX_EMBED_ITERATIONS
@@ -223,12 +227,12 @@ def _embed(mol: Chem.Mol, seed: int, random_coords_retry: bool) -> bool:
     return False
 
 
-def reference_conformer(component: Component, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded 3D conformer of the component's heavy atoms, in its atom order.
+def reference_conformer(component: Component, seed: int = CONFORMER_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded 3D conformer of the component's heavy atoms, in its atom order, in RDKit's frame.
 
     Returns `coords` [N_heavy, 3] float32 (0 where unknown) and `mask` [N_heavy] bool.
-    Order of preference: RDKit ETKDGv3 with `seed`; the CCD ideal coordinates; the CCD model
-    coordinates. Cached per (component, seed).
+    Order of preference: RDKit ETKDGv3 with `seed` (RDKit reads seeds 0 and 1 alike); the CCD ideal
+    coordinates; the CCD model coordinates. Cached per (component, seed).
     """
     key = (component.code, _fingerprint(component), int(seed))
     if key not in _cache:

@@ -5,7 +5,8 @@ Features are stored compactly (indices, not one-hot); the network one-hots and d
 batch dimension. Names follow AF3 supplement Table 5 where it has one.
 
 `FEATURES[name] = (group, dims, dtype)`; dims are symbolic:
-  T = N_token, A = N_atom, M = N_msa rows, K = N_templ (may be 0), or a literal size.
+  T = N_token, A = N_atom, M = N_msa rows, K = N_templ (the featurizer always writes
+  constants.MAX_TEMPLATES; the network also takes 0), or a literal size.
 """
 
 from __future__ import annotations
@@ -28,13 +29,16 @@ FEATURES: dict[str, tuple[str, tuple[str | int, ...], type]] = {
     "token_bonds": ("token", ("T", "T"), np.bool_),  # AF3 token_bonds (ligand/polymer-ligand)
     # atom group: one row per atom, in token order
     "atom_to_token": ("atom", ("A",), np.int32),
+    # index in the standard residue's CCD heavy-atom list (OP3 first for nucleotides); 0 if atomised
+    "atom_to_tokatom_idx": ("atom", ("A",), np.int32),
     "ref_pos": ("atom", ("A", 3), np.float32),
     "ref_mask": ("atom", ("A",), np.bool_),
     "ref_element": ("atom", ("A",), np.int32),  # atomic number in [0, 128)
     "ref_charge": ("atom", ("A",), np.float32),
     "ref_atom_name_chars": ("atom", ("A", ATOM_NAME_CHARS), np.int32),  # ord(c) - 32
     "ref_space_uid": ("atom", ("A",), np.int32),
-    # msa group: rows [0, msa_paired_rows) are paired across chains, the rest unpaired
+    # msa group: rows [0, msa_paired_rows) are the paired block, the rest the unpaired block; each
+    # block starts with the query row (model/data/msa.py)
     "msa": ("msa", ("M", "T"), np.int32),  # restype indices, 31 = gap
     "deletion_matrix": ("msa", ("M", "T"), np.float32),  # raw deletion counts
     "profile": ("msa", ("T", NUM_RESTYPES), np.float32),

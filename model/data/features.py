@@ -1,10 +1,13 @@
 """The AF3 input features of one `Structure` (supplement §2.8, Table 5), per `feature_spec`.
 
-Token features come from `tokens.tokenize`; reference features from a seeded RDKit conformer of each
-residue's CCD component (`conformers.reference_conformer`, one `ref_space_uid` per residue
-instance, no random rotation: that is an augmentation applied at training time); MSA features from
-per-chain a3m records (`msa.assemble_msa`) or the query alone; template features from per-chain
-arrays already in the template-group format; ground truth from the structure's coordinates.
+Token features come from `tokens.tokenize`; reference features from the one RDKit conformer of each
+residue's CCD component (`conformers.reference_conformer`), one `ref_space_uid` per residue instance,
+each space centred, shifted and rotated at random with a generator seeded by `seed`
+(`reference_frame.place_reference_spaces`); MSA features from per-chain a3m records
+(`msa.assemble_msa`); template features from per-chain arrays already in the template-group format,
+always `MAX_TEMPLATES` slots; ground truth from the structure's coordinates. Where Protenix 2.0.0's
+inference featurizer has a convention, these features follow it (docs/network.md, "Featurizer
+conventions").
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ from model.data.constants import (
     THREE_TO_ONE_PROTEIN,
 )
 from model.data.feature_spec import FEATURES, META, check_features
-from model.data.msa import POLYMER_TYPES, ChainAlignment, MsaInput, assemble_msa, chain_alignment, msa_profile
+from model.data.msa import POLYMER_TYPES, ChainAlignment, MsaInput, assemble_msa, chain_alignment
+from model.data.reference_frame import place_reference_spaces
 from model.data.structure import Structure
 from model.data.tokens import tokenize
 
-FEATURIZER_VERSION = "1"
+FEATURIZER_VERSION = "2"
+# Chains this short get no MSA rows of their own and no templates (Protenix: length <= 4).
+MIN_ALIGNED_CHAIN_LENGTH = 5
 TEMPLATE_FEATURES = tuple(name for name, spec in FEATURES.items() if spec[0] == "template")
 # one-letter codes of standard nucleotides (the a3m query alphabet); anything else reads as X
 _NUCLEOTIDE_LETTER = {code: one for table in (ONE_TO_CCD_RNA, ONE_TO_CCD_DNA) for one, code in table.items()}
@@ -41,7 +47,7 @@ class FeaturizeError(ValueError):
 
 class Featurized(NamedTuple):
     """`features` per `feature_spec.FEATURES`, `meta` per `feature_spec.META`, and the store
-    attributes the featurizer knows (`msa_paired_rows`, `featurizer_version`)."""
+    attributes the featurizer knows (`msa_paired_rows`, `featurizer_version`, `ref_pos_seed`)."""
 
     features: dict[str, np.ndarray]
     meta: dict[str, np.ndarray]
@@ -63,9 +69,10 @@ def atomic_numbers(elements: np.ndarray) -> np.ndarray:
 
 
 def reference_features(structure: Structure, ccd: Any, seed: int) -> dict[str, np.ndarray]:
-    """`ref_pos` [N_atom, 3] and `ref_mask` [N_atom]: each residue's atoms placed by name on one
-    seeded conformer of its component (atoms the component lacks are masked); the rest of the
-    reference group (element, charge, name characters, space uid)."""
+    """`ref_pos` [N_atom, 3] and `ref_mask` [N_atom]: each residue's atoms placed by name on the
+    conformer of its component (atoms the component lacks are masked), each residue's space then
+    centred, shifted and rotated at random (generator seeded by `seed`); the rest of the reference
+    group (element, charge, name characters, space uid)."""
     n_atom = structure.num_atoms
     pos = np.zeros((n_atom, 3), dtype=np.float32)
     mask = np.zeros(n_atom, dtype=bool)
@@ -74,7 +81,7 @@ def reference_features(structure: Structure, ccd: Any, seed: int) -> dict[str, n
     for res, code in enumerate(structure.res_name.tolist()):
         if code not in conformers:
             component = structure.components.get(code) or _component(ccd, code, structure)
-            coords, ok = reference_conformer(component, seed)
+            coords, ok = reference_conformer(component)
             names = [component.atom_names[i] for i in heavy_atom_indices(component)]
             conformers[code] = ({n: i for i, n in enumerate(names)}, coords, ok)
         index, coords, ok = conformers[code]
@@ -86,13 +93,14 @@ def reference_features(structure: Structure, ccd: Any, seed: int) -> dict[str, n
         found = rows >= 0
         pos[start:end][found] = coords[rows[found]]
         mask[start:end][found] = ok[rows[found]]
+    uid = structure.atom_residue.astype(np.int32)
     return {
-        "ref_pos": pos,
+        "ref_pos": place_reference_spaces(pos, uid, np.random.default_rng(seed)),
         "ref_mask": mask,
         "ref_element": atomic_numbers(structure.atom_element),
         "ref_charge": structure.atom_charge.astype(np.float32),
         "ref_atom_name_chars": atom_name_chars(structure.atom_name),
-        "ref_space_uid": structure.atom_residue.astype(np.int32),
+        "ref_space_uid": uid,
     }
 
 
@@ -117,6 +125,10 @@ def _chain_columns(structure: Structure, token_residue: np.ndarray, asym_id: np.
     return tokens, token_residue[tokens] - int(structure.chain_res_start[chain])
 
 
+def _chain_length(structure: Structure, chain: int) -> int:
+    return int(structure.chain_res_end[chain] - structure.chain_res_start[chain])
+
+
 def msa_features(
     structure: Structure,
     restype: np.ndarray,
@@ -125,32 +137,36 @@ def msa_features(
     msas: dict[str, MsaInput] | None,
 ) -> tuple[dict[str, np.ndarray], int]:
     """`msa`, `deletion_matrix`, `profile`, `deletion_mean` and the number of paired rows (query
-    included). Chains without an entry in `msas` (and all ligands) contribute the query row only."""
+    included), laid out as `msa.assemble_msa` describes. Polymer chains with an entry in `msas` and
+    at least `MIN_ALIGNED_CHAIN_LENGTH` residues bring their alignment; the complex pairs when it
+    holds more than one distinct protein chain sequence."""
     alignments: list[ChainAlignment] = []
     unknown = sorted(set(msas or ()) - set(structure.chain_name.tolist()))
     if unknown:
         raise FeaturizeError(f"{structure.name}: MSAs given for unknown chains {unknown}")
-    entity_index = {e: i for i, e in enumerate(dict.fromkeys(structure.chain_entity_id.tolist()))}
+    protein_sequences = set()
     for chain, name in enumerate(structure.chain_name.tolist()):
         kind = str(structure.chain_type[chain])
+        tokens, positions = _chain_columns(structure, token_residue, asym_id, chain)
+        if kind == "protein":
+            protein_sequences.add(restype[tokens].tobytes())
         if not msas or name not in msas or kind not in POLYMER_TYPES:
             continue
-        tokens, positions = _chain_columns(structure, token_residue, asym_id, chain)
+        if _chain_length(structure, chain) < MIN_ALIGNED_CHAIN_LENGTH:
+            continue
+        sequence = chain_sequence(structure, chain)
         alignments.append(
-            chain_alignment(
-                msas[name],
-                kind,
-                chain_sequence(structure, chain),
-                entity_index[str(structure.chain_entity_id[chain])],
-                tokens,
-                positions,
-                f"{structure.name}/{name}",
-            )
+            chain_alignment(msas[name], kind, sequence, tokens, positions, f"{structure.name}/{name}")
         )
-    msa, deletions, n_paired = assemble_msa(restype.astype(np.int32), alignments)
-    profile, deletion_mean = msa_profile(msa, deletions)
-    out = {"msa": msa, "deletion_matrix": deletions, "profile": profile, "deletion_mean": deletion_mean}
-    return out, n_paired
+    protein_token = structure.chain_type[asym_id] == "protein"
+    complex_msa = assemble_msa(restype, asym_id, protein_token, alignments, pair=len(protein_sequences) > 1)
+    out = {
+        "msa": complex_msa.msa,
+        "deletion_matrix": complex_msa.deletion_matrix,
+        "profile": complex_msa.profile,
+        "deletion_mean": complex_msa.deletion_mean,
+    }
+    return out, complex_msa.n_paired
 
 
 def template_features(
@@ -159,25 +175,29 @@ def template_features(
     asym_id: np.ndarray,
     templates: dict[str, dict[str, np.ndarray]] | None,
 ) -> dict[str, np.ndarray]:
-    """Per-chain template arrays [K_c, L_c, ...] (L_c = chain residues, template-group names) placed
-    at the chain's token columns; K = max K_c (at most `MAX_TEMPLATES`), missing slots masked."""
+    """Always `MAX_TEMPLATES` slots (AF3's maximum), laid out as Protenix does: per-chain template
+    arrays [K_c, L_c, ...] (L_c = chain residues, template-group names) fill the chain's token
+    columns of slots [0, K_c); a protein chain of at least `MIN_ALIGNED_CHAIN_LENGTH` residues
+    without templates, and every other chain, has one all-gap template in slot 0; the remaining
+    slots are padding with restype 0. Every padding and gap column is masked."""
     n_token = len(asym_id)
     chains = {name: i for i, name in enumerate(structure.chain_name.tolist())}
     templates = templates or {}
     for name in templates:
         if name not in chains:
             raise FeaturizeError(f"{structure.name}: templates given for unknown chain {name!r}")
-    n_templ = min(MAX_TEMPLATES, max([len(t["template_restype"]) for t in templates.values()], default=0))
     out = {}
     for feature in TEMPLATE_FEATURES:
         dims = FEATURES[feature][1]
-        shape = (n_templ, n_token, *dims[2:])
-        fill = GAP if feature == "template_restype" else 0
-        out[feature] = np.full(shape, fill, dtype=FEATURES[feature][2])
-    for name, arrays in templates.items():
-        chain = chains[name]
+        out[feature] = np.zeros((MAX_TEMPLATES, n_token, *dims[2:]), dtype=FEATURES[feature][2])
+    for chain, name in enumerate(structure.chain_name.tolist()):
         tokens, positions = _chain_columns(structure, token_residue, asym_id, chain)
-        length = int(structure.chain_res_end[chain] - structure.chain_res_start[chain])
+        length = _chain_length(structure, chain)
+        usable = structure.chain_type[chain] == "protein" and length >= MIN_ALIGNED_CHAIN_LENGTH
+        arrays = templates.get(name) if usable else None
+        if not arrays or not len(arrays.get("template_restype", ())):
+            out["template_restype"][0, tokens] = GAP
+            continue
         for feature in TEMPLATE_FEATURES:
             if feature not in arrays:
                 raise FeaturizeError(f"{structure.name}: chain {name} templates lack {feature!r}")
@@ -188,7 +208,7 @@ def template_features(
                     f"{structure.name}: chain {name} {feature} has shape {value.shape}, "
                     f"expected [K, {length}, *{trailing}]"
                 )
-            k = min(len(value), n_templ)
+            k = min(len(value), MAX_TEMPLATES)
             out[feature][:k, tokens] = value[:k][:, positions]
     return out
 
@@ -206,7 +226,7 @@ def featurize(
     `msas` and `templates` are keyed by chain name (`structure.chain_name`, label_asym_id).
     With `with_truth`, `atom_pos` (0 where unresolved) and `atom_resolved` are added.
     """
-    tok = tokenize(structure)
+    tok = tokenize(structure, ccd)
     n_atom = structure.num_atoms
     if len(tok.atom_to_token) != n_atom:
         raise FeaturizeError(f"{structure.name}: tokenizer covers {len(tok.atom_to_token)} of {n_atom} atoms")
@@ -223,6 +243,7 @@ def featurize(
         "token_rep_atom",
         "token_bonds",
         "atom_to_token",
+        "atom_to_tokatom_idx",
     ):
         features[name] = np.asarray(getattr(tok, name)).astype(FEATURES[name][2], copy=False)
     token_residue = structure.atom_residue[features["token_center_atom"]].astype(np.int64)
@@ -247,4 +268,5 @@ def featurize(
         "atom_bond_is_link": link,
     }
     assert set(meta) == set(META)
-    return Featurized(features, meta, {"msa_paired_rows": n_paired, "featurizer_version": FEATURIZER_VERSION})
+    attrs = {"msa_paired_rows": n_paired, "featurizer_version": FEATURIZER_VERSION, "ref_pos_seed": seed}
+    return Featurized(features, meta, attrs)

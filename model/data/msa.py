@@ -4,22 +4,32 @@ a3m rows are aligned to the query: upper-case letters and '-' are match columns,
 are insertions relative to the query (counted into the deletion matrix of the next column), '.' is
 padding. Letters map to the 32 `restype` classes with one alphabet per molecule type.
 
-The complex MSA (`assemble_msa`) is: the query row, then paired rows (row i of every chain's paired
-a3m belongs to one organism, so they share a row), then each chain's unpaired rows block-diagonally
-(other chains' columns gap); duplicates removed, capped at `constants.MAX_MSA_ROWS`.
+The complex MSA (`assemble_msa`, AF3 §2.3) is a paired block followed by an unpaired block, each
+starting with the query row, as Protenix 2.0.0's inference featurizer builds it (docs/network.md,
+"Featurizer conventions"):
+- paired block: the query, then the rows of the chains' paired a3m files (row i of every chain is one
+  organism, as the search step writes them) when the complex pairs (more than one distinct protein
+  chain sequence); rows that are gaps in every column are dropped; at most half of `max_rows`.
+- unpaired block: row i of every chain's own alignment (its query, then its paired hits, then its
+  unpaired hits, duplicates removed) shares row i, shorter chains padded with gaps. When the complex
+  pairs, rows already in the chain's paired columns (its query among them) are left out.
+- columns of non-protein chains (RNA, DNA, ligands, ions) that are gaps in a whole row repeat the
+  query there, so a chain without an alignment reads as its query in every row.
+- `profile` and `deletion_mean` of each chain come from its own unpaired rows (query included), so
+  a chain without an alignment has the one-hot of its `restype` as profile.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from model.data.constants import (
     GAP,
     MAX_MSA_ROWS,
-    MAX_PAIRED_ROWS,
     NUM_RESTYPES,
     ONE_TO_CCD_DNA,
     ONE_TO_CCD_RNA,
@@ -135,10 +145,9 @@ class ChainAlignment:
     `tokens` [n] are the chain's token columns in the complex and `positions` [n] the alignment
     column (0-based residue position in the chain sequence) each token takes; an atomised modified
     residue has several tokens with one position. `unpaired` / `paired` are (msa, deletions) arrays
-    [M, L] without the query row. `entity` decides pairing: copies of one entity never pair.
+    [M, L] without the query row.
     """
 
-    entity: int
     tokens: np.ndarray
     positions: np.ndarray
     unpaired: tuple[np.ndarray, np.ndarray]
@@ -149,7 +158,6 @@ def chain_alignment(
     msa_input: MsaInput,
     molecule: str,
     sequence: str,
-    entity: int,
     tokens: np.ndarray,
     positions: np.ndarray,
     name: str,
@@ -177,11 +185,23 @@ def chain_alignment(
                 f"sequence ({len(sequence)} residues)"
             )
         blocks.append((msa[1:], deletions[1:]))
-    return ChainAlignment(entity, np.asarray(tokens), np.asarray(positions), blocks[0], blocks[1])
+    return ChainAlignment(np.asarray(tokens), np.asarray(positions), blocks[0], blocks[1])
 
 
-def _dedupe(rows: np.ndarray, seen: set[bytes]) -> np.ndarray:
-    """Indices of rows not already in `seen` (first occurrence wins); updates `seen`."""
+class ComplexMsa(NamedTuple):
+    """The MSA features of one complex (AF3 Table 5): `msa` [M, N_token] int32, `deletion_matrix`
+    [M, N_token] float32 (raw counts), `profile` [N_token, 32], `deletion_mean` [N_token], and
+    `n_paired` the rows of the paired block (query included)."""
+
+    msa: np.ndarray
+    deletion_matrix: np.ndarray
+    profile: np.ndarray
+    deletion_mean: np.ndarray
+    n_paired: int
+
+
+def _unique_rows(rows: np.ndarray, seen: set[bytes]) -> np.ndarray:
+    """Indices of rows not in `seen` (first occurrence wins); updates `seen`."""
     keep = []
     for i, row in enumerate(rows):
         key = row.tobytes()
@@ -191,85 +211,89 @@ def _dedupe(rows: np.ndarray, seen: set[bytes]) -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
-def _share(sizes: list[int], budget: int) -> list[int]:
-    """Split `budget` rows among blocks: small blocks keep all, the rest share equally."""
-    out = [0] * len(sizes)
-    remaining = sorted(range(len(sizes)), key=lambda i: sizes[i])
-    while remaining:
-        fair = budget // len(remaining)
-        i = remaining.pop(0)
-        out[i] = min(sizes[i], fair)
-        budget -= out[i]
-    return out
+def _profile(msa: np.ndarray) -> np.ndarray:
+    """Restype distribution per column over the rows, gaps included. [M, n] -> [n, 32] float32"""
+    n_rows, n_col = msa.shape
+    flat = (msa + NUM_RESTYPES * np.arange(n_col)[None, :]).ravel()
+    counts = np.bincount(flat, minlength=n_col * NUM_RESTYPES).reshape(n_col, NUM_RESTYPES)
+    return (counts / max(n_rows, 1)).astype(np.float32)
 
 
 def assemble_msa(
     query: np.ndarray,
+    asym_id: np.ndarray,
+    protein_token: np.ndarray,
     chains: list[ChainAlignment],
+    pair: bool,
     max_rows: int = MAX_MSA_ROWS,
-    max_paired: int = MAX_PAIRED_ROWS,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """The complex MSA: query row, paired rows, then block-diagonal unpaired rows.
+) -> ComplexMsa:
+    """The complex MSA of the module docstring.
 
-    `query` [N_token] is the token restypes (the first row). Columns of tokens that belong to no
-    chain alignment (ligands, ions) are gaps below the query row. Paired rows pair only when chains
-    of at least two entities have paired MSAs (AF-Multimer: homomers are not paired); otherwise the
-    paired rows join their chain's unpaired block.
-    Returns (msa [M, N_token] int32, deletion_matrix [M, N_token] float32, n_paired_rows) where
-    rows [0, n_paired_rows) — the query and the paired rows — are aligned across chains.
+    `query` [N_token] is the tokens' restypes, `asym_id` [N_token] their chain, `protein_token`
+    [N_token] whether their chain is a protein chain; `chains` the alignments of the chains that have
+    one; `pair` whether the complex pairs (more than one distinct protein chain sequence).
     """
+    query = np.asarray(query, dtype=np.int32)
     n_token = len(query)
-    with_paired = [c for c in chains if len(c.paired[0])]
-    pairing = len({c.entity for c in with_paired}) >= 2
+    aligned = {int(asym_id[c.tokens[0]]): c for c in chains if len(c.tokens)}
+    profile = np.zeros((n_token, NUM_RESTYPES), dtype=np.float32)
+    deletion_mean = np.zeros(n_token, dtype=np.float32)
 
-    def scatter(chain: ChainAlignment, block: tuple[np.ndarray, np.ndarray], rows: int):
-        msa = np.full((rows, n_token), GAP, dtype=np.int32)
-        dels = np.zeros((rows, n_token), dtype=np.float32)
-        n = len(block[0])
-        msa[:n, chain.tokens] = block[0][:, chain.positions]
-        dels[:n, chain.tokens] = block[1][:, chain.positions]
-        return msa, dels
+    # each chain's own rows in its token columns: query, paired hits, unpaired hits, no duplicates
+    own: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for chain in np.unique(asym_id):
+        cols = np.flatnonzero(asym_id == chain)
+        rows, dels = query[cols][None], np.zeros((1, len(cols)), dtype=np.float32)
+        if (alignment := aligned.get(int(chain))) is not None:
+            if not np.array_equal(alignment.tokens, cols):
+                raise MsaError(f"chain {int(chain)}: alignment tokens are not the chain's token columns")
+            hits = np.concatenate([alignment.paired[0], alignment.unpaired[0]])[:, alignment.positions]
+            hit_dels = np.concatenate([alignment.paired[1], alignment.unpaired[1]])[:, alignment.positions]
+            # the pairing step's stand-in rows for organisms this chain lacks are no hits of its own
+            found = (hits != GAP).any(axis=1)
+            hits, hit_dels = hits[found], hit_dels[found]
+            rows, dels = np.concatenate([rows, hits]), np.concatenate([dels, hit_dels])
+            keep = _unique_rows(rows, set())
+            rows, dels = rows[keep], dels[keep]
+        profile[cols] = _profile(rows)
+        deletion_mean[cols] = dels.mean(axis=0, dtype=np.float64)
+        own.append((cols, rows, dels))
 
-    seen = {np.asarray(query, dtype=np.int32).tobytes()}
-    paired_msa = np.zeros((0, n_token), dtype=np.int32)
-    paired_del = np.zeros((0, n_token), dtype=np.float32)
-    if pairing:
-        # paired rows take at most half the budget, as AF3's 8191 of 16384
-        n_rows = min(max(len(c.paired[0]) for c in with_paired), max_paired, max_rows // 2)
-        paired_msa = np.full((n_rows, n_token), GAP, dtype=np.int32)
-        paired_del = np.zeros((n_rows, n_token), dtype=np.float32)
-        for chain in with_paired:
-            block = (chain.paired[0][:n_rows], chain.paired[1][:n_rows])
-            msa, dels = scatter(chain, block, n_rows)
-            mine = np.zeros(n_token, dtype=bool)
-            mine[chain.tokens] = True
-            paired_msa[:, mine] = msa[:, mine]
-            paired_del[:, mine] = dels[:, mine]
-        keep = _dedupe(paired_msa, seen)
-        paired_msa, paired_del = paired_msa[keep], paired_del[keep]
+    # paired block: the query, then the paired files' rows that are not all gaps
+    paired_msa, paired_del = query[None], np.zeros((1, n_token), dtype=np.float32)
+    with_paired = [c for c in chains if len(c.paired[0])] if pair else []
+    if with_paired:
+        n_rows = max(len(c.paired[0]) for c in with_paired)
+        msa = np.full((n_rows, n_token), GAP, dtype=np.int32)
+        dels = np.zeros((n_rows, n_token), dtype=np.float32)
+        for c in with_paired:
+            n = len(c.paired[0])
+            msa[:n, c.tokens] = c.paired[0][:, c.positions]
+            dels[:n, c.tokens] = c.paired[1][:, c.positions]
+        filled = (msa != GAP).any(axis=1)
+        paired_msa = np.concatenate([paired_msa, msa[filled]])[: max(1, max_rows // 2)]
+        paired_del = np.concatenate([paired_del, dels[filled]])[: len(paired_msa)]
 
-    # unpaired blocks: each chain's rows (plus its paired rows when nothing pairs with them)
+    # unpaired block: row i of every chain shares row i; gaps below a chain's last row
+    budget = max(0, max_rows - len(paired_msa))
     blocks = []
-    for chain in chains:
-        msa, dels = chain.unpaired
-        if not pairing and len(chain.paired[0]):
-            msa, dels = np.concatenate([msa, chain.paired[0]]), np.concatenate([dels, chain.paired[1]])
-        block_msa, block_del = scatter(chain, (msa, dels), len(msa))
-        keep = _dedupe(block_msa, seen)
-        blocks.append((block_msa[keep], block_del[keep]))
-    quota = _share([len(b[0]) for b in blocks], max(0, max_rows - 1 - len(paired_msa)))
-    query_row = np.asarray(query, dtype=np.int32)[None]
-    msa = np.concatenate([query_row, paired_msa, *(b[0][:q] for b, q in zip(blocks, quota, strict=True))])
-    zeros = np.zeros((1, n_token), dtype=np.float32)
-    dels = np.concatenate([zeros, paired_del, *(b[1][:q] for b, q in zip(blocks, quota, strict=True))])
-    return msa, dels, 1 + len(paired_msa)
+    for cols, rows, dels in own:
+        if pair:
+            keep = _unique_rows(rows, {row.tobytes() for row in paired_msa[:, cols]})
+            rows, dels = rows[keep], dels[keep]
+        blocks.append((cols, rows[:budget], dels[:budget]))
+    depth = max((len(rows) for _, rows, _ in blocks), default=0)
+    unpaired_msa = np.full((depth, n_token), GAP, dtype=np.int32)
+    unpaired_del = np.zeros((depth, n_token), dtype=np.float32)
+    for cols, rows, dels in blocks:
+        unpaired_msa[: len(rows), cols] = rows
+        unpaired_del[: len(rows), cols] = dels
 
-
-def msa_profile(msa: np.ndarray, deletion_matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """AF3 Table 5 `profile` [N_token, 32] (restype distribution over all rows, gaps included)
-    and `deletion_mean` [N_token] (mean deletion count over all rows)."""
-    n_rows, n_token = msa.shape
-    flat = (msa + NUM_RESTYPES * np.arange(n_token)[None, :]).ravel()
-    counts = np.bincount(flat, minlength=n_token * NUM_RESTYPES).reshape(n_token, NUM_RESTYPES)
-    profile = (counts / max(n_rows, 1)).astype(np.float32)
-    return profile, deletion_matrix.mean(axis=0, dtype=np.float64).astype(np.float32)
+    msa = np.concatenate([paired_msa, unpaired_msa])
+    deletion_matrix = np.concatenate([paired_del, unpaired_del])
+    # non-protein chains repeat their query in rows where they are all gaps
+    for cols, _, _ in own:
+        if not protein_token[cols[0]]:
+            empty = (msa[:, cols] == GAP).all(axis=1)
+            msa[np.ix_(empty, cols)] = query[cols]
+    return ComplexMsa(msa, deletion_matrix, profile, deletion_mean, len(paired_msa))

@@ -39,6 +39,7 @@ DISK_DTYPES: dict[str, tuple[type, ...]] = {
     "template_restype": (np.uint8,),
     "ref_element": (np.uint8,),
     "ref_atom_name_chars": (np.uint8,),
+    "atom_to_tokatom_idx": (np.uint8,),
 }
 # Stored as [nnz, ndim + 1] int32 rows (index..., value) when mostly zero: dense token_bonds is GBs
 # for a capsid, and a deletion matrix is ~98% zeros that gzip still has to inflate.

@@ -1,24 +1,35 @@
 """Tokenization (AF3 supplement §2.6): one token per standard residue, one per atom otherwise.
 
 Standard amino acids and nucleotides in polymer chains are one token each; ligands, ions,
-glycans and modified (non-standard) polymer residues get one token per heavy atom.
+glycans and modified (non-standard) polymer residues get one token per heavy atom. Each atom token
+of a modified polymer residue takes its parent's `restype` class (AF3 §2.8 Table 5: SEP -> SER,
+PSU -> U) from the CCD's one-letter code, read with the molecule type of the residue's own CCD
+class; a residue with no single parent letter is that type's unknown (UNK, N or DN), and one whose
+CCD class is not a polymer class is UNK, as Protenix reads them. Ligands, ions and glycans are UNK.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from model.data.ccd import Component
 from model.data.constants import (
     CENTER_ATOM,
     MOL_DNA,
     MOL_LIGAND,
     MOL_PROTEIN,
     MOL_RNA,
+    ONE_TO_CCD_DNA,
+    ONE_TO_CCD_RNA,
+    ONE_TO_THREE_PROTEIN,
     PURINES,
     RESTYPE_INDEX,
+    UNKNOWN_DNA,
     UNKNOWN_PROTEIN,
+    UNKNOWN_RNA,
 )
 from model.data.structure import STANDARD_RESIDUES, Structure
 
@@ -35,7 +46,9 @@ class Tokens:
     (constants.MOL_*, the chain's type; atomised tokens of ligands, ions and glycans are ligand);
     `token_center_atom` / `token_rep_atom` atom indices; `token_residue` the residue index;
     `token_atom_start` / `token_atom_end` the token's atom slice (atoms stay in structure order);
-    `token_res_name` the residue's CCD code; `atom_to_token` [N_atom].
+    `token_res_name` the residue's CCD code; `atom_to_token` [N_atom]; `atom_to_tokatom_idx`
+    [N_atom] each atom's index in its standard residue's CCD heavy-atom list (which starts with OP3
+    for nucleotides, so it does not depend on which atoms are present), 0 in atomised tokens.
     `bond_pairs` [N_pair, 2] token pairs (i < j) joined by a bond that counts for AF3's
     `token_bonds`; `token_bonds` [N_token, N_token] bool is built from them on access.
     """
@@ -55,6 +68,7 @@ class Tokens:
     token_res_name: np.ndarray
     token_is_atomized: np.ndarray
     atom_to_token: np.ndarray
+    atom_to_tokatom_idx: np.ndarray
     bond_pairs: np.ndarray
 
     @property
@@ -78,9 +92,44 @@ def _rep_atom_name(res_name: str, mol: str) -> str:
     return "C4" if res_name in PURINES else "C2"
 
 
-def tokenize(structure: Structure) -> Tokens:
-    """Tokens of `structure` following AF3 §2.6 (see the module docstring)."""
+def parent_restype(component: Component | None) -> int:
+    """`restype` of the atom tokens of a modified residue in a polymer chain: the class of the CCD
+    one-letter code under the residue's own CCD molecule type (see the module docstring)."""
+    mol = component.polymer_class if component is not None else None
+    letter = str(component.extra.get("one_letter_code", "")) if component is not None else ""
+    if mol == "protein":
+        return (
+            RESTYPE_INDEX[ONE_TO_THREE_PROTEIN[letter]] if letter in ONE_TO_THREE_PROTEIN else UNKNOWN_PROTEIN
+        )
+    if mol == "rna":
+        return RESTYPE_INDEX[ONE_TO_CCD_RNA[letter]] if letter in ONE_TO_CCD_RNA else UNKNOWN_RNA
+    if mol == "dna":
+        return RESTYPE_INDEX[ONE_TO_CCD_DNA[letter]] if letter in ONE_TO_CCD_DNA else UNKNOWN_DNA
+    return UNKNOWN_PROTEIN
+
+
+def _heavy_atom_order(component: Component) -> dict[str, int]:
+    """Atom name -> index among the component's heavy atoms, in CCD order."""
+    names = [n for n, heavy in zip(component.atom_names, component.heavy_atom_mask, strict=True) if heavy]
+    return {n: i for i, n in enumerate(names)}
+
+
+def tokenize(structure: Structure, ccd: Any) -> Tokens:
+    """Tokens of `structure` following AF3 §2.6 (see the module docstring).
+
+    `ccd` (a `model.data.ccd.Ccd` or any mapping with `get`) gives the components of standard and
+    modified polymer residues that `structure.components` does not hold.
+    """
     s = structure
+    components: dict[str, Component | None] = {}
+
+    def component(code: str) -> Component | None:
+        if code not in components:
+            components[code] = s.components.get(code) or ccd.get(code)
+        return components[code]
+
+    atom_orders: dict[str, dict[str, int]] = {}
+    tokatom = np.zeros(s.num_atoms, dtype=np.int64)
     entity_index: dict[str, int] = {}
     entity_copies: dict[str, int] = {}
     chain_entity, chain_sym = [], []
@@ -103,9 +152,15 @@ def tokenize(structure: Structure) -> Tokens:
             # Unknown residues (UNK, N, DN) may lack the representative atom: use the centre.
             rep = atoms.get(_rep_atom_name(name, mol), center)
             rows.append((r, a0, a1, center, rep, RESTYPE_INDEX[name], _MOL_TYPE[mol], False))
+            if name not in atom_orders:
+                standard = component(name)
+                atom_orders[name] = _heavy_atom_order(standard) if standard is not None else {}
+            order = atom_orders[name]
+            tokatom[a0:a1] = [order.get(str(n), 0) for n in s.atom_name[a0:a1]]
         else:
             mol = _MOL_TYPE.get(str(s.chain_type[s.res_chain[r]]), MOL_LIGAND)
-            rows.extend((r, a, a + 1, a, a, UNKNOWN_PROTEIN, mol, True) for a in range(a0, a1))
+            restype = parent_restype(component(name)) if mol != MOL_LIGAND else UNKNOWN_PROTEIN
+            rows.extend((r, a, a + 1, a, a, restype, mol, True) for a in range(a0, a1))
 
     table = np.array([row[:7] for row in rows], dtype=np.int64).reshape(-1, 7)
     res, start, end = table[:, 0], table[:, 1], table[:, 2]
@@ -136,5 +191,6 @@ def tokenize(structure: Structure) -> Tokens:
         token_res_name=s.res_name[res],
         token_is_atomized=atomized,
         atom_to_token=atom_to_token.astype(np.int64),
+        atom_to_tokatom_idx=tokatom,
         bond_pairs=pairs.astype(np.int64),
     )

@@ -26,14 +26,6 @@ class DistogramHead(nn.Module):
         return logits + logits.transpose(0, 1)
 
 
-def position_in_token(atom_to_token: torch.Tensor, n_token: int) -> torch.Tensor:
-    """`[A]` -> `[A]`: each atom's index among its token's atoms (atoms are in token order)."""
-    idx = torch.arange(atom_to_token.shape[0], device=atom_to_token.device)
-    first = torch.full((n_token,), atom_to_token.shape[0], device=idx.device, dtype=idx.dtype)
-    first = first.scatter_reduce(0, atom_to_token, idx, reduce="amin")
-    return idx - first[atom_to_token]
-
-
 def per_position_linear(a: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     """`a[n] @ weight[pos[n]]` without materialising `weight[pos]` (`[A, c, b]` would be large).
 
@@ -52,7 +44,9 @@ class ConfidenceHead(nn.Module):
 
     Shapes: s_inputs `[T, c_s_inputs]`, s_trunk `[T, c_s]`, z_trunk `[T, T, c_z]`, x_pred `[S, A, 3]`
     -> plddt `[S, A, 50]`, pae `[S, T, T, 64]`, pde `[S, T, T, 64]`, resolved `[S, A, 2]` logits.
-    pLDDT/resolved use one weight matrix per atom position within the token (Protenix layout).
+    pLDDT/resolved use one weight matrix per atom position within the token (Protenix layout): the
+    atom's index in its standard residue's full CCD atom list (`atom_to_tokatom_idx`, so a nucleotide
+    without OP3 still puts P at 1), 0 for atomised tokens.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -96,8 +90,7 @@ class ConfidenceHead(nn.Module):
         if self.stop_gradient:
             s_inputs, s_trunk, z_trunk, x_pred = (t.detach() for t in (s_inputs, s_trunk, z_trunk, x_pred))
         a2t = feats["atom_to_token"].long()
-        n_token = s_trunk.shape[0]
-        pos = position_in_token(a2t, n_token).clamp(max=self.max_atoms_per_token - 1)
+        pos = feats["atom_to_tokatom_idx"].long().clamp(max=self.max_atoms_per_token - 1)
         rep = feats["token_rep_atom"].long()
         out: dict[str, list[torch.Tensor]] = {"plddt": [], "pae": [], "pde": [], "resolved": []}
         with precision(x_pred.device, dtype):

@@ -71,6 +71,7 @@ def synthetic_features(
         "token_rep_atom": np.arange(t) * atoms_per_token + 4,
         "token_bonds": bonds,
         "atom_to_token": atom_to_token,
+        "atom_to_tokatom_idx": np.tile(np.arange(atoms_per_token), t),
         "ref_pos": ref_pos,
         "ref_mask": np.ones(a, dtype=bool),
         "ref_element": rng.choice([6, 7, 8, 16], size=a, p=[0.6, 0.2, 0.18, 0.02]),
