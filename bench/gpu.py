@@ -343,7 +343,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--samples", type=int, default=5)
     p.add_argument("--device", default="auto")
-    p.add_argument("--variants", default="sdpa/eager,auto/graph", help="comma-separated <kernel>/<denoiser>")
+    p.add_argument(
+        "--variants",
+        default="sdpa/eager,auto/graph",
+        type=lambda text: [parse_variant(v) for v in text.split(",") if v],
+        help="comma-separated <kernel>/<denoiser>",
+    )
     p.add_argument("--max-seconds", type=float, default=540.0, help="skip what would end after this")
     p.add_argument("--out", default="gpu_bench.json", help="JSON results (rewritten as they come)")
     p.add_argument("--check-size", type=int, default=100, help="tokens of the correctness checks")
@@ -358,7 +363,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile-size", type=int, default=None, help="tokens (default: the first size)")
     args = p.parse_args(argv)
     args.sizes = [int(n) for n in str(args.sizes).split(",") if n]
-    args.variants = [parse_variant(v) for v in args.variants.split(",") if v]
     return args
 
 
