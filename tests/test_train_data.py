@@ -104,6 +104,25 @@ def test_examples_are_deterministic_cropped_and_carry_loss_arrays(train_files):
     assert len(seen) >= 2
 
 
+def test_every_example_places_its_reference_spaces_anew(train_files):
+    """AF3 Table 5 ref_pos: each slot draws its own rotation and shift per reference space (seeded by
+    the slot), the conformer inside a space stays the same rigid body, centred up to a 1 Å shift."""
+    (entry,) = [e for e in D.build_index(train_files) if e.target_id == "1ubq"]
+    stored = load_features(entry.path)
+    first = D.load_example(entry, 1000, D.slot_rng(0, 0, 1), None)["feats"]  # 76 tokens: no crop
+    again = D.load_example(entry, 1000, D.slot_rng(0, 0, 1), None)["feats"]
+    other = D.load_example(entry, 1000, D.slot_rng(0, 0, 2), None)["feats"]
+    assert torch.equal(first["ref_pos"], again["ref_pos"])
+    uid = first["ref_space_uid"]
+    for u in uid.unique()[:5]:
+        spaces = [f["ref_pos"][uid == u].double() for f in (stored, first, other)]
+        distances = [torch.cdist(x, x) for x in spaces]
+        torch.testing.assert_close(distances[1], distances[0], atol=1e-4, rtol=0)
+        torch.testing.assert_close(distances[2], distances[0], atol=1e-4, rtol=0)
+        assert not torch.allclose(spaces[1], spaces[2], atol=0.1)
+        assert spaces[1].mean(0).norm() <= 3**0.5 + 1e-4
+
+
 def test_bond_pairs_and_symmetric_swaps_on_glycan_entry(train_files):
     path = train_files[ENTRIES.index("1gya")]
     feats = {k: v.numpy() for k, v in load_features(path).items()}

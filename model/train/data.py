@@ -8,8 +8,10 @@ The pipeline (AF3 supplement §2.5):
 3. `sampling_weights` gives each chain and interface its §2.5.1 weight from the cluster sizes of
    `model.train.clusters` (sequence clusters made on the CPU side before training).
 4. `TrainDataset[slot]` draws one chain/interface by weight with a generator seeded by
-   (seed, stage, slot), crops around it at `train_crop_size` (`model.data.crop`) and derives the
-   loss-only arrays (`aux`): frames, bonded-ligand atom pairs, symmetric-atom swaps.
+   (seed, stage, slot), crops around it at `train_crop_size` (`model.data.crop`), gives each
+   reference space a fresh random placement from that generator (AF3 Table 5 `ref_pos`,
+   `model.data.reference_frame`) and derives the loss-only arrays (`aux`): frames, bonded-ligand
+   atom pairs, symmetric-atom swaps.
 Slot k of optimizer step t is k = t * global_batch + rank * grad_accum + micro, so the data order
 is the same for any split of the global batch over processes, and a resumed run continues exactly.
 """
@@ -26,6 +28,7 @@ import torch
 
 from model.data import crop as crops
 from model.data.constants import MOL_DNA, MOL_LIGAND, MOL_PROTEIN, MOL_RNA, RESTYPES, THREE_TO_ONE_PROTEIN
+from model.data.reference_frame import place_reference_spaces
 from model.data.store import load_features, load_meta, read_attrs
 
 INTERFACE_ATOM_CUTOFF = 5.0  # Å between resolved heavy atoms of two chains (AF3 §2.5.1)
@@ -333,7 +336,8 @@ def load_example(
     entry: Entry, crop_size: int, rng: np.random.Generator, unit: tuple[int, ...] | None
 ) -> dict:
     """One entry cropped to `crop_size` tokens: contiguous, or spatial around the sampled chain or
-    interface `unit` (AF3 §2.7, mode by Table 4's weights), plus the loss-only `aux` arrays.
+    interface `unit` (AF3 §2.7, mode by Table 4's weights), each reference space of the crop placed
+    anew from `rng` (centred, shifted, rotated), plus the loss-only `aux` arrays.
 
     Returns {"feats": contract features (torch), "aux": frame_atoms [T, 3], frame_mask [T],
     bond_pairs [P, 2], swap_pairs [Q, 3], "target_id"}.
@@ -360,6 +364,7 @@ def load_example(
         token_idx = crops.spatial_crop(feats, crop_size, rng, candidates)
     atom_idx = np.flatnonzero(np.isin(feats["atom_to_token"], token_idx))
     cropped = crops.apply_crop(feats, token_idx)
+    cropped["ref_pos"] = place_reference_spaces(cropped["ref_pos"], cropped["ref_space_uid"], rng)
     names = atom_names(cropped["ref_atom_name_chars"])
     frames, frame_mask = token_frames(cropped, names)
     aux = {
