@@ -160,3 +160,52 @@ def test_ddp_two_processes_equal_one_process_with_doubled_batch(features, tmp_pa
     a, b = read_state_dict(one / "checkpoint.pt"), read_state_dict(two / "checkpoint.pt")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+
+
+def test_fine_tuning_starts_from_a_released_protenix_file(features, tmp_path):
+    from test_infer_checkpoint import protenix_release
+
+    from model.nn.config import config_from_dict
+
+    torch.manual_seed(11)
+    released = Foldline(load_preset("tiny")).state_dict()
+    path = tmp_path / "released.pt"
+    torch.save(protenix_release(released), path)
+    out = tmp_path / "stage1"
+    # the configured preset (base) does not fit: the network is the one the file's shapes fit
+    _run(_cmd(1, features, out, 1, "--preset", "base", "--init-checkpoint", str(path)))
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert config_from_dict(ckpt["network"], "network") == load_preset("tiny")
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["parent_checkpoint"]["sha256"] == sha256_file(path)
+    assert prov["parent_checkpoint"]["network"] == "preset tiny (matched by the weights' shapes)"
+    # the EMA weights after one step (decay 0.999) are the released weights, not a fresh init
+    ema, fresh = ckpt["model"], Foldline(load_preset("tiny")).state_dict()
+
+    def farthest(state: dict) -> float:
+        return max(float((state[k].float() - v.float()).abs().max()) for k, v in released.items())
+
+    assert farthest(ema) < 1e-2 < farthest(fresh)
+
+
+@pytest.mark.parametrize("entry", ["init", "resume"])
+def test_a_payload_checkpoint_never_runs_in_training(features, tmp_path, entry):
+    from test_infer_checkpoint import payload_checkpoint
+
+    path, marker = payload_checkpoint(tmp_path, Foldline(load_preset("tiny")).state_dict())
+    out = tmp_path / "stage1"
+    extra = ["--init-checkpoint", str(path)]
+    if entry == "resume":
+        out.mkdir()
+        path = out / "last.pt"
+        (tmp_path / "payload.pt").rename(path)
+        extra = []
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(_cmd(1, features, out, 1, *extra), capture_output=True, text=True, env=env, cwd=REPO,
+                         timeout=600)  # fmt: skip
+    assert run.returncode == 1 and not marker.exists()
+    last_line = run.stderr.strip().splitlines()[-1]
+    assert (
+        last_line.startswith(f"train: checkpoint {path}: refused") and "weights_only=False" not in run.stderr
+    )
+    assert not (out / "checkpoint.pt").exists()
