@@ -8,7 +8,8 @@
 (model.search.store.search_msas); each entry is the file the single search writes.
 
 Writes {sha}.a3m (unpaired rows) and {sha}.paired.a3m (protein: UniProt rows for species pairing;
-RNA: the query only) atomically; an entry already in the store is not searched again. Databases and
+RNA: the query only) atomically, each sealed by its checksum; an entry already in the store (checksum
+intact) is not searched again, a corrupt one is removed and searched again. Databases and
 settings come from the config's `databases` and `search` sections. The workflow calls `run_batch`
 from scripts/search_batch.py.
 """
@@ -24,6 +25,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's `model` 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.search.a3m import write_a3m  # noqa: E402
+from model.search.entries import entry_problem, seal  # noqa: E402
 from model.search.store import paired_msa_path, search_msas  # noqa: E402
 
 
@@ -33,8 +35,9 @@ def run_batch(
     search_msas(jobs, molecule, databases, settings, threads=threads)
     for sequence, out in jobs:
         paired = paired_msa_path(out)
-        if not paired.is_file():  # RNA has no paired search; an empty paired MSA keeps outputs uniform
+        if entry_problem(paired):  # RNA has no paired search; a query-only paired MSA keeps outputs uniform
             write_a3m(paired, [("query", sequence.upper())])
+            seal(paired)
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's `model` 
 
 from model.data.msa import parse_a3m  # noqa: E402
 from model.search.a3m import match_columns  # noqa: E402
+from model.search.entries import entry_problem, read_entry, remove_entry, seal  # noqa: E402
 from model.search.templates import (  # noqa: E402
     TemplateSettings,
     search_templates_many,
@@ -43,10 +44,14 @@ def run_batch(
     """Template features for every (msa, out, query release date or None); existing outs are kept."""
     todo, queries = [], []
     for msa, out, release in jobs:
-        if out.is_file():
+        problem = entry_problem(out)
+        if problem is None:
             logging.info("%s: already there, no template search", out)
             continue
-        rows = parse_a3m(msa.read_text())
+        if problem != "missing":
+            logging.warning("%s: %s: removed, searching again", out, problem)
+        remove_entry(out)
+        rows = parse_a3m(read_entry(msa))
         if not rows:
             raise SystemExit(f"search_templates: {msa}: empty MSA")
         query = match_columns(rows[0][1]).upper()
@@ -64,6 +69,7 @@ def run_batch(
     )
     for out, (hits, arrays) in zip(todo, results, strict=True):
         write_templates(out, arrays, hits)
+        seal(out)
 
 
 def main() -> None:

@@ -11,6 +11,9 @@
 changes the result (thresholds, hit caps, template date and count), never the thread count. Identical
 chains across targets, and between training and prediction, therefore share one search, and a file
 already in the store is never searched again.
+
+Every store file is sealed by a checksum beside it (model.search.entries): a search treats a file
+without its seal, or whose bytes no longer match it, as absent, removes it and searches again.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 
 from model.search.a3m import merge_rows, write_a3m
 from model.search.databases import quick_identity
+from model.search.entries import entry_problem, remove_entry, seal
 from model.search.jackhmmer import JackhmmerSettings, search_proteins
 from model.search.nhmmer import NhmmerSettings, search_rnas
 from model.search.templates import TemplateSettings
@@ -144,6 +148,13 @@ def template_path(results_dir: str | Path, molecule: str, sha: str) -> Path:
     return Path(results_dir) / "templates" / molecule / f"{sha}.npz"
 
 
+def entry_files(results_dir: str | Path, molecule: str, sha: str) -> list[Path]:
+    """Every store file one search of `sha` writes: the a3m, its paired rows, protein templates."""
+    a3m = msa_path(results_dir, molecule, sha)
+    files = [a3m, paired_msa_path(a3m)]
+    return files + [template_path(results_dir, molecule, sha)] if molecule == "protein" else files
+
+
 def search_msa(
     sequence: str,
     molecule: str,
@@ -174,9 +185,14 @@ def search_msas(
     todo = []
     for sequence, out_a3m in jobs:
         out_a3m = Path(out_a3m)
-        if out_a3m.is_file() and (not protein or paired_msa_path(out_a3m).is_file()):
+        problems = {p: entry_problem(p) for p in (out_a3m, paired_msa_path(out_a3m))}
+        if not any(problems.values()):
             log.info("%s: already in the store, no search", out_a3m)
             continue
+        for path, problem in problems.items():
+            if problem not in (None, "missing"):
+                log.warning("%s: %s: removed, searching again", path, problem)
+            remove_entry(path)
         sequence = sequence.upper() if protein else sequence.upper().replace("T", "U")
         todo.append((sequence, out_a3m))
     if not todo:
@@ -199,8 +215,10 @@ def search_msas(
                 query, *(found[n][j] for n in PROTEIN_PAIRED if n in found), deduplicate=False
             )
             write_a3m(paired_msa_path(out_a3m), paired)
+            seal(paired_msa_path(out_a3m))
         unpaired = merge_rows(query, *(found[n][j] for n in order if n in found))
         write_a3m(out_a3m, unpaired)
+        seal(out_a3m)
         log.info("%s: %d rows from %s", out_a3m, len(unpaired), ", ".join(dbs))
     log.info("%d %s MSAs in %.1f s", len(todo), molecule, time.perf_counter() - start)
     return [out_a3m for _, out_a3m in todo]

@@ -5,6 +5,7 @@
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -148,8 +149,10 @@ SEARCH_BATCHES = _search_batches(MSA_QUERIES)
 
 def search_batch_file(key: str) -> str:
     """The record of the search batch that fills store entry "{molecule}/{sha}"."""
+    from model.search.entries import batch_record_path
+
     molecule, sha = key.split("/")
-    return f"{RESULTS}/msa/{molecule}/batches/{_batch_of(sha)}.tsv"
+    return str(batch_record_path(RESULTS, molecule, sha))
 
 
 def _search_sidecars(molecule: str) -> list:
@@ -182,6 +185,100 @@ SHARD_PLAN = plan_shards(
     TARGET_TOKENS, TARGET_SEEDS, config["shards"], config["tokens_per_shard"]
 )
 SHARDS = {name: members for name, (_, members) in SHARD_PLAN.items()}
+
+
+# --------------------------------------------------------------------------- stale records
+def _changed_since(record: Path, path: Path) -> bool:
+    """A file written before `record` that is now missing or newer than it."""
+    try:
+        return path.stat().st_mtime_ns > record.stat().st_mtime_ns
+    except FileNotFoundError:
+        return True
+
+
+# What a run ends with, after a shard's features table: `predict` (predict.smk) and `features`.
+PREDICT_TABLES = [
+    Path(RESULTS, n)
+    for n in ("summary.tsv", "failures.tsv", "provenance.json", "predict.ok")
+]
+FEATURE_TABLES = [
+    Path(RESULTS, n)
+    for n in ("features/summary.tsv", "features/failures.tsv", "features.ok")
+]
+
+
+def _stale_records() -> list:
+    """([records], reason) of finished work whose files changed since it finished: a search batch
+    with a store file (model.search.store.entry_files) missing or newer than its checksum; a shard
+    whose search batch record is missing (stale here, or removed by a reader that found a corrupt
+    store file) or with a feature file missing or newer than its features table. The readers verify
+    the bytes themselves (checksums); this catches, by a few stat calls, what the next run would not
+    read again. Snakemake 9 reruns no job for a missing input while the job's own output exists, so
+    a record removed takes every existing record after it along (a shard's .done, the run's tables).
+    """
+    from model.search.entries import batch_record_path, checksum_path
+    from model.search.store import entry_files
+
+    stale, gone = [], set()
+    for molecule, batches in SEARCH_BATCHES.items():
+        for shas in batches.values():
+            record = batch_record_path(RESULTS, molecule, next(iter(shas)))
+            changed = [
+                path
+                for sha in shas
+                if record.is_file()
+                for path in entry_files(RESULTS, molecule, sha)
+                if _changed_since(checksum_path(path), path)
+            ]
+            if changed:
+                stale.append(
+                    ([record], f"store file {changed[0]} is missing or changed")
+                )
+                gone.add(str(record))
+    for shard in SHARDS:
+        status = Path(f"{RESULTS}/features/shards/{shard}.tsv")
+        done = Path(f"{RESULTS}/shards/{shard}.done")
+        reason = None
+        if status.is_file():
+            inputs = shard_feature_inputs(SimpleNamespace(shard=shard))
+            missing = [f for f in inputs if f in gone or not Path(f).exists()]
+            rows = [line.split("\t") for line in status.read_text().splitlines()]
+            changed = [
+                r[2]
+                for r in rows
+                if r[1:2] == ["ok"] and _changed_since(status, Path(r[2]))
+            ]
+            if missing:
+                reason = f"its input {missing[0]} is missing"
+            elif changed:
+                reason = f"feature file {changed[0]} is missing or changed"
+        for chain in ([status, done, *PREDICT_TABLES], [status, *FEATURE_TABLES]):
+            first = (
+                0
+                if reason
+                else next((i for i, f in enumerate(chain) if not f.is_file()), None)
+            )
+            later = (
+                [f for f in chain[first or 0 :] if f.is_file()]
+                if first is not None
+                else []
+            )
+            if later:
+                stale.append((later, reason or f"{chain[first]} is missing"))
+    return stale
+
+
+def _remove_stale_records() -> None:
+    """Remove stale records, so that this run redoes their work (unchanged parts stay cached)."""
+    if not workflow.is_main_process:
+        return
+    for records, reason in _stale_records():
+        if any(record.is_file() for record in records):
+            print(
+                f"{records[0]}: {reason}: removed with what follows it", file=sys.stderr
+            )
+        for record in records:
+            record.unlink(missing_ok=True)
 
 
 def shard_seeds(wildcards) -> str:
@@ -281,6 +378,9 @@ def shard_fingerprint(wildcards) -> str:
     for target_id in SHARDS[wildcards.shard]:
         digest.update(repr(TARGETS[target_id]).encode())
     return digest.hexdigest()
+
+
+_remove_stale_records()
 
 
 def parent_checkpoint(wildcards) -> list[str]:
