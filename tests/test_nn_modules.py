@@ -557,3 +557,77 @@ def test_compiled_flex_triangle_attention_matches_sdpa_on_cuda(n):
     assert rel_err(outs[3], outs[0]) < 2e-2  # BF16 against the FP32 reference
     for g_flex, g_ref in zip(grads[2], grads[0], strict=True):
         assert rel_err(g_flex, g_ref) < 5e-3
+
+
+# --- the denoiser as a CUDA graph (issue #18) -----------------------------------------------------------
+
+
+def test_aggregate_to_tokens_is_the_mean_of_each_tokens_atoms():
+    from model.nn.atom_attention import aggregate_to_tokens
+
+    torch.manual_seed(0)
+    atom_to_token = torch.tensor([0, 0, 0, 2, 2, 3, 3, 3, 3])  # token 1 has no atoms
+    x = torch.randn(2, 9, 5)
+    expected = torch.zeros(2, 4, 5)
+    for token in range(4):
+        atoms = atom_to_token == token
+        if atoms.any():
+            expected[:, token] = x[:, atoms].mean(dim=1)
+    torch.testing.assert_close(aggregate_to_tokens(x, atom_to_token, 4), expected)
+
+
+def _diffusion_inputs(cfg, feats, dtype=torch.float32, device="cpu"):
+    from model.nn.diffusion import DiffusionModule
+    from model.nn.network import TrunkOutput
+
+    n = feats["restype"].shape[0]
+    g = torch.Generator().manual_seed(1)
+    trunk = TrunkOutput(
+        torch.randn(n, cfg.c_s_inputs, generator=g).to(device),
+        torch.randn(n, cfg.c_s, generator=g).to(device),
+        torch.randn(n, n, cfg.c_z, generator=g).to(device),
+    )
+    module = rnd(DiffusionModule(cfg), seed=2).to(device).eval()
+    feats = {k: v.to(device) for k, v in feats.items()}
+    with torch.no_grad():
+        cond = module.prepare(feats, trunk, dtype)
+    return module, cond
+
+
+def test_cuda_graph_switch_leaves_cpu_denoising_eager_and_unchanged(feats):
+    module, cond = _diffusion_inputs(TINY, feats)
+    x = 10 * torch.randn(2, feats["ref_pos"].shape[0], 3)
+    sigma = torch.tensor([30.0, 2.0])
+    with torch.no_grad():
+        eager = module.denoise(x, sigma, cond)
+        module.cuda_graph = True
+        switched = module.denoise(x, sigma, cond)
+    assert torch.equal(switched, eager) and cond.graphs == {}
+    assert TINY.diffusion.cuda_graph is False  # off until measured
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_graph_denoiser_replays_the_eager_step_without_host_syncs(feats, dtype):
+    from model.infer.sampler import sample_diffusion
+
+    module, cond = _diffusion_inputs(TINY, feats, dtype, "cuda")
+    n_atom = feats["ref_pos"].shape[0]
+    x = 10 * torch.randn(3, n_atom, 3, device="cuda")
+    sigma = torch.tensor([30.0, 2.0, 0.1], device="cuda")
+    with torch.no_grad():
+        torch.cuda.set_sync_debug_mode("error")  # any host sync inside the step raises
+        try:
+            eager = module.denoise(x, sigma, cond)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        coords = {}
+        for graph in (False, True):
+            module.cuda_graph = graph
+            gen = torch.Generator(device="cuda").manual_seed(5)
+            coords[graph] = sample_diffusion(lambda x, s: module.denoise(x, s, cond), n_atom, 3, 5, gen)
+        replayed = module.denoise(x, sigma, cond)  # a replay of the captured [3, A, 3] graph
+    assert len(cond.graphs) == 1 and next(iter(cond.graphs.values())).graph is not None
+    assert rel_err(replayed, eager) < 1e-5
+    assert rel_err(coords[True], coords[False]) < 1e-4
