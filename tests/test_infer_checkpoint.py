@@ -223,3 +223,23 @@ def test_a_payload_checkpoint_fails_every_target_without_running(tmp_path, trp_c
     assert reason.count("\n") == 1 and str(path) in reason and "refused" in reason
     assert "weights_only=False" not in reason + capsys.readouterr().err
     assert not (out / "pred" / "trp").exists()
+
+
+def test_truncated_flipped_and_garbage_files_are_one_line_errors(tmp_path):
+    good = save_checkpoint(tmp_path / "good.pt", {"model": small_net(64).state_dict(), "rng": rng_state()})
+    data = good.read_bytes()
+    flipped = bytearray(data)
+    middle = len(data) // 2  # inside the weights: torch.load alone would read other numbers silently
+    flipped[middle : middle + 8] = bytes(b ^ 0xFF for b in flipped[middle : middle + 8])
+    cases = {"truncated.pt": data[: len(data) // 2], "flipped.pt": bytes(flipped), "garbage.pt": b"x" * 300}
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(CheckpointError) as err:
+            load_weights(small_net(64), path)
+        message = str(err.value)
+        assert message.startswith(f"checkpoint {path}: ") and "\n" not in message, message
+        assert "weights_only" not in message
+    assert "checksum mismatch" in str(
+        pytest.raises(CheckpointError, load_weights, small_net(64), tmp_path / "flipped.pt").value
+    )

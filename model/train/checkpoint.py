@@ -19,6 +19,8 @@ import os
 import pickle
 import random
 import re
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +64,27 @@ def _load_failure(err: BaseException) -> str:
     return f"cannot be read: truncated, corrupt or not a torch checkpoint ({detail})"
 
 
+def verify_archive(path: Path) -> None:
+    """Check the CRC-32 of every member of a zip-format torch checkpoint: torch.load itself does not,
+    so flipped bytes in the weights would load silently as other numbers."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
+        raise CheckpointError(f"checkpoint {path}: cannot be read: truncated or corrupt ({err})") from err
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {path}: corrupt: checksum mismatch in {bad} (changed bytes)")
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
     """The object in a torch checkpoint file, loaded with `weights_only=True` (plus the numpy
-    types of older RNG states). Raises CheckpointError with a one-line reason naming the file."""
+    types of older RNG states) after `verify_archive`. Raises CheckpointError with a one-line reason
+    naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: file not found")
+    if zipfile.is_zipfile(path):
+        verify_archive(path)
     try:
         with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=True)
