@@ -22,10 +22,13 @@ rule all:
 
 
 rule predict:
-    """Predict every target; fails after writing the tables while any target has failed."""
+    """Predict every target; fails after writing the tables while any target has failed.
+    `snakemake predict --report report.html` then gathers the report pages (workflow/rules/report.smk).
+    """
     input:
         f"{RESULTS}/summary.tsv",
         f"{RESULTS}/failures.tsv",
+        lambda w: report_pages(),
         f"{RESULTS}/predict.ok",
 
 
@@ -36,10 +39,13 @@ rule evaluate:
 
 
 rule features:
-    """Features of every prediction target and training entry."""
+    """Features of every prediction target and training entry; fails after writing
+    results/features/summary.tsv and failures.tsv while any target has failed."""
     input:
         expand(f"{RESULTS}/features/shards/{{shard}}.tsv", shard=sorted(SHARDS)),
         expand(f"{RESULTS}/features/train/{{e}}.status", e=TRAINING_ENTRIES),
+        f"{RESULTS}/features/summary.tsv",
+        f"{RESULTS}/features.ok",
 
 
 rule msa:
@@ -62,3 +68,4 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"

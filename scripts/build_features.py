@@ -24,6 +24,8 @@ output[0], params.*).
 # no `from __future__ import annotations`: Snakemake's `script:` prepends a preamble to this file
 import argparse
 import json
+import multiprocessing
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -75,10 +77,29 @@ def _load_templates(path: Path) -> dict[str, np.ndarray]:
         return {name: data[name] for name in TEMPLATE_FEATURES if name in data}
 
 
+def _user_msa(job: Job, index: int, entity, field: str, text: str) -> list[tuple[str, str]]:
+    """A user MSA's rows; a malformed a3m is a TargetError naming the entity and the field."""
+    from model.data.inputs import TargetError
+    from model.data.msa import MsaError, a3m_to_arrays
+
+    try:
+        rows = parse_a3m(text)
+        if rows:
+            a3m_to_arrays([sequence for _, sequence in rows], entity.kind)
+    except MsaError as err:
+        raise TargetError(
+            job.name, str(err), field=field, entity=index + 1, kind=entity.kind, chains=entity.chain_ids
+        ) from None
+    return rows
+
+
 def attach_inputs(job: Job, manifest: dict, template_dir: Path | None) -> None:
     """Per-chain MSAs and templates of a target: the entity's own (user MSA in the job), else the
     manifest's searched a3m (with species-paired rows when the manifest says "pair"); templates from
-    the manifest or {template_dir}/{molecule}/{sha}.npz."""
+    the manifest or {template_dir}/{molecule}/{sha}.npz. Store files are verified against their
+    checksums first (model.search.entries: a corrupt one is removed, so the next run searches it)."""
+    from model.search.entries import check_entry, read_entry
+
     chains = manifest.get("chains", {})
     species_paired = {}
     if manifest.get("pair"):
@@ -86,10 +107,11 @@ def attach_inputs(job: Job, manifest: dict, template_dir: Path | None) -> None:
         from model.search.pairing import paired_rows
 
         searched = {c: Path(e if isinstance(e, str) else e["unpaired"]) for c, e in chains.items()}
+        for a3m in searched.values():
+            check_entry(a3m.with_name(a3m.name.removesuffix(".a3m") + ".paired.a3m"))
         species_paired = {c: format_a3m(rows) for c, rows in paired_rows(searched).items()}
-    for entity in job.target.entities:
+    for index, entity in enumerate(job.target.entities):
         for chain in entity.chain_ids:
-            unpaired = paired = None
             if entity.unpaired_msa is not None or entity.unpaired_msa_path is not None:
                 unpaired = entity.unpaired_msa
                 if unpaired is None:
@@ -97,21 +119,27 @@ def attach_inputs(job: Job, manifest: dict, template_dir: Path | None) -> None:
                 paired = entity.paired_msa
                 if paired is None and entity.paired_msa_path is not None:
                     paired = Path(entity.paired_msa_path).read_text()
-            elif chain in chains:
-                entry = chains[chain]
-                entry = {"unpaired": entry} if isinstance(entry, str) else entry
-                unpaired = Path(entry["unpaired"]).read_text() if entry.get("unpaired") else None
-                paired = Path(entry["paired"]).read_text() if entry.get("paired") else None
-                paired = species_paired.get(chain, paired)
+                unpaired_rows = _user_msa(job, index, entity, "unpairedMsa", unpaired or "")
+                paired_rows_ = _user_msa(job, index, entity, "pairedMsa", paired or "")
+            else:
+                unpaired = paired = None
+                if chain in chains:
+                    entry = chains[chain]
+                    entry = {"unpaired": entry} if isinstance(entry, str) else entry
+                    unpaired = read_entry(entry["unpaired"]) if entry.get("unpaired") else None
+                    paired = read_entry(entry["paired"]) if entry.get("paired") else None
+                    paired = species_paired.get(chain, paired)
+                unpaired_rows, paired_rows_ = parse_a3m(unpaired or ""), parse_a3m(paired or "")
             if unpaired or paired:
-                job.msas[chain] = MsaInput(parse_a3m(unpaired or ""), parse_a3m(paired or ""))
+                job.msas[chain] = MsaInput(unpaired_rows, paired_rows_)
                 job.hash_parts += [f"msa:{chain}", unpaired or "", paired or ""]
             template_path = manifest.get("templates", {}).get(chain)
             if template_path is None and template_dir is not None and chain in chains:
                 a3m = chains[chain] if isinstance(chains[chain], str) else chains[chain].get("unpaired", "")
                 candidate = template_dir / Path(a3m).parent.name / (Path(a3m).stem + ".npz")
-                template_path = candidate if candidate.is_file() else None
+                template_path = candidate if candidate.exists() else None
             if template_path is not None:
+                check_entry(template_path)
                 job.templates[chain] = _load_templates(Path(template_path))
                 job.hash_parts += [f"templates:{chain}", Path(template_path).read_bytes()]
 
@@ -185,17 +213,56 @@ def build(
             }
         store.write_features(job.out, result.features, result.meta, attrs, compress=compress)
     except Exception as err:  # any failure is this target's, written down; the others go on
-        reason = _one_line(err)
-        if not reason.startswith(f"target {job.name}"):
-            reason = f"target {job.name}: {reason}"
-        failed_dir.mkdir(parents=True, exist_ok=True)
-        tmp = failed.with_name(f".{failed.name}.tmp")
-        tmp.write_text(reason + "\n")
-        tmp.replace(failed)
-        job.out.unlink(missing_ok=True)
-        return "failed", reason
+        return fail(job, failed_dir, _one_line(err))
     failed.unlink(missing_ok=True)
     return "ok", str(job.out)
+
+
+def fail(job: Job, failed_dir: Path, reason: str) -> tuple[str, str]:
+    """Write the job's failure note (one line naming the target) in place of its h5."""
+    if not reason.startswith(f"target {job.name}"):
+        reason = f"target {job.name}: {reason}"
+    write_text_atomic(failed_dir / f"{job.name}.txt", reason + "\n")
+    job.out.unlink(missing_ok=True)
+    return "failed", reason
+
+
+def _build_in_worker(send, job: Job, args: tuple) -> None:
+    send.send(build(job, *args))
+
+
+def build_with_time_limit(
+    job: Job, ccd, seed: int, failed_dir: Path, assembly: str | None, compress: bool, seconds: float
+) -> tuple[str, str]:
+    """`build` in a forked worker process given `seconds` of wall time: a target that runs over (RDKit
+    embedding a huge ligand, say) or kills its worker (out of memory) fails alone, with a note naming
+    the limit; the shard goes on. The fork shares the loaded CCD; a killed worker's temp h5 is removed."""
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    worker = context.Process(
+        target=_build_in_worker, args=(send, job, (ccd, seed, failed_dir, assembly, compress)), daemon=True
+    )
+    worker.start()
+    send.close()
+    result, timed_out = None, not receive.poll(seconds)
+    if not timed_out:
+        try:
+            result = receive.recv()
+        except EOFError:  # the worker died before it answered
+            pass
+    if worker.is_alive():
+        worker.kill()
+    worker.join()
+    receive.close()
+    if result is not None:
+        return result
+    for leftover in job.out.parent.glob(f".{job.out.name}.*"):  # a killed atomic write's temp file
+        leftover.unlink(missing_ok=True)
+    if not timed_out:
+        code = worker.exitcode
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        return fail(job, failed_dir, f"featurization: the worker process died ({how}; out of memory?)")
+    return fail(job, failed_dir, f"featurization: took longer than limits.featurize_seconds ({seconds:g} s)")
 
 
 def make_jobs(args: argparse.Namespace) -> tuple[list[Job], list[str]]:
@@ -217,11 +284,13 @@ def make_jobs(args: argparse.Namespace) -> tuple[list[Job], list[str]]:
                 job.hash_parts += [str(a3m.relative_to(msa_dir)), a3m.read_bytes()]
             jobs.append(job)
         return jobs, []
-    from model.data.inputs import TargetError, load_targets
+    from model.data.inputs import InputLimits, TargetError, load_targets
 
     roots = [Path(r) for r in args.allowed_root] or None
+    given = {"max_file_mb": args.max_file_mb, "max_json_depth": args.json_depth}
+    limits = InputLimits(**{key: value for key, value in given.items() if value is not None})
     try:
-        targets, errors = load_targets(args.inputs, allowed_roots=roots, ccd=None, check=False)
+        targets, errors = load_targets(args.inputs, allowed_roots=roots, ccd=None, check=False, limits=limits)
     except (TargetError, OSError) as err:  # the file itself is unusable
         targets, errors = [], [TargetError(args.target_id, _one_line(err))]
     jobs = [Job(name=t.target_id, out=out_path(t.target_id), target=t) for t in targets]
@@ -240,6 +309,8 @@ def make_jobs(args: argparse.Namespace) -> tuple[list[Job], list[str]]:
             manifest = args.shard[job.name] if args.shard else single_manifest
             try:
                 attach_inputs(job, manifest, template_dir)
+            except TargetError as err:
+                job.error = str(err)
             except (OSError, ValueError, KeyError) as err:
                 job.error = f"target {job.name}: MSA/template input: {_one_line(err)}"
     return jobs, unnamed
@@ -273,6 +344,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-compress", action="store_true", help="skip gzip: ~2.5x the bytes, MSA loads ~2-3x faster"
     )
     parser.add_argument("--assembly", default="1", help="mmCIF assembly ('' = asymmetric unit)")
+    parser.add_argument(
+        "--featurize-seconds", type=float, help="wall time per target, each in its own worker (config limits)"
+    )
+    parser.add_argument("--max-file-mb", type=float, help="largest input file (config limits)")
+    parser.add_argument("--json-depth", type=int, help="deepest JSON nesting (config limits)")
     args = parser.parse_args(argv)
     if args.out and (args.mmcif and len(args.mmcif) > 1 or args.inputs and not args.target_id):
         parser.error("--out needs exactly one target (--target-id) or one --mmcif; use --out-dir")
@@ -291,7 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     jobs, unnamed = make_jobs(args)
     for job in jobs:
         start = time.perf_counter()
-        status, detail = build(job, ccd, args.seed, failed_dir, args.assembly or None, not args.no_compress)
+        build_args = (job, ccd, args.seed, failed_dir, args.assembly or None, not args.no_compress)
+        if args.featurize_seconds:
+            status, detail = build_with_time_limit(*build_args, args.featurize_seconds)
+        else:
+            status, detail = build(*build_args)
         print(f"{job.name}\t{status}\t{time.perf_counter() - start:.2f}s\t{detail}", flush=True)
         results.append((job.name, status, detail))
     failures = [(name, detail) for name, status, detail in results if status == "failed"]

@@ -86,14 +86,18 @@ def target_row(
     invalid: dict[str, str],
     tokens: dict[str, int],
     statuses: dict[str, tuple[str, str]],
+    until: str = "predict",
 ) -> dict:
-    """Status of one target from the files its jobs left behind."""
+    """Status of one target from the files its jobs left behind, up to stage `until` (features |
+    predict)."""
     row = {"target_id": target_id, "tokens": tokens.get(target_id, "")}
     if target_id in invalid:
         return row | {"status": "failed", "stage": "input", "reason": _one_line(invalid[target_id])}
     state, detail = statuses.get(target_id, ("failed", "no features status was written"))
     if state != "ok":
         return row | {"status": "failed", "stage": "features", "reason": _one_line(detail)}
+    if until == "features":
+        return row | {"status": "ok", "stage": "features"}
     failed = results / "failed" / f"{target_id}.txt"
     if failed.is_file():
         return row | {"status": "failed", "stage": "predict", "reason": _one_line(failed.read_text())}
@@ -113,18 +117,24 @@ def summarize(
     inputs: Path,
     out_summary: Path,
     out_failures: Path,
-    out_provenance: Path,
+    out_provenance: Path | None,
+    until: str = "predict",
 ) -> list[dict]:
-    """Write the three tables; return the failure rows."""
+    """Write the tables (provenance unless None), each target followed up to stage `until` (features |
+    predict); return the failure rows."""
     from model.data.store import code_version, content_hash
 
     for target_id, message in sorted(invalid.items()):
         write_text_atomic(results / "failed" / f"{target_id}.txt", _one_line(message) + "\n")
     statuses = read_statuses(status_files)
-    rows = [target_row(t, results, invalid, tokens, statuses) for t in sorted(set(targets) | set(invalid))]
+    rows = [
+        target_row(t, results, invalid, tokens, statuses, until) for t in sorted(set(targets) | set(invalid))
+    ]
     failures = [r for r in rows if r["status"] == "failed"]
     write_text_atomic(out_summary, _tsv(SUMMARY_COLUMNS, rows))
     write_text_atomic(out_failures, _tsv(FAILURE_COLUMNS, failures))
+    if out_provenance is None:
+        return failures
     provenance = {
         "code_version": code_version(),
         "inputs": str(inputs),
@@ -194,7 +204,8 @@ if "snakemake" in globals():
         Path(smk.params.config["inputs"]),
         Path(smk.output.summary),
         Path(smk.output.failures),
-        Path(smk.output.provenance),
+        Path(smk.output.provenance) if "provenance" in smk.output.keys() else None,
+        smk.params.get("until", "predict"),
     )
 elif __name__ == "__main__":
     sys.exit(main())

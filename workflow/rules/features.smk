@@ -17,7 +17,10 @@
 # not declared outputs, so a rerun of a shard (one member edited) keeps every unchanged member's h5
 # (build_features.py checks its content hash: "cached" in the log) and featurizes only the edited one.
 # A target that cannot be featurized is data, not a crash: the script writes results/failed/{t}.txt
-# and a "failed" row instead of the h5, and goes on with the shard's other targets.
+# and a "failed" row instead of the h5, and goes on with the shard's other targets. Each target is
+# featurized in its own worker process within limits.featurize_seconds, so a slow one fails alone.
+#   summarize_features, check_features   `snakemake features`: results/features/summary.tsv and
+#                             failures.tsv, then a non-zero exit while any target failed (as predict)
 
 
 rule build_features:
@@ -41,11 +44,19 @@ rule build_features:
         out_dir=lambda w: f"{RESULTS}/features",
         failed_dir=lambda w: f"{RESULTS}/failed",
         template_dir=lambda w: f"{RESULTS}/templates",
+        limits=" ".join(
+            f"--{key} {config['limits'][name]}"
+            for key, name in (
+                ("max-file-mb", "input_file_mb"),
+                ("json-depth", "json_depth"),
+                ("featurize-seconds", "featurize_seconds"),
+            )
+        ),
     shell:
         "python scripts/build_features.py --inputs {params.inputs} {params.roots}"
         " --shard {params.shard:q} --template-dir {params.template_dir} --ccd '{params.ccd}'"
         " --out-dir {params.out_dir} --failed-dir {params.failed_dir} --seed {params.seed}"
-        " --status {output.status} > {log} 2>&1"
+        " {params.limits} --status {output.status} > {log} 2>&1"
 
 
 rule build_training_features:
@@ -73,3 +84,44 @@ rule build_training_features:
         " elif [ -s {params.failed} ]; then printf 'failed\\t%s\\n' \"$(head -n 1 {params.failed})\";"
         " else echo 'build_features.py wrote neither {params.h5} nor {params.failed}' >&2; exit 1;"
         " fi > {output.status}"
+
+
+localrules:
+    summarize_features,
+    check_features,
+
+
+rule summarize_features:
+    """`snakemake features`: one row per target (invalid, failed or featurized) and the failures."""
+    input:
+        status=expand(f"{RESULTS}/features/shards/{{shard}}.tsv", shard=sorted(SHARDS)),
+    output:
+        summary=f"{RESULTS}/features/summary.tsv",
+        failures=f"{RESULTS}/features/failures.tsv",
+    log:
+        f"{LOGS}/features/summarize.log",
+    conda:
+        "../../envs/model.yaml"
+    params:
+        targets=sorted(TARGETS),
+        invalid=INVALID_TARGETS,
+        tokens=TARGET_TOKENS,
+        results=lambda w: RESULTS,
+        config=config,
+        until="features",
+    script:
+        "../../scripts/summarize.py"
+
+
+rule check_features:
+    """Fail `snakemake features` (after its tables exist) while any target has failed."""
+    input:
+        f"{RESULTS}/features/failures.tsv",
+    output:
+        f"{RESULTS}/features.ok",
+    log:
+        f"{LOGS}/features/check_failures.log",
+    conda:
+        "../../envs/model.yaml"
+    shell:
+        "python scripts/summarize.py --check {input} --ok {output} 2>&1 | tee {log} >&2"
