@@ -170,6 +170,17 @@ def test_corrupt_chunk_is_invalid(tmp_path: Path, feats: dict) -> None:
     assert not store.is_valid(path)
 
 
+def test_flipped_byte_outside_any_chunk_checksum_is_invalid(tmp_path: Path, feats: dict) -> None:
+    """Strings (meta) live in HDF5's heap, which no Fletcher-32 checksum covers: the data digest does."""
+    path = store.write_features(tmp_path / "s.h5", feats, META, ATTRS)
+    data = bytearray(path.read_bytes())
+    offset = data.index(b"A1AA6")
+    data[offset] ^= 0x01  # "A1AA6" -> "@1AA6": still a readable string
+    path.write_bytes(bytes(data))
+    assert str(store.load_meta(path)["token_res_name"][2]) == "@1AA6"
+    assert not store.is_valid(path)
+
+
 def test_incomplete_flag_is_invalid(tmp_path: Path, feats: dict) -> None:
     path = store.write_features(tmp_path / "i.h5", feats, META, ATTRS)
     with h5py.File(path, "a") as f:

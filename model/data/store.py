@@ -3,11 +3,13 @@
 Layout: one HDF5 group per feature group of `feature_spec.FEATURES` (token, atom, msa, template,
 truth) plus `meta` (the writers' strings, `feature_spec.META`). Provenance lives in file attributes:
 `target_id`, `content_hash` (sha256 of the inputs), `code_version`, `featurizer_version`,
-`ccd_release`, `n_token`, `n_atom`, `msa_paired_rows` and, written last, `complete=True`.
+`ccd_release`, `n_token`, `n_atom`, `msa_paired_rows`, `data_sha256` (sha256 of every stored
+dataset) and, written last, `complete=True`.
 
 Files are written to a temp name in the same folder and renamed, so a reader never sees half a
-file; `is_valid` still checks the flag, the hash and every chunk's Fletcher-32 checksum so that a
-truncated or corrupt file is rebuilt, never used. Large arrays are stored in narrower integer types
+file; `is_valid` still checks the flag, the hash, every chunk's Fletcher-32 checksum and the data
+digest (which also covers the small unchunked datasets) so that a truncated or corrupt file is
+rebuilt, never used. Large arrays are stored in narrower integer types
 (`msa` as uint8, ...), `token_bonds` as its bonded pairs, big arrays gzip-compressed in row blocks;
 loading gives the contract's dtypes and shapes back.
 
@@ -50,7 +52,9 @@ GZIP_LEVEL = 4
 # Read on every training step and the bulk of a deep entry: inflating a 16,384-row uint8 MSA costs
 # ~60 ms, reading it raw ~25 ms (bench/featurize.py: 768-token crop 105 -> 42 ms), for ~2.6x its disk.
 RAW_ON_DISK = ("msa",)
-REQUIRED_ATTRS = ("target_id", "content_hash", "code_version", "featurizer_version", "ccd_release")
+REQUIRED_ATTRS = (
+    "target_id", "content_hash", "code_version", "featurizer_version", "ccd_release", "data_sha256",
+)  # fmt: skip
 
 
 class FeatureStoreError(ValueError):
@@ -199,8 +203,25 @@ def write_features(
         for key, value in attrs.items():
             f.attrs[key] = "" if value is None else value
         f.flush()
+        f.attrs["data_sha256"] = _data_digest(f)
         f.attrs["complete"] = True  # last: a file without it was interrupted
     return path
+
+
+def _data_digest(f: h5py.File) -> str:
+    """sha256 over every dataset of the feature groups and meta as stored (names, dtypes, shapes,
+    bytes; strings as UTF-8), in sorted order. Reading verifies every chunk's Fletcher-32 checksum."""
+    digest = hashlib.sha256()
+    for group in sorted(set(f) & {*GROUPS, META_GROUP}):
+        for name in sorted(f[group]):
+            dataset = f[group][name]
+            if h5py.check_string_dtype(dataset.dtype) is not None:
+                data = "\0".join(np.asarray(dataset.asstr()[()], dtype=object).reshape(-1)).encode()
+            else:
+                data = np.ascontiguousarray(dataset[()]).tobytes()
+            digest.update(f"{group}/{name} {dataset.dtype.str} {dataset.shape}\n".encode())
+            digest.update(len(data).to_bytes(8, "little") + data)
+    return digest.hexdigest()
 
 
 def _as_tensor(array: np.ndarray, device: str | torch.device | None) -> torch.Tensor:
@@ -286,8 +307,9 @@ def read_attrs(path: str | Path) -> dict:
 def is_valid(path: str | Path, expected_hash: str | None = None) -> bool:
     """True only for a complete, readable file (with `content_hash == expected_hash` if given).
 
-    Reads every dataset, so Fletcher-32 checksums catch corrupt chunks; also checks the stored
-    token and atom counts against the arrays. Never raises for a bad file.
+    Reads every dataset, so Fletcher-32 checksums catch corrupt chunks and the data digest any other
+    changed byte of the data; also checks the stored token and atom counts against the arrays.
+    Never raises for a bad file.
     """
     path = Path(path)
     if not path.is_file():
@@ -299,14 +321,15 @@ def is_valid(path: str | Path, expected_hash: str | None = None) -> bool:
                 return False
             if expected_hash is not None and _plain(attrs["content_hash"]) != expected_hash:
                 return False
+            if _data_digest(f) != _plain(attrs["data_sha256"]):
+                return False
             shapes = {}  # zero-memory stand-ins with the contract shape and dtype
             for group in (*GROUPS, META_GROUP):
                 if group not in f:
                     return False
                 for name, dataset in f[group].items():
-                    stored = dataset[()]  # reading verifies every chunk's checksum
                     if group != META_GROUP:
-                        shape = tuple(dataset.attrs.get("dense_shape", stored.shape))
+                        shape = tuple(dataset.attrs.get("dense_shape", dataset.shape))
                         shapes[name] = np.broadcast_to(np.zeros((), FEATURES[name][2]), shape)
             sizes = check_features(shapes)
             return sizes["T"] == int(attrs["n_token"]) and sizes["A"] == int(attrs["n_atom"])
