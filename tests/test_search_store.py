@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import model.search.entries as entries
 import model.search.store as store
 from model.data.msa import parse_a3m
 from model.search.databases import DatabaseError
@@ -164,6 +165,45 @@ def test_second_search_does_no_search(databases: dict, tmp_path: Path, monkeypat
     assert out.stat().st_mtime_ns == stamp
 
 
+@pytest.mark.parametrize("damage", ["truncate", "flip", "unseal"])
+def test_a_damaged_entry_is_searched_again(databases: dict, tmp_path: Path, damage: str) -> None:
+    """A truncated, flipped or unsealed store file is no longer "already in the store": the next
+    search removes it and writes the same bytes again (the old code skipped any file that existed)."""
+    sha = msa_key(MYOGLOBIN, "protein", databases, SETTINGS)
+    out = msa_path(tmp_path, "protein", sha)
+    assert search_msa(MYOGLOBIN, "protein", databases, SETTINGS, out, threads=2)
+    good = out.read_bytes()
+    assert entries.entry_problem(out) is None
+    if damage == "truncate":
+        out.write_bytes(good[: len(good) // 2])
+    elif damage == "flip":
+        out.write_bytes(good[:100] + bytes([good[100] ^ 0x20]) + good[101:])
+    else:
+        entries.checksum_path(out).unlink()
+    assert entries.entry_problem(out) is not None
+    assert search_msa(MYOGLOBIN, "protein", databases, SETTINGS, out, threads=2)
+    assert out.read_bytes() == good and entries.entry_problem(out) is None
+
+
+def test_a_reader_removes_a_corrupt_entry_and_its_batch_record(tmp_path: Path) -> None:
+    sha = "ab" + "0" * 62
+    a3m = msa_path(tmp_path, "protein", sha)
+    a3m.parent.mkdir(parents=True)
+    a3m.write_text(">query\nMKT\n")
+    entries.seal(a3m)
+    record = entries.batch_record_path(tmp_path, "protein", sha)
+    record.parent.mkdir()
+    record.write_text(f"{sha}\tMKT\n")
+    assert entries.read_entry(a3m) == ">query\nMKT\n"
+    a3m.write_text(">query\nMK")  # truncated
+    with pytest.raises(entries.StoreEntryError, match=f"store entry {a3m} is corrupt"):
+        entries.read_entry(a3m)
+    assert not a3m.exists() and not entries.checksum_path(a3m).exists() and not record.exists()
+    by_hand = tmp_path / "by_hand.a3m"  # no checksum: accepted as given
+    by_hand.write_text(">query\nMKT\n")
+    assert entries.read_entry(by_hand) == ">query\nMKT\n"
+
+
 def test_batch_search_writes_the_single_search_files(
     databases: dict, tmp_path: Path, shared_data: Path
 ) -> None:
@@ -178,6 +218,8 @@ def test_batch_search_writes_the_single_search_files(
     done.parent.mkdir()
     done.write_text(">query\nX\n")
     done.with_name(f"{queries[0][:8]}.paired.a3m").write_text(">query\nX\n")
+    for path in (done, done.with_name(f"{queries[0][:8]}.paired.a3m")):
+        entries.seal(path)
     assert search_msas(jobs, "protein", databases, SETTINGS, threads=2) == [out for _, out in jobs[1:]]
     assert done.read_text() == ">query\nX\n"
     for query in queries[1:]:
