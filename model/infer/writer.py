@@ -376,7 +376,12 @@ def summary_json(conf: dict, k: int, n_cycle: int, interface: dict | None = None
 
 
 def write_pae_png(path: str | Path, pae: np.ndarray, token_chain_ids: list[str], title: str) -> None:
-    """PAE heat map [T, T] with chain boundaries marked."""
+    """PAE heat map [T, T] with chain boundaries marked (`pae_png`), written atomically."""
+    write_bytes_atomic(path, pae_png(pae, token_chain_ids, title))
+
+
+def pae_png(pae: np.ndarray, token_chain_ids: list[str], title: str) -> bytes:
+    """PNG bytes of the PAE heat map [T, T]: rows aligned, columns scored, chain boundaries as lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -395,7 +400,7 @@ def write_pae_png(path: str | Path, pae: np.ndarray, token_chain_ids: list[str],
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
-    write_bytes_atomic(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def ligand_sdf(layout: TargetLayout, coords: np.ndarray, chain_idx: int) -> str | None:

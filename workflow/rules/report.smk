@@ -1,0 +1,72 @@
+# The pages of `snakemake predict --report report.html` (model/eval/report.py): one self-contained
+# HTML page per target (PAE, pLDDT, ranking table, 3-D view, and the evaluation once `evaluate` has
+# run) and the curves of every training stage this workflow ran. Captions: workflow/report/*.rst.
+
+
+localrules:
+    report_target,
+    report_training,
+
+
+def evaluation_if_present(wildcards) -> list[str]:
+    """The target's evaluation JSON when `evaluate` has written it (the page then shows the metrics)."""
+    path = Path(f"{RESULTS}/evaluation/{wildcards.target}.json")
+    return [str(path)] if path.is_file() else []
+
+
+def report_pages() -> list[str]:
+    """Every page `predict` builds for the report."""
+    pages = [f"{RESULTS}/report/{t}.html" for t in sorted(TARGETS)]
+    if checkpoint_file() == f"{RESULTS}/train/stage3/checkpoint.pt":
+        pages += [f"{RESULTS}/report/training/stage{k}.png" for k in range(4)]
+    return pages
+
+
+rule report_target:
+    """The report page of one target."""
+    input:
+        done=target_shard_done,
+        evaluation=evaluation_if_present,
+        viewer="workflow/report/3Dmol-min.js",
+    output:
+        report(
+            f"{RESULTS}/report/{{target}}.html",
+            caption="../report/target.rst",
+            category="Targets",
+            labels={"target": "{target}"},
+        ),
+    log:
+        f"{LOGS}/report/{{target}}.log",
+    wildcard_constraints:
+        target=TARGET_ID,
+    conda:
+        "../../envs/model.yaml"
+    params:
+        predictions=lambda w: f"{RESULTS}/predictions/{w.target}",
+        failed=lambda w: f"{RESULTS}/failed/{w.target}.txt",
+    shell:
+        "python scripts/report.py target --target {wildcards.target} --predictions {params.predictions}"
+        " --viewer {input.viewer} --evaluation '{input.evaluation}' --failed {params.failed}"
+        " --out {output} > {log} 2>&1"
+
+
+rule report_training:
+    """Loss terms, learning rate and validation curves of one training stage."""
+    input:
+        f"{RESULTS}/train/stage{{stage}}/checkpoint.pt",
+    output:
+        report(
+            f"{RESULTS}/report/training/stage{{stage}}.png",
+            caption="../report/training.rst",
+            category="Training",
+            labels={"stage": "{stage}"},
+        ),
+    log:
+        f"{LOGS}/report/training_stage{{stage}}.log",
+    conda:
+        "../../envs/model.yaml"
+    params:
+        metrics=lambda w, input: str(Path(input[0]).parent / "metrics.csv"),
+    shell:
+        "python scripts/report.py training --metrics {params.metrics} --stage {wildcards.stage}"
+        " --out {output} > {log} 2>&1"
