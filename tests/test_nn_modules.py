@@ -631,3 +631,33 @@ def test_cuda_graph_denoiser_replays_the_eager_step_without_host_syncs(feats, dt
     assert len(cond.graphs) == 1 and next(iter(cond.graphs.values())).graph is not None
     assert rel_err(replayed, eager) < 1e-5
     assert rel_err(coords[True], coords[False]) < 1e-4
+
+
+# --- pair-stack memory at large N (issue #18) -----------------------------------------------------------
+
+
+def test_chunked_triangle_multiplication_never_forms_the_whole_projections():
+    torch.manual_seed(0)
+    n, c_z, c = 24, 16, 12
+    z = torch.randn(n, n, c_z)
+    for outgoing in (True, False):
+        mod = rnd(TriangleMultiplication(c_z, c, outgoing))
+        with torch.no_grad(), _LargestTensor() as whole:
+            reference = mod(z)
+        with torch.no_grad(), _LargestTensor() as by_rows:
+            chunked_out = mod(z, chunk_size=5)
+        assert rel_err(chunked_out, reference) <= 1e-5
+        assert whole.largest == 4 * c * n * n  # the four projections in one GEMM
+        assert by_rows.largest == n * n * c_z  # now nothing beyond the pair itself
+
+
+def test_pair_stack_without_autograd_updates_in_place_but_never_its_input():
+    torch.manual_seed(0)
+    stack = rnd(PairformerStack(16, 32, 2, TINY).eval())
+    s, z = torch.randn(9, 32), torch.randn(9, 9, 16)
+    z_before = z.clone()
+    s_grad, z_grad = stack(s, z)  # autograd on: out-of-place residuals
+    with torch.no_grad():
+        s_inf, z_inf = stack(s, z, chunk_size=4)
+    assert torch.equal(z, z_before)
+    assert rel_err(z_inf, z_grad) <= 1e-5 and rel_err(s_inf, s_grad) <= 1e-5

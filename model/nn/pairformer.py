@@ -47,33 +47,51 @@ class TriangleMultiplication(nn.Module):
         self.linear_z = linear(c_hidden, c_z, init="final")
 
     def forward(self, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
-        z = self.layer_norm_in(z)
         n = z.shape[0]
-        a, b = self._gated_projections(z)
+        if chunk_size is None or chunk_size >= n:
+            z = self.layer_norm_in(z)
+            a, b = self._gated_projections(z)
+            return self._product_rows(a, b, z, slice(None))
+        # By row blocks (inference memory): the LayerNorm, the four projections and the product are
+        # formed block by block into preallocated tensors, so only a, b ([c, N, N] each) and the
+        # output are ever whole; unchunked, the projections alone take [4·c, N·N].
+        blocks = [slice(i, min(i + chunk_size, n)) for i in range(0, n, chunk_size)]
+        a = b = out = None
+        for rows in blocks:
+            a_rows, b_rows = self._gated_projections(self.layer_norm_in(z[rows]))
+            if a is None:
+                a, b = a_rows.new_empty(a_rows.shape[0], n, n), b_rows.new_empty(b_rows.shape[0], n, n)
+            a[:, rows], b[:, rows] = a_rows, b_rows
+            del a_rows, b_rows
+        for rows in blocks:
+            update = self._product_rows(a, b, self.layer_norm_in(z[rows]), rows)
+            if out is None:
+                out = update.new_empty(n, n, update.shape[-1])
+            out[rows] = update
+        return out
+
+    def _product_rows(
+        self, a: torch.Tensor, b: torch.Tensor, z_rows: torch.Tensor, rows: slice
+    ) -> torch.Tensor:
+        """Rows `rows` of the update: the triangle product of a and b (`[c, N, N]`), normalized,
+        projected and gated by the normalized z's same rows `[rows, N, c_z]` -> `[rows, N, c_z]`."""
         # Outgoing: x_ij = Σ_k a_ik b_jk = (a bᵀ)_ij; incoming: x_ij = Σ_k a_ki b_kj = (aᵀ b)_ij.
         lhs, rhs = (a, b.transpose(1, 2)) if self.outgoing else (a.transpose(1, 2), b)
-
-        def rows(lhs_rows: torch.Tensor, z_rows: torch.Tensor) -> torch.Tensor:
-            x = torch.matmul(lhs_rows, rhs)  # [c, i, j]
-            return torch.sigmoid(self.linear_g(z_rows)) * self._normalize_project(x)
-
-        if chunk_size is None:
-            return rows(lhs, z)
-        return torch.cat(
-            [rows(lhs[:, i : i + chunk_size], z[i : i + chunk_size]) for i in range(0, n, chunk_size)], dim=0
-        )
+        x = torch.matmul(lhs[:, rows], rhs)  # [c, rows, j]
+        return torch.sigmoid(self.linear_g(z_rows)) * self._normalize_project(x)
 
     def _gated_projections(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """a and b of the algorithm, channels first (`[c, N, N]` each), from the normalized z.
+        """a and b of the algorithm, channels first (`[c, R, N]` each), from the normalized z `[R, N, c_z]`
+        (R = N, or a block of rows).
 
-        Channels first throughout: the four projections are one GEMM writing [4·c, N·N] directly, so
+        Channels first throughout: the four projections are one GEMM writing [4·c, R·N] directly, so
         the per-channel matmul reads contiguous [c, N, N] slabs and no pair-sized tensor is ever
         permuted (a permuted copy of the pair cost more than the matmul itself at 1,024 tokens). The
         projections die on return, before the product is formed (inference peak memory)."""
-        n = z.shape[0]
         projections = (self.linear_a_p, self.linear_a_g, self.linear_b_p, self.linear_b_g)
         weight = torch.cat([lin.weight for lin in projections])
-        a_p, a_g, b_p, b_g = torch.matmul(weight, z.reshape(n * n, -1).T).unflatten(1, (n, n)).chunk(4)
+        gated = torch.matmul(weight, z.flatten(0, 1).T).unflatten(1, z.shape[:2])
+        a_p, a_g, b_p, b_g = gated.chunk(4)
         return torch.sigmoid(a_g) * a_p, torch.sigmoid(b_g) * b_p
 
     def _normalize_project(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,10 +180,13 @@ class PairStack(nn.Module):
     ) -> torch.Tensor:
         p, tr = self.dropout_p, self.training
         z = z + dropout(self.tri_mul_out(z, chunk_size), p, tr, generator, shared_dim=-3)
-        z = z + dropout(self.tri_mul_in(z, chunk_size), p, tr, generator, shared_dim=-3)
-        z = z + dropout(self.tri_att_start(z, chunk_size), p, tr, generator, shared_dim=-3)
-        z = z + dropout(self.tri_att_end(z, chunk_size), p, tr, generator, shared_dim=-2)
-        return z + self.pair_transition(z, chunk_size)
+        # z is this call's own tensor from here on: without autograd the other residual updates go in
+        # place, so a second FP32 pair tensor never coexists with z (inference peak memory).
+        add = torch.add if torch.is_grad_enabled() else torch.Tensor.add_
+        z = add(z, dropout(self.tri_mul_in(z, chunk_size), p, tr, generator, shared_dim=-3))
+        z = add(z, dropout(self.tri_att_start(z, chunk_size), p, tr, generator, shared_dim=-3))
+        z = add(z, dropout(self.tri_att_end(z, chunk_size), p, tr, generator, shared_dim=-2))
+        return add(z, self.pair_transition(z, chunk_size))
 
 
 class PairformerBlock(PairStack):

@@ -96,19 +96,26 @@ def dropout(
 def chunked(
     fn: Callable[..., torch.Tensor], chunk_size: int | None, dim: int, *args: torch.Tensor, **kwargs
 ) -> torch.Tensor:
-    """`fn(*args, **kwargs)` evaluated over slices of `args` along `dim` and concatenated.
+    """`fn(*args, **kwargs)` evaluated over slices of `args` along `dim`, the results joined along `dim`.
 
     Only `args` are sliced; `kwargs` go to every call whole. Exact for functions that are
-    independent along `dim` (inference memory control; None = one call).
+    independent along `dim` and keep its length (inference memory control; None = one call). Each
+    slice's result is written into the preallocated output, so the peak is the output plus one
+    slice's work, not the output twice (as concatenating a list of results would be).
     """
     n = args[0].shape[dim]
     if chunk_size is None or chunk_size >= n:
         return fn(*args, **kwargs)
-    outs = [
-        fn(*(a.narrow(dim, i, min(chunk_size, n - i)) for a in args), **kwargs)
-        for i in range(0, n, chunk_size)
-    ]
-    return torch.cat(outs, dim=dim)
+    out = None
+    for i in range(0, n, chunk_size):
+        length = min(chunk_size, n - i)
+        part = fn(*(a.narrow(dim, i, length) for a in args), **kwargs)
+        if out is None:
+            shape = list(part.shape)
+            shape[dim] = n
+            out = part.new_empty(shape)
+        out.narrow(dim, i, length).copy_(part)
+    return out
 
 
 def maybe_checkpoint(
