@@ -83,6 +83,8 @@ class DiffusionConfig:
     bias_cache_max_tokens: int = 2048
     # Replay each denoiser step as a CUDA graph captured once per target (inference on CUDA only).
     cuda_graph: bool = False
+    # FP32 denoiser matmuls on TF32 tensor cores (CUDA; 10-bit mantissa inputs, FP32 accumulation).
+    tf32: bool = False
 
 
 @dataclass
