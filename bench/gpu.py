@@ -3,20 +3,23 @@
 
 One call checks every fast path against the plain FP32 reference (the FlexAttention triangle attention
 against SDPA, forward and on CUDA backward, module and two pairformer blocks; the CUDA-graph denoiser
-against the eager one over a few sampler steps), prints max abs/rel errors and stops with exit code 1 if
-one is off. It then times `predict_features` (trunk, diffusion, confidence separately, after a warm-up;
-peak memory from torch.cuda.max_memory_allocated) on synthetic targets for each size and each variant,
-and one Initial-stage training step (crop 384, diffusion batch 48) per triangle kernel. Sizes that would
-overrun `--max-seconds` are skipped; the JSON at `--out` is rewritten after every measurement.
+against the eager one over a few sampler steps; TF32 denoiser matmuls against FP32, allowed BF16's
+error), prints max abs/rel errors and stops with exit code 1 if one is off. It then times
+`predict_features` (trunk, diffusion, confidence separately, after a warm-up; peak memory from
+torch.cuda.max_memory_allocated) on synthetic targets for each size and each variant, and one
+Initial-stage training step (crop 384, diffusion batch 48) per triangle kernel. What would overrun
+`--max-seconds` is skipped; the JSON at `--out` is rewritten after every measurement.
 
   python bench/gpu.py --out gpu.json                                   # base, 512..4096, 10/200/5
-  python bench/gpu.py --sizes 2048 --variants auto/graph --no-train --out gpu_2048.json
+  python bench/gpu.py --sizes 2048 --variants auto/graph,auto/graph+tf32 --no-train --no-checks \
+      --out gpu_2048.json
   python bench/gpu.py --sizes 1024 --profile --no-train --out prof.json  # + per-module table, 1 cycle
   python bench/gpu.py --preset tiny --sizes 16,24 --cycles 1 --steps 2 --samples 2 --device cpu \\
       --train-crop 16 --train-diffusion-batch 2 --check-size 20 --out /tmp/gpu.json   # CPU smoke
 
 A variant is `<triangle kernel>/<denoiser>`: kernel auto (FlexAttention on CUDA), flex or sdpa;
-denoiser eager or graph (CUDA graph). Imports only torch, numpy, h5py and yaml (the GPU host's stack).
+denoiser eager or graph (CUDA graph), either with `+tf32` (TF32 matmuls in the FP32 denoiser).
+Imports only torch, numpy, h5py and yaml (the GPU host's stack).
 Random weights: time and memory do not depend on their values.
 """
 
@@ -53,7 +56,7 @@ from model.nn.pairformer import (  # noqa: E402
 from model.nn.primitives import FLEX_KERNEL, precision  # noqa: E402
 from model.nn.synthetic import randomize_parameters, synthetic_features  # noqa: E402
 
-DENOISERS = ("eager", "graph")
+DENOISERS = ("eager", "graph", "eager+tf32", "graph+tf32")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # A fast path may differ from the FP32 reference by this much (max |fast - ref| / max |ref|) plus twice
 # what the reference kernel itself loses in the same dtype.
@@ -165,11 +168,13 @@ def check_triangle_attention(cfg, n: int, device: torch.device) -> list[dict]:
     return records
 
 
-def check_cuda_graph_denoiser(cfg, n: int, device: torch.device, n_step: int = 4) -> list[dict]:
-    """Four sampler steps (one capture, three replays) with the CUDA-graph denoiser against eager."""
+def check_denoiser_paths(cfg, n: int, device: torch.device, n_step: int = 4) -> list[dict]:
+    """Four sampler steps of a random diffusion module: the CUDA-graph denoiser (one capture, three
+    replays) against the eager one in FP32 and BF16, and TF32 matmuls against FP32, allowed as much
+    error as BF16 (what the precision rule already runs above 3,840 tokens)."""
     if device.type != "cuda":
-        print("skip CUDA-graph denoiser check: needs CUDA", flush=True)
-        return [{"check": "diffusion CUDA graph vs eager", "ok": None, "note": "skipped: needs CUDA"}]
+        print("skip denoiser checks (CUDA graph, TF32): need CUDA", flush=True)
+        return [{"check": "denoiser CUDA graph and TF32", "ok": None, "note": "skipped: needs CUDA"}]
     feats = {k: v.to(device) for k, v in synthetic_features(n, seed=1, with_truth=False).items()}
     gen = torch.Generator(device="cpu").manual_seed(2)
     trunk = TrunkOutput(
@@ -179,24 +184,33 @@ def check_cuda_graph_denoiser(cfg, n: int, device: torch.device, n_step: int = 4
     )
     module = randomize_parameters(DiffusionModule(cfg), seed=3, scale=0.5).to(device).eval()
     n_atom = int(feats["atom_to_token"].shape[0])
-    records = []
+    records, coords = [], {}
+    for dtype, denoiser in (("fp32", "eager"), ("fp32", "graph"), ("bf16", "eager"), ("bf16", "graph"),
+                            ("fp32", "eager+tf32")):  # fmt: skip
+        apply_denoiser(module, denoiser)
+        with torch.no_grad():
+            cond = module.prepare(feats, trunk, DTYPES[dtype])
+            sampler_gen = torch.Generator(device=device).manual_seed(4)
+            coords[dtype, denoiser] = sample_diffusion(
+                lambda x, sigma, cond=cond: module.denoise(x, sigma, cond), n_atom, 2, n_step, sampler_gen
+            )
+        if "graph" in denoiser and not any(g.graph is not None for g in cond.graphs.values()):
+            records.append({"check": "denoiser CUDA graph captured", "dtype": dtype, "ok": False})
+            print(f"FAIL denoiser CUDA graph [{dtype}]: nothing was captured (see the log line)")
     for dtype in DTYPES:
-        coords = {}
-        for mode in DENOISERS:
-            module.cuda_graph = mode == "graph"
-            with torch.no_grad():
-                cond = module.prepare(feats, trunk, DTYPES[dtype])
-                sampler_gen = torch.Generator(device=device).manual_seed(4)
-                coords[mode] = sample_diffusion(
-                    lambda x, sigma, cond=cond: module.denoise(x, sigma, cond), n_atom, 2, n_step, sampler_gen
-                )
-            if mode == "graph" and not any(g.graph is not None for g in cond.graphs.values()):
-                records.append({"check": "diffusion CUDA graph captured", "dtype": dtype, "ok": False})
-                print(f"FAIL diffusion CUDA graph [{dtype}]: nothing was captured (see the log line)")
         records.append(
-            check_record(f"diffusion CUDA graph vs eager, N={n}, {n_step} steps", dtype,
-                         compare(coords["graph"], coords["eager"]), None)
+            check_record(f"denoiser CUDA graph vs eager, N={n}, {n_step} steps", dtype,
+                         compare(coords[dtype, "graph"], coords[dtype, "eager"]), None)
         )  # fmt: skip
+    bf16_error = compare(coords["bf16", "eager"], coords["fp32", "eager"])["max_rel"]
+    tf32 = check_record(f"denoiser TF32 vs FP32, N={n}, {n_step} steps", "fp32",
+                        compare(coords["fp32", "eager+tf32"], coords["fp32", "eager"]), None)  # fmt: skip
+    tf32.update(tolerance_rel=bf16_error, ok=tf32["max_rel"] <= bf16_error)
+    print(
+        f"{'ok  ' if tf32['ok'] else 'FAIL'} TF32 error {tf32['max_rel']:.2e} against BF16's {bf16_error:.2e}"
+    )
+    records.append(tf32)
+    apply_denoiser(module, "eager")
     return records
 
 
@@ -209,9 +223,14 @@ def parse_variant(text: str) -> tuple[str, str]:
     return kernel, denoiser
 
 
+def apply_denoiser(module: DiffusionModule, denoiser: str) -> None:
+    module.cuda_graph = "graph" in denoiser
+    module.tf32 = "tf32" in denoiser
+
+
 def apply_variant(net: Foldline, variant: tuple[str, str]) -> None:
     set_triangle_attention_kernel(net, variant[0])
-    net.diffusion.cuda_graph = variant[1] == "graph"
+    apply_denoiser(net.diffusion, variant[1])
 
 
 def time_predict(net: Foldline, n_token: int, variant: tuple[str, str], args, device, meta_fn) -> dict:
@@ -394,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.checks:
         results["checks"] += check_triangle_attention(cfg, args.check_size, device)
-        results["checks"] += check_cuda_graph_denoiser(cfg, args.check_size, device)
+        results["checks"] += check_denoiser_paths(cfg, args.check_size, device)
         free_memory(device)
         write_json(out, results)
         failed = [c["check"] for c in results["checks"] if c["ok"] is False]

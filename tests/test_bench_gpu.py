@@ -32,7 +32,7 @@ def test_cpu_run_checks_times_trains_and_profiles(tmp_path):
     out = tmp_path / "gpu.json"
     done = run_bench(
         "--preset", "tiny", "--device", "cpu", "--sizes", "16", "--cycles", "1", "--steps", "2",
-        "--samples", "2", "--variants", "sdpa/eager,flex/graph", "--check-size", "20",
+        "--samples", "2", "--variants", "sdpa/eager,flex/graph+tf32", "--check-size", "20", "--no-warmup",
         "--train-crop", "16", "--train-diffusion-batch", "2", "--train-cycles", "1",
         "--profile", "--out", str(out),
     )  # fmt: skip
@@ -47,7 +47,7 @@ def test_cpu_run_checks_times_trains_and_profiles(tmp_path):
             assert check["ok"] is True and check["max_rel"] <= check["tolerance_rel"], check
             assert "flex vs sdpa" in name
     rows = {(r["n_token"], r["variant"]): r for r in results["predict"]}
-    assert set(rows) == {(16, "sdpa/eager"), (16, "flex/graph")}
+    assert set(rows) == {(16, "sdpa/eager"), (16, "flex/graph+tf32")}
     for row in rows.values():
         assert set(row["stage_seconds"]) >= {"trunk", "diffusion", "confidence"}
         assert row["seconds"] > 0 and row["n_atom"] == 10 * row["n_token"]
@@ -55,7 +55,7 @@ def test_cpu_run_checks_times_trains_and_profiles(tmp_path):
     assert results["train"][0]["crop"] == 16 and len(results["train"][0]["steps"]) == 1
     assert [s["what"] for s in results["skipped"]] == ["train step [flex]"]  # no eager backward
     assert "module::TriangleAttention" in results["profile"]["table"]
-    assert "| 16 | flex/graph |" in done.stdout
+    assert "| 16 | flex/graph+tf32 |" in done.stdout
 
 
 def test_time_budget_skips_what_does_not_fit(tmp_path):

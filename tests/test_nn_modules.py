@@ -606,6 +606,19 @@ def test_cuda_graph_switch_leaves_cpu_denoising_eager_and_unchanged(feats):
     assert TINY.diffusion.cuda_graph is False  # off until measured
 
 
+def test_tf32_matmuls_is_scoped_to_its_block():
+    from model.nn.diffusion import tf32_matmuls
+
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    with pytest.raises(RuntimeError, match="inside"), tf32_matmuls(True):
+        assert matmul.fp32_precision == "tf32"
+        raise RuntimeError("inside")
+    assert matmul.fp32_precision == before
+    with tf32_matmuls(False):
+        assert matmul.fp32_precision == before
+
+
 @pytest.mark.gpu
 @needs_cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

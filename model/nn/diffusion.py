@@ -13,8 +13,9 @@ it as a CUDA graph captured once per conditioning and batch shape (`GraphedDenoi
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -42,6 +43,21 @@ class DiffusionConditioningCache:
 
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def tf32_matmuls(enabled: bool) -> Iterator[None]:
+    """CUDA FP32 matmuls on TF32 tensor cores inside the block (process-wide setting, restored after)."""
+    if not enabled:
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    matmul.fp32_precision = "tf32"
+    try:
+        yield
+    finally:
+        matmul.fp32_precision = before
 
 
 class GraphedDenoiser:
@@ -145,6 +161,7 @@ class DiffusionModule(nn.Module):
         self.sigma_data = cfg.sigma_data
         self.bias_cache_max_tokens = d.bias_cache_max_tokens
         self.cuda_graph = d.cuda_graph
+        self.tf32 = d.tf32
         self.diffusion_conditioning = DiffusionConditioning(cfg)
         self.atom_attention_encoder = AtomAttentionEncoder(
             cfg.c_atom,
@@ -208,6 +225,7 @@ class DiffusionModule(nn.Module):
     ) -> torch.Tensor:
         """D(x_noisy; σ): `[S, A, 3]`, `[S]` -> denoised positions `[S, A, 3]` (float32).
 
+        With `tf32` on (CUDA, FP32 conditioning), the step's matmuls run on TF32 tensor cores.
         With `cuda_graph` on, on CUDA and without gradients, the step is replayed from a CUDA graph
         captured on the first call of each x_noisy shape (kept in `cond`, so it lives as long as the
         conditioning it reads); a failed capture logs once and leaves that shape eager.
@@ -225,7 +243,8 @@ class DiffusionModule(nn.Module):
     ) -> torch.Tensor:
         """AF3 Algorithm 20 for S samples at once; x_noisy `[S, A, 3]` and sigma `[S]` float32."""
         sd = self.sigma_data
-        with precision(x_noisy.device, cond.dtype):
+        tf32 = self.tf32 and x_noisy.is_cuda and cond.dtype == torch.float32
+        with precision(x_noisy.device, cond.dtype), tf32_matmuls(tf32):
             s = self.diffusion_conditioning.single(cond.s_base, sigma)  # [S, T, c_s]
             r_noisy = x_noisy / torch.sqrt(sigma**2 + sd**2)[:, None, None]
             a, q_skip = self.atom_attention_encoder(cond.feats, cond.atom, r_noisy)
