@@ -97,3 +97,53 @@ def dockq(
         "irmsd": irmsd,
         "lrmsd": lrmsd,
     }
+
+
+def _atom_names(name_chars: torch.Tensor) -> list[str]:
+    """Atom names from AF3's ref_atom_name_chars [A, 4] (ord(c) - 32 per character)."""
+    return ["".join(chr(int(c) + 32) for c in row).strip() for row in name_chars.tolist()]
+
+
+def complex_dockq(
+    x_pred: torch.Tensor,
+    x_true: torch.Tensor,
+    resolved: torch.Tensor,
+    atom_to_token: torch.Tensor,
+    asym_id: torch.Tensor,
+    mol_type: torch.Tensor,
+    atom_name_chars: torch.Tensor,
+) -> float | None:
+    """Mean DockQ over the protein-protein and protein-nucleic chain pairs of a featurized structure
+    with native contacts (the validation score of complexes during training); None when there is none.
+
+    x_pred, x_true: [A, 3]; resolved: [A] bool (reference atoms present); atom_to_token: [A];
+    asym_id, mol_type: [T]; atom_name_chars: [A, 4]. Residues are tokens; the model has every atom.
+    """
+    protein, ligand = 0, 3  # model.data.constants.MOL_PROTEIN, MOL_LIGAND (kept import-free)
+    atom_chain = asym_id[atom_to_token]
+    atom_mol = mol_type[atom_to_token]
+    backbone = torch.tensor([n in BACKBONE_ATOMS for n in _atom_names(atom_name_chars)], device=x_pred.device)
+    chains = [int(c) for c in torch.unique(atom_chain[atom_mol != ligand])]
+    kinds = {c: set(atom_mol[atom_chain == c].tolist()) for c in chains}
+    scores = []
+    for i, a in enumerate(chains):
+        for b in chains[i + 1 :]:
+            if protein not in kinds[a] | kinds[b]:
+                continue
+            atoms = (atom_chain == a) | (atom_chain == b)
+            tokens = torch.unique(atom_to_token[atoms], return_inverse=True)[1]
+            n_res_a = int(torch.unique(atom_to_token[atom_chain == a]).numel())
+            n_res_b = int(torch.unique(atom_to_token[atom_chain == b]).numel())
+            value = dockq(
+                x_pred[atoms],
+                x_true[atoms],
+                tokens,
+                (atom_chain[atoms] == b).long(),
+                backbone[atoms],
+                torch.ones_like(resolved[atoms]),
+                resolved[atoms],
+                receptor=0 if n_res_a > n_res_b else 1,
+            )
+            if value is not None:
+                scores.append(value["dockq"])
+    return sum(scores) / len(scores) if scores else None

@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 
 from model.data.constants import MOL_DNA, MOL_LIGAND, MOL_RNA
+from model.eval.dockq import complex_dockq
 from model.eval.lddt import lddt
 from model.infer.checkpoint import load_network_weights
 from model.infer.sampler import centre_random_augmentation, sample_diffusion
@@ -56,7 +57,9 @@ LOSS_TERMS = (
     "loss", "diffusion", "mse", "bond", "smooth_lddt", "distogram",
     "confidence", "plddt", "pae", "pde", "resolved",
 )  # fmt: skip
-METRIC_COLUMNS = ("step", *LOSS_TERMS, "lr", "grad_norm", "n_cycle", "val_lddt", "step_time", "gpu_mem_gb")
+METRIC_COLUMNS = (
+    "step", *LOSS_TERMS, "lr", "grad_norm", "n_cycle", "val_lddt", "val_dockq", "step_time", "gpu_mem_gb"
+)  # fmt: skip
 NONDETERMINISTIC_COLUMNS = ("step_time", "gpu_mem_gb")  # wall clock and allocator: excluded from equality
 
 
@@ -281,7 +284,8 @@ class MetricsLog:
         if self.tb is not None:
             for k, v in row.items():
                 if k != "step" and isinstance(v, float | int) and not math.isnan(v):
-                    self.tb.add_scalar(f"train/{k}" if k != "val_lddt" else "val/lddt", v, row["step"])
+                    tag = f"val/{k.removeprefix('val_')}" if k.startswith("val_") else f"train/{k}"
+                    self.tb.add_scalar(tag, v, row["step"])
 
     def close(self) -> None:
         if self.enabled:
@@ -299,11 +303,12 @@ def _fmt(v) -> str:
 
 
 @torch.no_grad()
-def validate(net: torch.nn.Module, examples: list[dict], cfg: dict, device, amp_dtype) -> float:
-    """Mean all-atom lDDT (15 Å, resolved atoms) of one sample per held-out example."""
+def validate(net: torch.nn.Module, examples: list[dict], cfg: dict, device, amp_dtype) -> tuple[float, float]:
+    """Mean all-atom lDDT (15 Å, resolved atoms) of one sample per held-out example, and the mean
+    DockQ of the examples that are complexes (model.eval.dockq.complex_dockq; NaN when none is)."""
     was_training = net.training
     net.eval()
-    scores = []
+    scores, dockqs = [], []
     dtype = amp_dtype or torch.float32
     for i, ex in enumerate(examples):
         feats = _to_device(ex["feats"], device)
@@ -317,8 +322,15 @@ def validate(net: torch.nn.Module, examples: list[dict], cfg: dict, device, amp_
         n_atom = feats["atom_pos"].shape[0]
         x = sample_diffusion(denoise, n_atom, 1, int(cfg["val_steps"]), gen, device=device)
         scores.append(float(lddt(x[0], feats["atom_pos"], feats["atom_resolved"])))
+        dockq = complex_dockq(
+            x[0], feats["atom_pos"], feats["atom_resolved"], feats["atom_to_token"], feats["asym_id"],
+            feats["mol_type"], feats["ref_atom_name_chars"],
+        )  # fmt: skip
+        if dockq is not None:
+            dockqs.append(dockq)
     net.train(was_training)
-    return float(np.mean(scores)) if scores else float("nan")
+    lddt_mean, dockq_mean = (float(np.mean(v)) if v else float("nan") for v in (scores, dockqs))
+    return lddt_mean, dockq_mean
 
 
 def _log(msg: str) -> None:
@@ -458,7 +470,7 @@ def train(
         if val_examples and step % int(cfg["val_every"]) == 0:
             live = {k: v.clone() for k, v in net.state_dict().items()}
             ema.copy_to(net)
-            row["val_lddt"] = validate(net, val_examples, cfg, device, amp_dtype)
+            row["val_lddt"], row["val_dockq"] = validate(net, val_examples, cfg, device, amp_dtype)
             net.load_state_dict(live)
         row["step_time"] = time.time() - t0
         row["gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
