@@ -31,8 +31,10 @@ ORACLE ?= .venv-oracle
 
 oracle: $(ORACLE)/.installed
 
-$(ORACLE)/.installed: tests/oracle/requirements.txt tests/oracle/export_ccd.py tests/oracle/build_ccd_cache.py \
-		| $(VENV)/.installed
+ORACLE_BUILD := tests/oracle/requirements.txt tests/oracle/export_ccd.py tests/oracle/build_ccd_cache.py \
+	tests/oracle/protenix_env.py
+
+$(ORACLE)/.installed: $(ORACLE_BUILD) | $(VENV)/.installed
 	$(PYTHON) -m venv $(ORACLE)
 	$(ORACLE)/bin/python -m pip install --quiet -r tests/oracle/requirements.txt
 	$(ORACLE)/bin/python -m pip install --quiet --no-deps protenix==2.0.0
