@@ -305,7 +305,9 @@ def flex_attention_with_bias(
         return sdpa_attention(q, k, v, bias)
     b, _, n, _ = q.shape
     b_pad, n_pad = (bucket_batch(b), bucket_length(n)) if compiled else (b, n)
-    bias = bias.to(q.dtype)
+    # FP32 whatever q's dtype: the kernel adds it to FP32 scores, and its gradient, a sum over the B rows
+    # that share it, accumulates in the bias's dtype. It is 1/c_z of the pair's size.
+    bias = bias.float()
     if n_pad != n:
         bias = F.pad(F.pad(bias, (0, n_pad - n), value=float("-inf")), (0, 0, 0, n_pad - n))
     bias = bias.contiguous()  # a strided [H, Q, K] view made the kernel 4x slower
