@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
+import struct
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -225,13 +228,23 @@ def test_a_payload_checkpoint_fails_every_target_without_running(tmp_path, trp_c
     assert not (out / "pred" / "trp").exists()
 
 
+def flip_weight_bytes(data: bytes) -> bytes:
+    """`data` (a torch zip checkpoint) with 8 bytes inverted in the middle of its largest tensor's
+    storage: torch.load alone reads such a file without complaint, as other numbers."""
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    member = max(archive.infolist(), key=lambda info: info.file_size)
+    local = member.header_offset
+    name_len, extra_len = struct.unpack("<HH", data[local + 26 : local + 30])
+    at = local + 30 + name_len + extra_len + member.file_size // 2
+    return data[:at] + bytes(b ^ 0xFF for b in data[at : at + 8]) + data[at + 8 :]
+
+
 def test_truncated_flipped_and_garbage_files_are_one_line_errors(tmp_path):
     good = save_checkpoint(tmp_path / "good.pt", {"model": small_net(64).state_dict(), "rng": rng_state()})
     data = good.read_bytes()
-    flipped = bytearray(data)
-    middle = len(data) // 2  # inside the weights: torch.load alone would read other numbers silently
-    flipped[middle : middle + 8] = bytes(b ^ 0xFF for b in flipped[middle : middle + 8])
-    cases = {"truncated.pt": data[: len(data) // 2], "flipped.pt": bytes(flipped), "garbage.pt": b"x" * 300}
+    flipped = flip_weight_bytes(data)
+    assert torch.load(io.BytesIO(flipped), weights_only=True)["model"]["0.weight"].shape == (64, 3)  # loads
+    cases = {"truncated.pt": data[: len(data) // 2], "flipped.pt": flipped, "garbage.pt": b"x" * 300}
     for name, content in cases.items():
         path = tmp_path / name
         path.write_bytes(content)

@@ -16,6 +16,7 @@ from pathlib import Path
 import gemmi
 import pytest
 import yaml
+from test_infer_checkpoint import flip_weight_bytes, protenix_release
 from test_workflow_helpers import REPO, make_workdir, planned_jobs, snakemake
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -352,3 +353,76 @@ def test_multi_gpu_training_runs_torchrun_inside_one_job(workdir, tmp_path):
         in command
     )
     assert re.search(r"resources: .*gpu=2", out)
+
+
+# --------------------------------------------------------------------------- released weights
+def _released_tiny_weights(path: Path) -> Path:
+    """A Foldline tiny network's random weights in a released Protenix checkpoint's layout."""
+    import torch
+
+    from model.nn.network import Foldline, load_preset
+
+    torch.manual_seed(0)
+    torch.save(protenix_release(Foldline(load_preset("tiny")).state_dict()), path)
+    return path
+
+
+def _summary(workdir: Path) -> dict[str, dict]:
+    with (workdir / "results" / "summary.tsv").open() as fh:
+        return {r["target_id"]: r for r in csv.DictReader(fh, delimiter="\t")}
+
+
+@pytest.mark.slow
+def test_fine_tuning_stage1_from_released_weights(tmp_path):
+    weights = _released_tiny_weights(tmp_path / "protenix_weights.pt")
+    workdir = make_workdir(tmp_path / "wf", {"training": {"init_checkpoint": str(weights), "init_stage": 1}})
+    snakemake(workdir, "train_stage1", "--cores", "2", timeout=900)
+    results = workdir / "results" / "train"
+    assert not (results / "stage0").exists()  # stage 1 starts from the given weights
+    prov = json.loads((results / "stage1" / "provenance.json").read_text())
+    assert prov["parent_checkpoint"]["path"] == str(weights)
+    assert prov["parent_checkpoint"]["network"].startswith("preset tiny")
+
+
+@pytest.mark.slow
+def test_released_weights_predict_and_a_bad_checkpoint_fails_every_target(tmp_path):
+    """`checkpoint:` a released-format file predicts; the same file truncated, then with flipped bytes,
+    fails every target of the shard with a one-line reason in summary.tsv, failures.tsv and
+    results/failed/ (no stale result survives), and torch's weights_only=False advice never shows."""
+    weights = _released_tiny_weights(tmp_path / "weights.pt")
+    good = weights.read_bytes()
+    table = tmp_path / "targets.csv"
+    table.write_text("target_id,chains\nduplex,dna:CGCGAATTCGCG\nhairpin,dna:GCGAAAGC\n")
+    config = {
+        "inputs": str(table),
+        "checkpoint": str(weights),
+        "shards": 1,
+        "samples": 1,
+        "steps": 2,
+        "cycles": 1,
+    }
+    workdir = make_workdir(tmp_path / "wf", config)
+    snakemake(workdir, "predict", "--cores", "2", timeout=900)
+    assert {t: r["status"] for t, r in _summary(workdir).items()} == {"duplex": "ok", "hairpin": "ok"}
+    prov = json.loads((workdir / "results/predictions/duplex/provenance.json").read_text())
+    assert prov["preset"] == "tiny" and prov["network_source"].startswith("preset tiny")
+
+    for damage, content in (
+        ("truncated", good[: len(good) // 2]),
+        ("checksum mismatch", flip_weight_bytes(good)),
+    ):
+        weights.write_bytes(content)
+        run = snakemake(workdir, "predict", "--cores", "2", timeout=900, check=False)
+        assert run.returncode != 0
+        rows = _summary(workdir)
+        assert {t: (r["status"], r["stage"]) for t, r in rows.items()} == {
+            "duplex": ("failed", "predict"), "hairpin": ("failed", "predict")
+        }  # fmt: skip
+        for target, row in rows.items():
+            assert str(weights) in row["reason"] and damage in row["reason"], row["reason"]
+            failed = (workdir / "results" / "failed" / f"{target}.txt").read_text()
+            assert failed.count("\n") == 1 and damage in failed
+        failures = (workdir / "results" / "failures.tsv").read_text()
+        assert failures.count("\n") == 3 and damage in failures
+        logs = "".join(p.read_text() for p in (workdir / "logs").rglob("*.log"))
+        assert "weights_only=False" not in logs + run.stdout + run.stderr
