@@ -33,6 +33,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -412,8 +413,13 @@ def main(argv: list[str] | None = None) -> int:
         results["skipped"].append({"what": what, "why": why})
 
     if args.checks:
-        results["checks"] += check_triangle_attention(cfg, args.check_size, device)
-        results["checks"] += check_denoiser_paths(cfg, args.check_size, device)
+        for check in (check_triangle_attention, check_denoiser_paths):
+            try:
+                results["checks"] += check(cfg, args.check_size, device)
+            except Exception as err:  # noqa: BLE001 (a crash is a failed check: record it, say it, go on)
+                traceback.print_exc()
+                results["checks"].append({"check": check.__name__, "ok": False, "error": repr(err)[:500]})
+                print(f"FAIL {check.__name__} raised {err!r}", flush=True)
         free_memory(device)
         write_json(out, results)
         failed = [c["check"] for c in results["checks"] if c["ok"] is False]
@@ -434,8 +440,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             try:
                 results["train"].append(time_train_step(kernel, args, device))
-            except torch.cuda.OutOfMemoryError as err:
-                results["train"].append({"triangle_kernel": kernel, "error": f"out of memory: {err}"[:300]})
+            except Exception as err:  # noqa: BLE001 (out of memory or a failed kernel: record it, go on)
+                traceback.print_exc()
+                results["train"].append({"triangle_kernel": kernel, "error": repr(err)[:500]})
             free_memory(device)
             write_json(out, results)
 
@@ -445,7 +452,12 @@ def main(argv: list[str] | None = None) -> int:
     results["n_param_M"] = round(sum(p.numel() for p in net.parameters()) / 1e6, 2)
     meta_fn = load_bench_module("predict").meta_from_features
     if args.profile:
-        results["profile"] = profile_trunk(net, args.profile_size or args.sizes[0], device)
+        try:
+            results["profile"] = profile_trunk(net, args.profile_size or args.sizes[0], device)
+        except Exception as err:  # noqa: BLE001 (the timings below still count)
+            traceback.print_exc()
+            results["profile"] = {"error": repr(err)[:500]}
+        free_memory(device)
         write_json(out, results)
 
     for n_token in args.sizes:
@@ -460,8 +472,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             try:
                 row = time_predict(net, n_token, variant, args, device, meta_fn)
-            except torch.cuda.OutOfMemoryError as err:
-                row = {"n_token": n_token, "variant": name, "error": f"out of memory: {err}"[:300]}
+            except Exception as err:  # noqa: BLE001 (out of memory or a failed kernel: record it, go on)
+                traceback.print_exc()
+                row = {"n_token": n_token, "variant": name, "error": repr(err)[:500]}
             free_memory(device)
             results["predict"].append(row)
             print(json.dumps(row), flush=True)
