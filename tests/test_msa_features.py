@@ -127,7 +127,10 @@ def test_heteromer_assembly_paired_block_then_unpaired_block() -> None:
     # the paired block comes first: the query, then row i of both pairing files (minus their queries)
     np.testing.assert_array_equal(msa[0], query)
     raw_a, raw_b = rows_of(in_a.paired), rows_of(in_b.paired)
-    assert n_paired == max(len(raw_a), len(raw_b))  # the real paired rows are never all gaps
+    # a row pairs when both chains have residues in it: here every row both files have
+    both = min(len(raw_a), len(raw_b))
+    assert (raw_a[:both] != C.GAP).any(1).all() and (raw_b[:both] != C.GAP).any(1).all()
+    assert n_paired == both and len(raw_a) != len(raw_b)
     np.testing.assert_array_equal(msa[1, tok_a], raw_a[1])
     np.testing.assert_array_equal(msa[1, tok_b], raw_b[1])
     # the unpaired block: row i of each chain's own rows shares a row (AF3's dense layout), so both
@@ -194,6 +197,22 @@ def test_single_sequence_holds_the_query_twice_and_paired_hits_first() -> None:
     np.testing.assert_array_equal(out.msa[2, n:], first_paired_hit)  # both copies share row i
     with pytest.raises(M.MsaError, match="chain Z: unpaired MSA query"):
         M.chain_alignment(in_a, "protein", seq[:-1] + "W", np.arange(n), np.arange(n), "Z")
+
+
+def test_a_paired_file_without_partner_pairs_nothing() -> None:
+    """Only chain A has a paired file: its rows pair with nothing, so the paired block is the query
+    alone; the paired hits still join A's own rows, and B (no alignment) is gaps below its query."""
+    in_a, seq_a = load_chain("5zyh_1", "5zyh")
+    n_a = len(seq_a)
+    chain = M.chain_alignment(in_a, "protein", seq_a, np.arange(n_a), np.arange(n_a), "A")
+    query = np.r_[[C.RESTYPE_INDEX[C.ONE_TO_THREE_PROTEIN[a]] for a in seq_a], [0, 5, 9, 1, 2]].astype(
+        np.int32
+    )
+    asym = np.r_[np.zeros(n_a), np.ones(5)].astype(np.int64)
+    out = M.assemble_msa(query, asym, np.ones(len(query), bool), [chain], pair=True)
+    assert out.n_paired == 1
+    np.testing.assert_array_equal(out.msa[1, :n_a], rows_of(in_a.paired)[1])
+    assert (out.msa[1:, n_a:] == C.GAP).all()
 
 
 def test_no_alignment_at_all() -> None:

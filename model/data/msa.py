@@ -9,7 +9,8 @@ starting with the query row, as Protenix 2.0.0's inference featurizer builds it 
 "Featurizer conventions"):
 - paired block: the query, then the rows of the chains' paired a3m files (row i of every chain is one
   organism, as the search step writes them) when the complex pairs (more than one distinct protein
-  chain sequence); rows that are gaps in every column are dropped; at most half of `max_rows`.
+  chain sequence); only rows in which at least two chains have residues pair anything (a paired
+  file of a chain with no partner adds none); at most half of `max_rows`.
 - unpaired block: row i of every chain's own alignment (its query, then its paired hits, then its
   unpaired hits, duplicates removed) shares row i, shorter chains padded with gaps. When the complex
   pairs, rows already in the chain's paired columns (its query among them) are left out.
@@ -259,7 +260,7 @@ def assemble_msa(
         deletion_mean[cols] = dels.mean(axis=0, dtype=np.float64)
         own.append((cols, rows, dels))
 
-    # paired block: the query, then the paired files' rows that are not all gaps
+    # paired block: the query, then the paired files' rows that pair at least two chains
     paired_msa, paired_del = query[None], np.zeros((1, n_token), dtype=np.float32)
     with_paired = [c for c in chains if len(c.paired[0])] if pair else []
     if with_paired:
@@ -270,9 +271,10 @@ def assemble_msa(
             n = len(c.paired[0])
             msa[:n, c.tokens] = c.paired[0][:, c.positions]
             dels[:n, c.tokens] = c.paired[1][:, c.positions]
-        filled = (msa != GAP).any(axis=1)
-        paired_msa = np.concatenate([paired_msa, msa[filled]])[: max(1, max_rows // 2)]
-        paired_del = np.concatenate([paired_del, dels[filled]])[: len(paired_msa)]
+        partners = sum((msa[:, c.tokens] != GAP).any(axis=1).astype(int) for c in with_paired)
+        pairs = partners >= 2
+        paired_msa = np.concatenate([paired_msa, msa[pairs]])[: max(1, max_rows // 2)]
+        paired_del = np.concatenate([paired_del, dels[pairs]])[: len(paired_msa)]
 
     # unpaired block: row i of every chain shares row i; gaps below a chain's last row
     budget = max(0, max_rows - len(paired_msa))
