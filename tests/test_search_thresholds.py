@@ -30,14 +30,6 @@ def _table(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines() if not line.startswith("#")]
 
 
-def _without_empty_columns(rows: dict[str, str]) -> dict[str, str]:
-    """Drop the query columns where no row has a residue, as nhmmer's -A alignment does."""
-    split = {name: [match + inserts for match, inserts in _columns(row)] for name, row in rows.items()}
-    width = len(next(iter(split.values())))
-    keep = [any(cols[k][0] != "-" for cols in split.values()) for k in range(width)]
-    return {name: "".join(c for c, k in zip(cols, keep, strict=True) if k) for name, cols in split.items()}
-
-
 def _columns(row: str) -> list[tuple[str, str]]:
     """(match character, insertions after it) per query column of an a3m row."""
     columns: list[tuple[str, str]] = []
@@ -69,8 +61,28 @@ def test_jackhmmer_rows_equal_the_binary_at_the_domain_threshold(tmp_path: Path)
     assert {desc.split()[0]: row for desc, row in result.rows[1:]} == binary_rows
 
 
-def test_nhmmer_rows_equal_the_binary_at_the_evalue_threshold(tmp_path: Path) -> None:
-    _need("nhmmer")
+def _af3_rna_rows(stockholm: Path, tmp_path: Path) -> dict[str, str]:
+    """AF3's RNA rows: nhmmer's hits (gaps dropped) realigned by `hmmalign --outformat A2M` to
+    `hmmbuild --informat afa --rna` of the query alone."""
+    hits, profile, aligned = tmp_path / "hits.fa", tmp_path / "query.hmm", tmp_path / "aligned.a2m"
+    hits.write_text(
+        "".join(f">{n}\n{r.replace('-', '').upper()}\n" for n, r in _stockholm_to_a3m(stockholm).items())
+    )
+    build = ["hmmbuild", "--informat", "afa", "--rna", str(profile), str(tmp_path / "query.fa")]
+    subprocess.run(build, check=True, capture_output=True)
+    subprocess.run(
+        ["hmmalign", "-o", str(aligned), "--outformat", "A2M", str(profile), str(hits)], check=True
+    )
+    rows = {}
+    for block in aligned.read_text().split(">")[1:]:
+        name, *lines = block.splitlines()
+        rows[name.split()[0]] = "".join(lines).replace(".", "")
+    return rows
+
+
+def test_nhmmer_rows_equal_the_binaries_at_the_evalue_threshold(tmp_path: Path) -> None:
+    for binary in ("nhmmer", "hmmbuild", "hmmalign"):
+        _need(binary)
     db = DATA / "rna.fasta"
     query = tmp_path / "query.fa"
     query.write_text(f">query\n{RNA_QUERY}\n")
@@ -81,11 +93,12 @@ def test_nhmmer_rows_equal_the_binary_at_the_evalue_threshold(tmp_path: Path) ->
     hits = _table(tbl)
     assert sum(5e-4 < float(row[12]) <= 1e-3 for row in hits) >= 3  # just under AF3's -E 1e-3
     assert any(int(row[6]) > int(row[7]) for row in hits)  # and hits on the reverse strand
+    expected = _af3_rna_rows(sto, tmp_path)
+    assert any(row[0].islower() for row in expected.values())  # hmmalign's unaligned ends
 
     result = search_rna(RNA_QUERY, db, settings, threads=2, block_residues=20_000)
     assert sorted(result.hit_names) == sorted(row[0] for row in hits)
-    ours = _without_empty_columns({desc.split()[0]: row for desc, row in result.rows[1:]})
-    assert ours == _stockholm_to_a3m(sto)
+    assert {desc.split()[0]: row for desc, row in result.rows[1:]} == expected
 
 
 def _shared_chain(shared_data: Path, name: str) -> str:
