@@ -214,3 +214,43 @@ def test_unmatched_reference_is_a_one_line_error_not_a_zero(tmp_path):
     assert len(lines) == 3 and lines[0].startswith("target_id\tseed")
     error_row = table_rows(wrong)[0]
     assert error_row.get("lddt") is None  # an error row has no scores, not zeros
+
+
+def test_training_validation_dockq_equals_the_evaluation_dockq(tmp_path, reference_1k6p):
+    """The validation score of complexes during training (model.eval.dockq.complex_dockq on feature
+    arrays) agrees with `evaluate` on files holding the same coordinates."""
+    import torch
+
+    from model.data.ccd import load_ccd
+    from model.data.features import featurize
+    from model.data.structure import parse_mmcif
+    from model.eval.dockq import complex_dockq
+
+    c, s = math.cos(0.2), math.sin(0.2)
+    rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+    def move(chain: str, xyz: np.ndarray) -> np.ndarray:  # deterministic, so both paths see the same
+        xyz = xyz + 0.3 * np.sin(3.0 * xyz)
+        return rot @ xyz + np.array([1.0, 2.0, -1.0]) if chain == "B" else xyz
+
+    st = gemmi.read_structure(str(reference_1k6p))
+    for ch in st[0]:
+        for res in ch:
+            for atom in res:
+                atom.pos = gemmi.Position(*move(res.subchain, np.array(atom.pos.tolist())))
+    model = _write(st, tmp_path / "model.cif")
+    (expected,) = score_sample(model, read_chains(reference_1k6p), posebusters=False)["dockq"].values()
+
+    structure = parse_mmcif(reference_1k6p, load_ccd(None), assembly=None)
+    feats = featurize(structure, load_ccd(None), with_truth=True).features
+    truth = feats["atom_pos"].astype(np.float64)
+    chain_of_atom = structure.chain_name[structure.atom_chain]
+    pred = np.stack([move(ch, xyz) for ch, xyz in zip(chain_of_atom, truth, strict=True)])
+    pred[~feats["atom_resolved"]] += 1000.0  # atoms the reference lacks: far from every contact
+    t = {k: torch.as_tensor(v) for k, v in feats.items()}
+    value = complex_dockq(
+        torch.as_tensor(pred), torch.as_tensor(truth), t["atom_resolved"], t["atom_to_token"].long(),
+        t["asym_id"].long(), t["mol_type"].long(), t["ref_atom_name_chars"],
+    )  # fmt: skip
+    assert 0.2 < expected["dockq"] < 0.95
+    assert value == pytest.approx(expected["dockq"], abs=1e-4)
