@@ -535,6 +535,21 @@ def test_triangle_attention_kernel_comes_from_the_config():
     assert TINY.triangle.attention_kernel == "auto"
 
 
+@pytest.mark.slow
+def test_flex_attention_compiles_for_padded_buckets_on_cpu():
+    """torch.compile's own path (dynamo tracing of the bias closure, static shapes, an FP32 bias with
+    BF16 queries), through inductor's CPU kernel, where CUDA is absent; forward only."""
+    torch.manual_seed(0)
+    for batch, n, dtype in ((5, 70, torch.float32), (5, 70, torch.bfloat16), (3, 64, torch.float32)):
+        q, k, v = (torch.randn(batch, 2, n, 16, dtype=dtype) for _ in range(3))
+        bias = torch.randn(n, n, 2).permute(2, 0, 1)
+        with torch.no_grad():
+            out = flex_attention_with_bias(q, k, v, bias, compiled=True)
+        assert not FLEX_KERNEL.failed
+        reference = sdpa_attention(q.float(), k.float(), v.float(), bias)
+        assert rel_err(out.float(), reference) < (1e-5 if dtype == torch.float32 else 2e-2)
+
+
 @pytest.mark.gpu
 @needs_cuda
 @pytest.mark.parametrize("n", [64, 100, 300])
