@@ -32,13 +32,20 @@ MYOGLOBIN = (
     "KIPIKYLEFISEAIIHVLHSRHPGNFGADAQGAMNKALELFRKDIAAKYKELGYQG"
 )
 TRP_CAGE = "NLYIQWLKDGGPSSGRPPPS"  # 1l2y
+SEQ_1K1A = (
+    "MATRADEDGDTPLHIAVVQGNLPAVHRLVNLFQQGGRELDIYNNLRQTPLHLAVITTLPSVVRLLVTAGASPMALDRHGQTAAHLACEHRSPTCLRALL"
+    "DSAAPGTLDLEARNYDGLTALHVAVNTECQETVQLLLERGADIDAVDIKSGRSPLIHAVENNSLSMVQLLLQHGANVNAQMYSGSSALHSASGRGLLPL"
+    "VRTLVRSGADSSLKNCHNDTPLMVARSRRVIDILRGKATRPAS"
+)
+# 1k1a's real MSA files are cut to their first records (query included) to keep the suite fast.
+MSA_1K1A_RECORDS = 300
 
 
 def _protein(sequence: str, **extra) -> dict:
     return {"proteinChain": {"sequence": sequence, "count": 1, **extra}}
 
 
-# Protenix input jobs; "{msa}" is replaced by the folder the real 102m MSA is copied to.
+# Protenix input jobs; "{msa}" and "{msa_1k1a}" are replaced by the folders the real MSAs are copied to.
 CASES: dict[str, list[dict]] = {
     "trp_cage": [_protein(TRP_CAGE)],
     "myoglobin_hem": [
@@ -59,11 +66,25 @@ CASES: dict[str, list[dict]] = {
             }
         }
     ],
+    "protein_hyp": [_protein("GPPGPPGPP", modifications=[{"ptmType": "CCD_HYP", "ptmPosition": 3}])],
+    "rna_5mc": [
+        {
+            "rnaSequence": {
+                "sequence": "GGACUCC",
+                "count": 1,
+                "modifications": [{"modificationType": "CCD_5MC", "basePosition": 4}],
+            }
+        }
+    ],
     "rna": [{"rnaSequence": {"sequence": "GGCGCUUCGGCC", "count": 1}}],
     "myoglobin_trp_cage_dna": [
         _protein(MYOGLOBIN, msa={"precomputed_msa_dir": "{msa}", "pairing_db": "uniref100"}),
         _protein(TRP_CAGE),
         {"dnaSequence": {"sequence": "GACTGA", "count": 1}},
+    ],
+    "myoglobin_1k1a": [
+        _protein(MYOGLOBIN, msa={"precomputed_msa_dir": "{msa}", "pairing_db": "uniref100"}),
+        _protein(SEQ_1K1A, msa={"precomputed_msa_dir": "{msa_1k1a}", "pairing_db": "uniref100"}),
     ],
     "trp_cage_atp_mg": [
         _protein(TRP_CAGE),
@@ -127,9 +148,14 @@ def featurized(tmp_path_factory) -> dict[str, tuple[dict, dict, dict]]:
     root = tmp_path_factory.mktemp("protenix_parity")
     msa = root / "msa" / "102m_1"
     shutil.copytree(SHARED_DATA / "msa" / "102m_1", msa)
+    msa_1k1a = root / "msa" / "1k1a_1"
+    msa_1k1a.mkdir()
+    for name in ("non_pairing.a3m", "pairing.a3m"):
+        text = (SHARED_DATA / "msa" / "1k1a_1" / name).read_text()
+        (msa_1k1a / name).write_text(">" + ">".join(text.split(">")[1 : MSA_1K1A_RECORDS + 1]))
     jobs = [{"name": name, "sequences": sequences} for name, sequences in CASES.items()]
     job_json = root / "jobs.json"
-    job_json.write_text(json.dumps(jobs).replace("{msa}", str(msa)))
+    job_json.write_text(json.dumps(jobs).replace("{msa}", str(msa)).replace("{msa_1k1a}", str(msa_1k1a)))
 
     protenix = protenix_features(job_json, root / "protenix", seed=SEED)
     out_dir = root / "foldline"
