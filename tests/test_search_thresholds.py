@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from test_search_jackhmmer import MYOGLOBIN, _need, _stockholm_to_a3m
 
-from model.search.a3m import match_columns
 from model.search.jackhmmer import JackhmmerSettings, search_protein
 from model.search.nhmmer import NhmmerSettings, search_rna
 from model.search.templates import TemplateSettings, search_hits
@@ -101,6 +100,19 @@ def test_nhmmer_rows_equal_the_binaries_at_the_evalue_threshold(tmp_path: Path) 
     assert {desc.split()[0]: row for desc, row in result.rows[1:]} == expected
 
 
+def _af3_stockholm(a3m: list[str]) -> tuple[list[str], str]:
+    """AF3's a3m -> Stockholm conversion, column by column: while a row starts with an inserted
+    (lower-case) residue, an insert column takes it (upper case) and a gap from every other row."""
+    rows, out = [list(row) for row in a3m], [[] for _ in a3m]
+    reference = []
+    while any(rows):
+        insert = any(row and row[0].islower() for row in rows)
+        for row, text in zip(rows, out, strict=True):
+            text.append(row.pop(0).upper() if row and (row[0].islower() or not insert) else "-")
+        reference.append("." if insert else "x")
+    return ["".join(text) for text in out], "".join(reference)
+
+
 def _shared_chain(shared_data: Path, name: str) -> str:
     text = (shared_data / "template_db" / "pdb_seqres_shared_structures.fasta").read_text()
     return next("".join(b.splitlines()[1:]) for b in text.split(">")[1:] if b.split()[0] == name)
@@ -123,8 +135,9 @@ def test_template_hits_equal_hmmbuild_and_hmmsearch_near_evalue_100(
         db = shared_data / "template_db" / "pdb_seqres_2022_09_28__subsampled_1000.fasta"
     rows = search_protein(query, msa_db).rows
     msa, hmm = tmp_path / "query.sto", tmp_path / "query.hmm"
-    aligned = [f"row{i} {match_columns(row).upper()}" for i, (_, row) in enumerate(rows)]
-    msa.write_text("\n".join(["# STOCKHOLM 1.0", *aligned, "#=GC RF " + "x" * len(query), "//", ""]))
+    columns, reference = _af3_stockholm([row for _, row in rows])
+    aligned = [f"row{i} {text}" for i, text in enumerate(columns)]
+    msa.write_text("\n".join(["# STOCKHOLM 1.0", *aligned, f"#=GC RF {reference}", "//", ""]))
     build = ["hmmbuild", "--informat", "stockholm", "--hand", "--amino", "--cpu", "1", str(hmm), str(msa)]
     subprocess.run(build, check=True, capture_output=True)
     sto, domains = tmp_path / "out.sto", tmp_path / "out.domtbl"

@@ -37,7 +37,7 @@ from model.search.templates import TemplateSettings
 
 log = logging.getLogger(__name__)
 
-STORE_VERSION = 3  # bump when search output changes for the same inputs and settings
+STORE_VERSION = 4  # bump when search output changes for the same inputs and settings
 PROTEIN_UNPAIRED = ("uniref90", "small_bfd", "mgnify")  # AF3's merge order
 PROTEIN_PAIRED = ("uniprot",)
 RNA_DATABASES = ("rfam", "rnacentral", "nt_rna")

@@ -28,7 +28,7 @@ from pyhmmer import easel, plan7
 from model.data.constants import GAP, ONE_TO_THREE_PROTEIN, RESTYPE_INDEX, UNKNOWN_PROTEIN
 from model.data.feature_spec import FEATURES
 from model.fileio import write_bytes_atomic
-from model.search.a3m import Row, match_columns
+from model.search.a3m import Row
 from model.search.hmmsearch import (
     DEFAULT_BLOCK_RESIDUES,
     as_written,
@@ -92,25 +92,53 @@ class TemplateChain:
     coords: dict[str, np.ndarray] = field(default_factory=dict)  # atom -> [L_seqres, 3] (NaN = absent)
 
 
+def stockholm_columns(rows: list[Row]) -> tuple[list[str], str]:
+    """a3m rows as AF3 hands them to hmmbuild (parsers.convert_a3m_to_stockholm): each run of inserted
+    residues becomes columns of their own, left-justified and padded with gaps in every other row, all
+    upper case; the reference line marks query columns `x`, insert columns `.`. Returns (rows, RF)."""
+    split = []  # per row: [insertion before column 0, column 0, insertion before column 1, ...]
+    for i, (_, row) in enumerate(rows):
+        parts, insertion = [], ""
+        for char in row:
+            if char.islower():
+                insertion += char
+            else:
+                parts += [insertion, char]
+                insertion = ""
+        split.append([*parts, insertion])
+        if len(split[-1]) != len(split[0]):
+            raise ValueError(
+                f"template search: MSA row {i} has {len(parts) // 2} columns, query has {len(split[0]) // 2}"
+            )
+    widths = [max(len(parts[k]) for parts in split) for k in range(0, len(split[0]), 2)]
+    aligned = []
+    for parts in split:
+        text = []
+        for k, width in enumerate(widths):
+            text.append(parts[2 * k].upper().ljust(width, "-"))
+            if 2 * k + 1 < len(parts):
+                text.append(parts[2 * k + 1].replace(".", "-"))
+        aligned.append("".join(text))
+    reference = "x".join("." * width for width in widths)
+    return aligned, reference
+
+
 def build_profile(rows: list[Row]) -> plan7.HMM:
-    """hmmbuild --hand from a3m rows: insertions dropped, every query column a match state; the
-    profile as hmmsearch reads it back from hmmbuild's file (`as_written`)."""
+    """hmmbuild --hand of the MSA as AF3 writes it (`stockholm_columns`): every query column a match
+    state, inserted residues in insert columns; the profile as hmmsearch reads it back from
+    hmmbuild's file (`as_written`)."""
     if not rows:
         raise ValueError("template search: empty MSA")
-    length = len(match_columns(rows[0][1]))
-    sequences = []
-    for i, (_, row) in enumerate(rows):
-        aligned = match_columns(row).upper().replace(".", "-")
-        if len(aligned) != length:
-            raise ValueError(f"template search: MSA row {i} has {len(aligned)} columns, query has {length}")
-        sequences.append(easel.TextSequence(name=str(i).encode(), sequence=aligned))
+    aligned, reference = stockholm_columns(rows)
+    sequences = [easel.TextSequence(name=str(i).encode(), sequence=text) for i, text in enumerate(aligned)]
     msa = easel.TextMSA(name=b"query", sequences=sequences)
-    msa.reference = "x" * length
+    msa.reference = reference
     digital = msa.digitize(PROTEIN_ALPHABET)
     builder = plan7.Builder(PROTEIN_ALPHABET, architecture="hand")
     with flushed_denormals():  # hmmbuild's arithmetic (calibration)
         hmm, _, _ = builder.build_msa(digital, plan7.Background(PROTEIN_ALPHABET))
     hmm = as_written(hmm)
+    length = reference.count("x")
     if hmm.M != length:
         raise ValueError(f"template search: profile has {hmm.M} match states, query has {length} columns")
     return hmm
