@@ -1,6 +1,7 @@
 # The pages of `snakemake predict --report report.html` (model/eval/report.py): one self-contained
 # HTML page per target (PAE, pLDDT, ranking table, 3-D view, and the evaluation once `evaluate` has
 # run) and the curves of every training stage this workflow ran. Captions: workflow/report/*.rst.
+import hashlib
 
 
 localrules:
@@ -8,10 +9,18 @@ localrules:
     report_training,
 
 
-def evaluation_if_present(wildcards) -> list[str]:
-    """The target's evaluation JSON when `evaluate` has written it (the page then shows the metrics)."""
+def evaluation_of(wildcards) -> str:
+    """The target's evaluation JSON once `evaluate` has written it, else "". A parameter, not an
+    input: `predict` must not plan (and rerun without references) the evaluation jobs.
+    """
     path = Path(f"{RESULTS}/evaluation/{wildcards.target}.json")
-    return [str(path)] if path.is_file() else []
+    return str(path) if path.is_file() else ""
+
+
+def evaluation_digest(wildcards) -> str:
+    """sha256 of the evaluation JSON: a changed parameter rebuilds the page when the metrics change."""
+    path = evaluation_of(wildcards)
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else ""
 
 
 def report_pages() -> list[str]:
@@ -26,7 +35,6 @@ rule report_target:
     """The report page of one target."""
     input:
         done=target_shard_done,
-        evaluation=evaluation_if_present,
         viewer="workflow/report/3Dmol-min.js",
     output:
         report(
@@ -44,9 +52,11 @@ rule report_target:
     params:
         predictions=lambda w: f"{RESULTS}/predictions/{w.target}",
         failed=lambda w: f"{RESULTS}/failed/{w.target}.txt",
+        evaluation=evaluation_of,
+        evaluation_digest=evaluation_digest,
     shell:
         "python scripts/report.py target --target {wildcards.target} --predictions {params.predictions}"
-        " --viewer {input.viewer} --evaluation '{input.evaluation}' --failed {params.failed}"
+        " --viewer {input.viewer} --evaluation '{params.evaluation}' --failed {params.failed}"
         " --out {output} > {log} 2>&1"
 
 
