@@ -254,3 +254,46 @@ def test_training_validation_dockq_equals_the_evaluation_dockq(tmp_path, referen
     )  # fmt: skip
     assert 0.2 < expected["dockq"] < 0.95
     assert value == pytest.approx(expected["dockq"], abs=1e-4)
+
+
+@pytest.mark.slow  # PoseBusters' checks take ~10 s of CPU per pose
+def test_posebusters_checks_pass_for_the_crystal_pose_and_catch_a_clash(tmp_path):
+    """evaluate_target on a prediction folder written by the writer from 1K6P (HIV protease with its
+    inhibitor XN3): the crystal pose passes every PoseBusters check; pushed 3 Å into the protein it
+    fails the 2 Å criterion and a protein-clash check."""
+    from test_infer_writer import fake_confidences, layout_from_gemmi, read_source
+
+    from model.data.ccd import load_ccd
+    from model.infer.writer import set_bond_orders, write_target
+
+    src = read_source("1k6p")
+    for chain in src[0]:
+        for i in reversed(range(len(chain))):
+            if chain[i].het_flag == "H" and chain[i].name != "XN3":
+                del chain[i]
+    src.setup_entities()
+    layout, xyz = layout_from_gemmi(src)
+    ccd = load_ccd(None)
+    set_bond_orders(layout, lambda code: ccd[code] if code in ccd else None)  # as the prediction job does
+    ligand = layout.chain_type[layout.atom_chain] == "ligand"
+    reference = _write(src, tmp_path / "reference.cif")
+    shifted = xyz.copy()
+    protein_centre = xyz[~ligand].mean(0)
+    toward = protein_centre - xyz[ligand].mean(0)
+    shifted[ligand] += 3.0 * toward / np.linalg.norm(toward)
+    results = {}
+    for name, coords in (("crystal", xyz), ("shifted", shifted)):
+        folder = write_target(
+            tmp_path / name, "hiv", layout, [(1, coords[None], fake_confidences(layout, 1, 1))], 1, {}
+        )
+        result = evaluate_target("hiv", folder, reference)
+        (results[name],) = result["samples"][0]["ligands"].values()
+    crystal, moved = results["crystal"], results["shifted"]
+    assert crystal["rmsd"] < 1e-3 and crystal["success"] and crystal["posebusters"]["all"]
+    assert len(crystal["posebusters"]) > 10
+    assert moved["rmsd"] == pytest.approx(3.0, abs=1e-3) and not moved["success"]
+    assert not moved["posebusters"]["all"]
+    assert not (
+        moved["posebusters"]["minimum_distance_to_protein"]
+        and moved["posebusters"]["volume_overlap_with_protein"]
+    )
