@@ -34,7 +34,7 @@ class DiffusionConditioningCache:
 
     feats: dict[str, torch.Tensor]
     s_base: torch.Tensor  # [T, c_s] single conditioning before the noise embedding
-    z: torch.Tensor  # [T, T, c_z] conditioned pair
+    z: torch.Tensor | None  # [T, T, c_z] conditioned pair, kept only where token_biases is None
     token_biases: list[torch.Tensor] | None  # per diffusion transformer block [H, T, T]; None = per step
     atom: AtomConditioning
     decoder_biases: list[torch.Tensor]
@@ -208,13 +208,14 @@ class DiffusionModule(nn.Module):
             cond = self.diffusion_conditioning
             z = cond.pair(feats, z_trunk, chunk_size)
             atom = self.atom_attention_encoder.condition(feats, s_trunk, z)
+            token_biases = None
+            if z.shape[0] <= self.bias_cache_max_tokens:
+                token_biases = self.diffusion_transformer.pair_biases(z)
             return DiffusionConditioningCache(
                 feats=feats,
                 s_base=cond.single_base(s_trunk, s_inputs),
-                z=z,
-                token_biases=self.diffusion_transformer.pair_biases(z)
-                if z.shape[0] <= self.bias_cache_max_tokens
-                else None,
+                z=z if token_biases is None else None,  # the biases are all a step needs of it
+                token_biases=token_biases,
                 atom=atom,
                 decoder_biases=self.atom_attention_decoder.atom_transformer.pair_biases(atom.p, atom.windows),
                 dtype=dtype,
