@@ -28,7 +28,7 @@ rule predict:
     input:
         f"{RESULTS}/summary.tsv",
         f"{RESULTS}/failures.tsv",
-        lambda w: report_pages(),
+        lambda w: REPORT_PAGES,
         f"{RESULTS}/predict.ok",
 
 

@@ -3,32 +3,30 @@
 # results/evaluation/{target}.json -> results/evaluation.tsv. Metrics: docs/outputs.md.
 from model.eval.references import reference_table
 
-REFERENCES = reference_table(config["references"]) if config["references"] else {}
+REFERENCES = {
+    target: str(path)
+    for target, path in (
+        reference_table(config["references"]) if config["references"] else {}
+    ).items()
+}
+# The done flag of the prediction shard that holds each target.
+SHARD_DONE = {
+    target: f"{RESULTS}/shards/{shard}.done"
+    for shard, members in SHARDS.items()
+    for target in members
+}
 
 
 localrules:
     evaluation_table,
 
 
-def reference_input(wildcards) -> list[str]:
-    """The target's reference file, when there is one (its absence is an error row, not a failure)."""
-    path = REFERENCES.get(wildcards.target)
-    return [str(path)] if path else []
-
-
-def target_shard_done(wildcards) -> str:
-    """The done flag of the prediction shard that holds the target."""
-    shard = next(
-        name for name, members in SHARDS.items() if wildcards.target in members
-    )
-    return f"{RESULTS}/shards/{shard}.done"
-
-
 rule evaluate_target:
     """Score every sample of one target against its reference (one JSON; errors are one line)."""
     input:
-        done=target_shard_done,
-        reference=reference_input,
+        done=lambda w: SHARD_DONE[w.target],
+        # no reference is an error row in the table, not a failed job
+        reference=lambda w: REFERENCES.get(w.target, []),
     output:
         f"{RESULTS}/evaluation/{{target}}.json",
     log:

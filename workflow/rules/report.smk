@@ -9,32 +9,21 @@ localrules:
     report_training,
 
 
-def evaluation_of(wildcards) -> str:
-    """The target's evaluation JSON once `evaluate` has written it, else "". A parameter, not an
-    input: `predict` must not plan (and rerun without references) the evaluation jobs.
-    """
-    path = Path(f"{RESULTS}/evaluation/{wildcards.target}.json")
-    return str(path) if path.is_file() else ""
-
-
-def evaluation_digest(wildcards) -> str:
-    """sha256 of the evaluation JSON: a changed parameter rebuilds the page when the metrics change."""
-    path = evaluation_of(wildcards)
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else ""
-
-
-def report_pages() -> list[str]:
-    """Every page `predict` builds for the report."""
-    pages = [f"{RESULTS}/report/{t}.html" for t in sorted(TARGETS)]
-    if checkpoint_file() == f"{RESULTS}/train/stage3/checkpoint.pt":
-        pages += [f"{RESULTS}/report/training/stage{k}.png" for k in range(4)]
-    return pages
+# A page takes the evaluation as a parameter (path and digest), not an input: `predict` must not plan
+# the evaluation jobs (without references they would rewrite every evaluation as an error), and a
+# changed digest rebuilds the page once `evaluate` has run.
+EVALUATION = f"{RESULTS}/evaluation/{{}}.json"
+REPORT_PAGES = [f"{RESULTS}/report/{t}.html" for t in sorted(TARGETS)] + (
+    [f"{RESULTS}/report/training/stage{k}.png" for k in range(4)]
+    if checkpoint_file() == f"{RESULTS}/train/stage3/checkpoint.pt"
+    else []
+)
 
 
 rule report_target:
     """The report page of one target."""
     input:
-        done=target_shard_done,
+        done=lambda w: SHARD_DONE[w.target],
         viewer="workflow/report/3Dmol-min.js",
     output:
         report(
@@ -52,8 +41,16 @@ rule report_target:
     params:
         predictions=lambda w: f"{RESULTS}/predictions/{w.target}",
         failed=lambda w: f"{RESULTS}/failed/{w.target}.txt",
-        evaluation=evaluation_of,
-        evaluation_digest=evaluation_digest,
+        evaluation=lambda w: (
+            EVALUATION.format(w.target)
+            if Path(EVALUATION.format(w.target)).is_file()
+            else ""
+        ),
+        evaluation_digest=lambda w: (
+            hashlib.sha256(Path(EVALUATION.format(w.target)).read_bytes()).hexdigest()
+            if Path(EVALUATION.format(w.target)).is_file()
+            else ""
+        ),
     shell:
         "python scripts/report.py target --target {wildcards.target} --predictions {params.predictions}"
         " --viewer {input.viewer} --evaluation '{params.evaluation}' --failed {params.failed}"
