@@ -14,7 +14,7 @@ run in FP32 on CPU and see every MSA row. Two kinds of input:
   Foldline given Protenix's reference-conformer positions (its random rotation): the trunk, and one
   denoising step, the confidence head and the distogram from each tool's own trunk.
 
-Relative error is ‖a − b‖ / ‖b‖ over the whole tensor. Myoglobin (836 MSA rows, 197 tokens) is slow;
+Relative error is ‖a − b‖ / ‖b‖ over the whole tensor. Myoglobin + HEM (197 tokens, 837 MSA rows) is slow;
 the full-size (`base`) run is tests/test_nn_protenix_parity.py.
 """
 
@@ -31,17 +31,14 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, SHARED_DATA
+from oracle import protenix_features, require_oracle
 from oracle.convert import to_protenix_features
-from oracle.protenix_network import ORACLE_PYTHON, SMALL_PRESET, run_oracle
+from oracle.protenix_network import SMALL_PRESET, run_oracle
 
 from model.data import store
 from model.nn.config import load_preset
 from model.nn.network import Foldline, TrunkOutput
 from model.nn.synthetic import synthetic_features
-
-pytestmark = pytest.mark.skipif(
-    not ORACLE_PYTHON.exists(), reason="no .venv-oracle (Protenix's environment): `make oracle` builds it"
-)
 
 IDENTICAL_TOL = 1e-5  # same features into both networks: FP32 rounding only (measured <= 1e-6)
 OWN_FEATURES_TOL = 1e-4  # issue #13's bar for each tool's own featurizer
@@ -49,52 +46,31 @@ CONFIDENCE = ("plddt_logits", "pae_logits", "pde_logits", "resolved_logits")
 MYOGLOBIN = (
     "MVLSEGEWQLVLHVWAKVEADVAGHGQDILIRLFKSHPETLEKFDRFKHLKTEAEMKASEDLKKAGVTVLTALGAILKKKGHHEAELKPLAQSHATKH"
     "KIPIKYLEFISEAIIHVLHSRHPGNFGADAQGAMNKALELFRKDIAAKYKELGYQG"
-)
+)  # 102m
+MYOGLOBIN_MSA = SHARED_DATA / "msa" / "102m_1"  # its real MSA (837 rows once featurized)
+
+
+def _protein(sequence: str, **extra) -> dict:
+    return {"proteinChain": {"sequence": sequence, "count": 1, **extra}}
+
+
 # The shared inputs, as Protenix JSON jobs both featurizers read: {name: (sequences, recycling cycles)}.
 INPUTS: dict[str, tuple[list, int]] = {
-    "trp_cage": ([{"proteinChain": {"sequence": "NLYIQWLKDGGPSSGRPPPS", "count": 1}}], 2),
-    "dna_duplex": ([{"dnaSequence": {"sequence": "CGCGAATTCGCG", "count": 2}}], 2),
-    "modified_residue": (
-        [
-            {
-                "proteinChain": {
-                    "sequence": "GPPGPPGP",
-                    "count": 1,
-                    "modifications": [{"ptmType": "CCD_HYP", "ptmPosition": 3}],
-                }
-            }
-        ],
-        2,
-    ),  # fmt: skip
+    "trp_cage": ([_protein("NLYIQWLKDGGPSSGRPPPS")], 2),
+    "dna_duplex": ([{"dnaSequence": {"sequence": "CGCGAATTCGCG", "count": 2}}], 1),
+    "modified_residue": ([_protein("GPPGPPGP", modifications=[{"ptmType": "CCD_HYP", "ptmPosition": 3}])], 1),
     "selenomethionine": (
-        [
-            {
-                "proteinChain": {
-                    "sequence": "MQIFVKTLTGK",
-                    "count": 1,
-                    "modifications": [{"ptmType": "CCD_MSE", "ptmPosition": 1}],
-                }
-            }
-        ],
-        2,
-    ),  # fmt: skip
-    "rna": ([{"rnaSequence": {"sequence": "GGCGCUUAGCGCC", "count": 1}}], 2),
+        [_protein("MQIFVKTLTGK", modifications=[{"ptmType": "CCD_MSE", "ptmPosition": 1}])],
+        1,
+    ),
+    "rna": ([{"rnaSequence": {"sequence": "GGCGCUUAGCGCC", "count": 1}}], 1),
     "myoglobin_hem": (
         [
-            {
-                "proteinChain": {
-                    "sequence": MYOGLOBIN,
-                    "count": 1,
-                    "msa": {
-                        "precomputed_msa_dir": str(SHARED_DATA / "msa" / "102m_1"),
-                        "pairing_db": "uniref100",
-                    },
-                }
-            },
+            _protein(MYOGLOBIN, msa={"precomputed_msa_dir": str(MYOGLOBIN_MSA), "pairing_db": "uniref100"}),
             {"ligand": {"ligand": "CCD_HEM", "count": 1}},
         ],
         1,
-    ),  # fmt: skip
+    ),
 }
 SLOW_INPUTS = {"myoglobin_hem"}
 # Own-featurizer comparisons that fail while the featurizers differ (issue #13): {name: reason}.
@@ -138,10 +114,10 @@ def trunk_errors(trunk: TrunkOutput, out: dict) -> dict[str, float]:
 
 def head_errors(net: Foldline, feats: dict, trunk: TrunkOutput, out: dict) -> dict[str, float]:
     """One denoising step (Protenix's x_noisy at three noise levels), the confidence head (on Protenix's
-    denoised positions) and the distogram from `trunk`, against Protenix's from its own trunk."""
+    first denoised sample) and the distogram from `trunk`, against Protenix's from its own trunk."""
     x = net.diffusion.denoise(out["x_noisy"], out["sigma"], net.diffusion.prepare(feats, trunk))
     errors = {"denoised": rel(x, out["x_denoised"])}
-    confidence = net.confidence(feats, trunk, out["x_denoised"])
+    confidence = net.confidence(feats, trunk, out["x_confidence"])
     errors |= {name: rel(confidence[name], out[name]) for name in CONFIDENCE}
     errors["distogram"] = rel(net.distogram(trunk.z), out["distogram"])
     return errors
@@ -160,41 +136,18 @@ def synthetic_with_template_gaps() -> dict[str, torch.Tensor]:
     return feats
 
 
-def _build_features_script():
-    spec = importlib.util.spec_from_file_location("build_features", REPO / "scripts" / "build_features.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def foldline_features(names: list[str], workdir: Path) -> tuple[dict, dict]:
-    """Foldline's features of the shared inputs, through the script the workflow's rule runs, as
+def foldline_features(jobs: Path, names: list[str], workdir: Path) -> tuple[dict, dict]:
+    """Foldline's features of every job, through the script the workflow's rule runs, loaded as
     scripts/predict.py loads them; and each one's atom names (Foldline's atom order)."""
-    script = _build_features_script()
-    jobs = workdir / "jobs.json"
-    feats, atom_names = {}, {}
-    for name in names:
-        h5 = workdir / f"{name}.h5"
-        argv = ["--inputs", str(jobs), "--target-id", name, "--out", str(h5)]
-        argv += ["--failed-dir", str(workdir / "failed"), "--allowed-root", str(SHARED_DATA)]
-        assert script.main(argv) == 0 and h5.is_file(), (workdir / "failed" / f"{name}.txt").read_text()
-        feats[name] = store.load_features(h5, groups=("token", "atom", "msa", "template"))
-        atom_names[name] = store.load_meta(h5)["atom_name"]
-    return feats, atom_names
-
-
-def protenix_features(jobs: Path, workdir: Path) -> None:
-    """Protenix's own featurizer on every job of `jobs`: {workdir}/{name}.npz, every MSA row."""
-    import subprocess
-
-    script = REPO / "tests" / "oracle" / "protenix_features.py"
-    done = subprocess.run(
-        [str(ORACLE_PYTHON), str(script), str(jobs), str(workdir), "--all-msa-rows"],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, f"Protenix's featurizer failed:\n{done.stderr[-4000:]}"
+    spec = importlib.util.spec_from_file_location("build_features", REPO / "scripts" / "build_features.py")
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script  # its dataclasses look their module up there
+    spec.loader.exec_module(script)
+    argv = ["--inputs", str(jobs), "--out-dir", str(workdir), "--failed-dir", str(workdir / "failed")]
+    assert script.main([*argv, "--allowed-root", str(SHARED_DATA)]) == 0
+    feats = {name: store.load_features(workdir / f"{name}.h5", groups=("token", "atom", "msa", "template"))
+             for name in names}  # fmt: skip
+    return feats, {name: store.load_meta(workdir / f"{name}.h5")["atom_name"] for name in names}
 
 
 class ParityRuns:
@@ -218,9 +171,9 @@ class ParityRuns:
     def _run(self, names: list[str], with_synthetic: bool, workdir: Path) -> tuple[Foldline, dict[str, Case]]:
         jobs = workdir / "jobs.json"
         jobs.write_text(json.dumps([{"name": name, "sequences": INPUTS[name][0]} for name in names]))
-        feats, atom_names = foldline_features(names, workdir)
+        feats, atom_names = foldline_features(jobs, names, workdir / "foldline")
         own_dir = workdir / "protenix_features"
-        protenix_features(jobs, own_dir)
+        own = protenix_features(jobs, own_dir, all_msa_rows=True)
         if with_synthetic:
             feats["synthetic"] = synthetic_with_template_gaps()
         oracle_cases = {}
@@ -239,12 +192,10 @@ class ParityRuns:
             out = {key: torch.from_numpy(value) for key, value in out.items()}
             if name.endswith(".own"):
                 base = name.removesuffix(".own")
-                with np.load(own_dir / f"{base}.npz") as own:
-                    own_names, own_ref_pos = own["atom_array.atom_name"], own["ref_pos"]
                 f = dict(feats[base])
-                if f["ref_pos"].shape == own_ref_pos.shape:
-                    f["ref_pos"] = torch.from_numpy(own_ref_pos)  # Protenix's random conformer rotation
-                cases[name] = Case(f, out, atom_names[base], own_names)
+                if f["ref_pos"].shape == own[base]["ref_pos"].shape:
+                    f["ref_pos"] = torch.from_numpy(own[base]["ref_pos"])  # Protenix's random rotations
+                cases[name] = Case(f, out, atom_names[base], own[base]["atom_array.atom_name"])
             else:
                 cases[name] = Case(feats[name], out)
         return net, cases
@@ -252,6 +203,7 @@ class ParityRuns:
 
 @pytest.fixture(scope="module")
 def parity_runs(tmp_path_factory: pytest.TempPathFactory) -> ParityRuns:
+    require_oracle()
     return ParityRuns(tmp_path_factory)
 
 

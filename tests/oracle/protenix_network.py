@@ -15,7 +15,8 @@ Protenix's own featurizer (tests/oracle/protenix_features.py; its `atom_array.*`
 The network is Protenix's own, built from its config; the MSA module takes every row in the given order
 at inference, the triangle kernels run on the torch path and LayerNorm is torch's. Each output npz holds
 the trunk (`s_inputs`, `s`, `z`), the distogram logits of z, one denoising step (`x_noisy` at `sigma`, three
-levels, -> `x_denoised`) from that trunk, the confidence head's logits on `x_denoised`, and, for
+levels, -> `x_denoised`) from that trunk, the confidence head's logits on `x_confidence` (the first
+denoised sample), and, for
 module-by-module parity, the inputs and outputs of the input embedder, template embedder, MSA module and
 first pairformer block on the last recycling cycle (`{module}.in.{name}`, `{module}.out[.{name}]`).
 
@@ -31,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-ORACLE_PYTHON = REPO / ".venv-oracle" / "bin" / "python"
 
 # Foldline preset (config/presets/*.yaml shape) at CPU-test sizes that Protenix's config can express: its
 # triangle (128 / 4 x 32), MSA pair-averaging (8 x 8), outer-product (32), confidence-head attention (16
@@ -194,18 +194,20 @@ def run_case(net, features: dict, n_cycle: int, seed: int) -> dict:
         gen = torch.Generator().manual_seed(seed)
         x_noisy = torch.randn(len(sigma), n_atom, 3, generator=gen) * sigma[:, None, None]
         x_denoised = net.diffusion_module(x_noisy, sigma, feats, s_inputs, s, z, None, None, None)
-        conf = net.confidence_head(feats, s_inputs, s, z, torch.ones(n_token, n_token), x_denoised)
+        x_confidence = x_denoised[:1]  # one sample: the head runs its pairformer once per sample
+        conf = net.confidence_head(feats, s_inputs, s, z, torch.ones(n_token, n_token), x_confidence)
         heads = ("plddt_logits", "pae_logits", "pde_logits", "resolved_logits")
         record |= dict(zip(heads, conf, strict=True))
         record |= {"s_inputs": s_inputs, "s": s, "z": z, "distogram": net.distogram_head(z)}
-        record |= {"x_noisy": x_noisy, "sigma": sigma, "x_denoised": x_denoised}
+        record |= {"x_noisy": x_noisy, "sigma": sigma, "x_denoised": x_denoised, "x_confidence": x_confidence}
     return {key: value.float().numpy() for key, value in record.items()}
 
 
 def run_oracle(
     preset: str | Path, cases: dict[str, tuple[Path, int]], workdir: Path, seed: int = 1
 ) -> tuple[Path, dict[str, dict]]:
-    """From the test environment: Protenix on each case {name: (features npz, n_cycle)}.
+    """From the test environment: Protenix on each case {name: (features npz, n_cycle)}. Skips the
+    calling test when the oracle environment is absent.
 
     Returns the state dict's path and each case's outputs {name: {key: numpy array}}.
     """
@@ -213,6 +215,9 @@ def run_oracle(
 
     import numpy as np
 
+    from oracle import ORACLE_PYTHON, require_oracle
+
+    require_oracle()
     workdir.mkdir(parents=True, exist_ok=True)
     request = {
         "preset": str(preset),
