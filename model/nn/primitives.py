@@ -241,7 +241,7 @@ def sdpa_attention(
 def bucket_length(n: int) -> int:
     """The compiled size that n is padded to: a multiple of max(64, 2^(⌈log2 n⌉ - 4)).
 
-    At most 8 sizes per octave above 512 and 8 up to 512 (≤ 12.5 % padding per axis), so a shard of
+    8 sizes up to 512 (padding under 64), then 8 per octave (padding under 12.5 %), so a shard of
     targets of every size compiles a bounded set of kernels: 40 sizes up to 8,192.
     """
     if n <= 64:
@@ -257,7 +257,9 @@ def bucket_batch(b: int) -> int:
 
 
 def _flex_with_bias(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    def add_bias(score, b, h, q_idx, kv_idx):  # noqa: ANN001, ANN202 (traced by FlexAttention)
+    def add_bias(
+        score: torch.Tensor, b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor
+    ) -> torch.Tensor:
         return score + bias[h, q_idx, kv_idx]
 
     return flex_attention(q, k, v, score_mod=add_bias)
@@ -317,7 +319,7 @@ def flex_attention_with_bias(
         out = _flex_with_bias(q, k, v, bias)
     else:
         try:
-            # q, k, v and bias share one dtype already; autocast has nothing to cast inside the kernel.
+            # q, k and v share one dtype and the bias is meant FP32: nothing for autocast to cast.
             with torch.autocast(q.device.type, enabled=False):
                 out = FLEX_KERNEL(q, k, v, bias)
         except Exception as err:  # noqa: BLE001 (any compiler or kernel error means: use SDPA)
