@@ -427,6 +427,25 @@ def test_modified_residues_and_nucleotide_atoms_through_a_target(tmp_path: Path,
     assert (feats["atom_to_tokatom_idx"][~np.isin(res_name, C.RESTYPES)[feats["atom_to_token"]]] == 0).all()
 
 
+def test_a_modified_copy_is_the_same_sequence_for_pairing(tmp_path: Path, ccd) -> None:
+    """The complex pairs (and keeps its query in the paired block only) when it has more than one
+    distinct protein sequence, read residue by residue with modified residues as their parents: a
+    copy with SEP for S is the same sequence, so the query leads both blocks; another protein pairs."""
+    from model.data.from_target import structure_from_target
+    from model.data.inputs import load_targets
+
+    (tmp_path / "t.csv").write_text(
+        "target_id,chains\nsame,protein:MKSTAYW;protein:MK(SEP)TAYW\nother,protein:MKSTAYW;protein:MKATAYW\n"
+    )
+    targets, errors = load_targets(tmp_path / "t.csv")
+    assert not errors
+    rows = {
+        t.target_id: len(featurize(structure_from_target(t, ccd), ccd, seed=0).features["msa"])
+        for t in targets
+    }
+    assert rows == {"same": 2, "other": 1}
+
+
 # ---------------------------------------------------------------- scripts/build_features.py
 SCRIPT = REPO / "scripts" / "build_features.py"
 

@@ -149,7 +149,10 @@ def msa_features(
         kind = str(structure.chain_type[chain])
         tokens, positions = _chain_columns(structure, token_residue, asym_id, chain)
         if kind == "protein":
-            protein_sequences.add(restype[tokens].tobytes())
+            # one class per residue (an atomised residue's tokens share its parent's class), so a
+            # modified copy of a chain is the same sequence, as in Protenix's canonical sequences
+            _, first = np.unique(positions, return_index=True)
+            protein_sequences.add(restype[tokens][first].tobytes())
         if not msas or name not in msas or kind not in POLYMER_TYPES:
             continue
         if _chain_length(structure, chain) < MIN_ALIGNED_CHAIN_LENGTH:
