@@ -256,3 +256,21 @@ def test_truncated_flipped_and_garbage_files_are_one_line_errors(tmp_path):
     assert "checksum mismatch" in str(
         pytest.raises(CheckpointError, load_weights, small_net(64), tmp_path / "flipped.pt").value
     )
+
+
+@pytest.mark.slow
+def test_protenix_presets_have_the_released_models_parameter_layout(tmp_path):
+    """Each protenix_* preset builds a network with exactly the state-dict keys and shapes of Protenix
+    2.0.0's model of that name (oracle), so its released checkpoint loads strictly, with no mapping."""
+    from test_infer_sampler import PROTENIX_PRESETS, _protenix_inference
+
+    from model.infer.checkpoint import _network_shapes
+    from model.nn.config import load_preset
+
+    # protenix_base_20250630_v1.0.0 has the same model config as protenix_base_default_v1.0.0
+    distinct = [n for n in PROTENIX_PRESETS if n != "protenix_base_20250630_v1.0.0"]
+    theirs = _protenix_inference({"shapes": distinct}, tmp_path, timeout=1200)["shapes"]
+    for name in distinct:
+        ours = {k: list(v.shape) for k, v in _network_shapes(load_preset(name)).items()}
+        assert ours == theirs[name], name
+    assert load_preset("protenix_base_20250630_v1.0.0") == load_preset("protenix_base_default_v1.0.0")

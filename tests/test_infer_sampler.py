@@ -101,7 +101,7 @@ PROTENIX_PRESETS = [
 ]
 
 
-def _protenix_inference(request: dict, tmp_path) -> dict:
+def _protenix_inference(request: dict, tmp_path, timeout: float = 300) -> dict:
     """tests/oracle/protenix_inference.py run on `request` in the oracle environment."""
     import json
     import subprocess
@@ -113,7 +113,7 @@ def _protenix_inference(request: dict, tmp_path) -> dict:
     script = REPO / "tests" / "oracle" / "protenix_inference.py"
     run = subprocess.run(
         [str(ORACLE_PYTHON), str(script), str(tmp_path / "request.json"), str(tmp_path / "out.json")],
-        capture_output=True, text=True, timeout=300, cwd=script.parent,
+        capture_output=True, text=True, timeout=timeout, cwd=script.parent,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads((tmp_path / "out.json").read_text())

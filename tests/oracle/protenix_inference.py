@@ -11,7 +11,9 @@ REQUEST.json holds any of:
   equivariant denoiser x -> centre + (x - centre) * pull / (pull + t) (centre: the mean over atoms), on
   the `InferenceNoiseScheduler` schedule of that N_step;
 - "rankings": [{"pae_logits" [S, T, T, 64], "asym_id" [T], "has_frame" [T], "clash" [S]}]: pTM, ipTM and
-  ranking_score as `_compute_full_data_and_summary` combines them (disorder 0).
+  ranking_score as `_compute_full_data_and_summary` combines them (disorder 0);
+- "shapes": [model names]: {state-dict key: shape} of `Protenix(configs)` built for each model, as
+  `runner/inference.py` configures it before loading that model's checkpoint.
 OUT.json holds the same keys with the results, in order.
 """
 
@@ -26,8 +28,12 @@ protenix_env.prepare()
 
 import torch  # noqa: E402
 from configs.configs_base import configs as configs_base  # noqa: E402
+from configs.configs_data import data_configs  # noqa: E402
+from configs.configs_inference import inference_configs  # noqa: E402
 from configs.configs_model_type import model_configs  # noqa: E402
+from protenix.config.config import parse_configs  # noqa: E402
 from protenix.model.generator import InferenceNoiseScheduler, sample_diffusion  # noqa: E402
+from protenix.model.protenix import Protenix  # noqa: E402
 from protenix.model.sample_confidence import calculate_iptm, calculate_ptm  # noqa: E402
 
 PAE_BINS = {"min_bin": 0.0, "max_bin": 32.0, "no_bins": 64}
@@ -75,6 +81,29 @@ def ranking(req: dict) -> dict:
     return {"ptm": ptm.tolist(), "iptm": iptm.tolist(), "ranking_score": score.tolist()}
 
 
+def _overlay(node, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict):
+            _overlay(node[key], value)
+        else:
+            node[key] = value
+
+
+def shapes(name: str) -> dict[str, list[int]]:
+    cfg = parse_configs(
+        {**configs_base, "data": data_configs, **inference_configs}, "", fill_required_with_null=True
+    )
+    _overlay(cfg, {k: v for k, v in model_configs[name].items() if k in ("model", "sample_diffusion")})
+    linspace = torch.linspace  # its drop-path rates are read with .item(): keep them off the meta device
+    torch.linspace = lambda *args, **kwargs: linspace(*args, **{**kwargs, "device": "cpu"})
+    try:
+        with torch.device("meta"):
+            net = Protenix(cfg)
+    finally:
+        torch.linspace = linspace
+    return {k: list(v.shape) for k, v in net.state_dict().items()}
+
+
 def main(argv: list[str]) -> int:
     request = json.loads(open(argv[0]).read())
     out = {
@@ -82,6 +111,7 @@ def main(argv: list[str]) -> int:
         "schedules": [schedule(r) for r in request.get("schedules", [])],
         "samples": [sample(r) for r in request.get("samples", [])],
         "rankings": [ranking(r) for r in request.get("rankings", [])],
+        "shapes": {name: shapes(name) for name in request.get("shapes", [])},
     }
     with open(argv[1], "w") as f:
         json.dump(out, f)
