@@ -689,3 +689,34 @@ def test_pair_stack_without_autograd_updates_in_place_but_never_its_input():
         s_inf, z_inf = stack(s, z, chunk_size=4)
     assert torch.equal(z, z_before)
     assert rel_err(z_inf, z_grad) <= 1e-5 and rel_err(s_inf, s_grad) <= 1e-5
+
+
+class _PairSizedTensors(TorchDispatchMode):
+    """Counts the new tensors (not views of an op's inputs) of at least `numel` elements."""
+
+    def __init__(self, numel: int) -> None:
+        super().__init__()
+        self.numel, self.count = numel, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {a.untyped_storage().data_ptr() for a in args if isinstance(a, torch.Tensor)}
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t.numel() >= self.numel:
+                self.count += t.untyped_storage().data_ptr() not in inputs
+        return out
+
+
+def test_chunked_triangle_attention_forms_only_its_output_whole():
+    torch.manual_seed(0)
+    n, c_z = 20, 16
+    z = torch.randn(n, n, c_z)
+    for starting in (True, False):
+        mod = rnd(TriangleAttention(c_z, 8, 2, starting=starting))
+        with torch.no_grad(), _PairSizedTensors(n * n * c_z) as whole:
+            reference = mod(z)
+        with torch.no_grad(), _PairSizedTensors(n * n * c_z) as by_rows:
+            out = mod(z, chunk_size=6)
+        assert rel_err(out, reference) <= 1e-5
+        assert whole.count >= 4  # normalized pair, q, k, v, ... (and the ending node's transposed copy)
+        assert by_rows.count == 1  # the output alone

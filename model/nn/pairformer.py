@@ -144,11 +144,23 @@ class TriangleAttention(nn.Module):
     def forward(self, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
         if not self.starting:
             z = z.transpose(0, 1)
-        z = self.layer_norm(z)
-        bias = self.linear(z).permute(2, 0, 1)  # [H, j, k], shared by every row i
         flex = self.kernel == "flex" or (self.kernel == "auto" and z.is_cuda)
         attend = flex_attention_with_bias if flex else sdpa_attention
-        out = chunked(lambda rows: self.mha(rows, rows, bias, attend), chunk_size, 0, z)
+        if chunk_size is None or chunk_size >= z.shape[0]:
+            z = self.layer_norm(z)
+            bias = self.linear(z).permute(2, 0, 1)  # [H, j, k], shared by every row i
+            out = self.mha(z, z, bias, attend)
+        else:
+            # By row blocks (inference memory): the normalized pair, and for the ending node the
+            # transposed pair's copy, are never whole; each block is normalized twice, once for the
+            # bias (which every row needs whole) and once for its own attention.
+            bias = chunked(lambda rows: self.linear(self.layer_norm(rows)), chunk_size, 0, z).permute(2, 0, 1)
+
+            def attend_rows(rows: torch.Tensor) -> torch.Tensor:
+                rows = self.layer_norm(rows)
+                return self.mha(rows, rows, bias, attend)
+
+            out = chunked(attend_rows, chunk_size, 0, z)
         return out if self.starting else out.transpose(0, 1)
 
 
