@@ -606,11 +606,11 @@ def _diffusion_inputs(cfg, feats, dtype=torch.float32, device="cpu"):
     feats = {k: v.to(device) for k, v in feats.items()}
     with torch.no_grad():
         cond = module.prepare(feats, trunk, dtype)
-    return module, cond
+    return module, cond, trunk
 
 
 def test_cuda_graph_switch_leaves_cpu_denoising_eager_and_unchanged(feats):
-    module, cond = _diffusion_inputs(TINY, feats)
+    module, cond, _ = _diffusion_inputs(TINY, feats)
     x = 10 * torch.randn(2, feats["ref_pos"].shape[0], 3)
     sigma = torch.tensor([30.0, 2.0])
     with torch.no_grad():
@@ -619,6 +619,18 @@ def test_cuda_graph_switch_leaves_cpu_denoising_eager_and_unchanged(feats):
         switched = module.denoise(x, sigma, cond)
     assert torch.equal(switched, eager) and cond.graphs == {}
     assert TINY.diffusion.cuda_graph is False  # off until measured
+
+
+def test_chunked_diffusion_conditioning_equals_unchunked(feats):
+    module, cond, trunk = _diffusion_inputs(TINY, feats)
+    x = 10 * torch.randn(2, feats["ref_pos"].shape[0], 3)
+    sigma = torch.tensor([30.0, 2.0])
+    with torch.no_grad():
+        reference = module.denoise(x, sigma, cond)
+        module.bias_cache_max_tokens = 0  # the token biases recomputed every step, by row blocks
+        chunked_cond = module.prepare(feats, trunk, chunk_size=5)
+        assert chunked_cond.token_biases is None and chunked_cond.chunk_size == 5
+        assert rel_err(module.denoise(x, sigma, chunked_cond), reference) <= 1e-5
 
 
 def test_tf32_matmuls_is_scoped_to_its_block():
@@ -640,7 +652,7 @@ def test_tf32_matmuls_is_scoped_to_its_block():
 def test_cuda_graph_denoiser_replays_the_eager_step_without_host_syncs(feats, dtype):
     from model.infer.sampler import sample_diffusion
 
-    module, cond = _diffusion_inputs(TINY, feats, dtype, "cuda")
+    module, cond, _ = _diffusion_inputs(TINY, feats, dtype, "cuda")
     n_atom = feats["ref_pos"].shape[0]
     x = 10 * torch.randn(3, n_atom, 3, device="cuda")
     sigma = torch.tensor([30.0, 2.0, 0.1], device="cuda")

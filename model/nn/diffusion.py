@@ -39,6 +39,7 @@ class DiffusionConditioningCache:
     atom: AtomConditioning
     decoder_biases: list[torch.Tensor]
     dtype: torch.dtype
+    chunk_size: int | None = None  # pair rows at a time where a step recomputes the token biases
     graphs: dict[tuple[int, ...], GraphedDenoiser] = field(default_factory=dict)  # by x_noisy shape
 
 
@@ -210,7 +211,7 @@ class DiffusionModule(nn.Module):
             atom = self.atom_attention_encoder.condition(feats, s_trunk, z)
             token_biases = None
             if z.shape[0] <= self.bias_cache_max_tokens:
-                token_biases = self.diffusion_transformer.pair_biases(z)
+                token_biases = self.diffusion_transformer.pair_biases(z, chunk_size)
             return DiffusionConditioningCache(
                 feats=feats,
                 s_base=cond.single_base(s_trunk, s_inputs),
@@ -219,6 +220,7 @@ class DiffusionModule(nn.Module):
                 atom=atom,
                 decoder_biases=self.atom_attention_decoder.atom_transformer.pair_biases(atom.p, atom.windows),
                 dtype=dtype,
+                chunk_size=chunk_size,
             )
 
     def denoise(
@@ -252,7 +254,7 @@ class DiffusionModule(nn.Module):
             a = a + self.linear_no_bias_s(self.layernorm_s(s))
             biases = cond.token_biases
             if biases is None:
-                biases = self.diffusion_transformer.pair_biases(cond.z)
+                biases = self.diffusion_transformer.pair_biases(cond.z, cond.chunk_size)
             a = self.diffusion_transformer(a, s, biases)
             a = self.layernorm_a(a)
             r_update = self.atom_attention_decoder(cond.feats, a, q_skip, cond.atom, cond.decoder_biases)

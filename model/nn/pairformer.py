@@ -222,7 +222,7 @@ class PairformerBlock(PairStack):
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         z = super().forward(z, chunk_size, generator)
         if self.has_s:
-            bias = self.attention_pair_bias.pair_bias(z)  # pair-sized: the trunk's dtype
+            bias = self.attention_pair_bias.pair_bias(z, chunk_size)  # pair-sized: the trunk's dtype
             # The single track costs O(N·c_s²) against the pair stack's O(N²·c_z²): FP32 is ~free.
             with precision(z.device, torch.float32):
                 s = s.float()

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.nn.primitives import AdaptiveLayerNorm, Attention, layer_norm, linear, maybe_checkpoint
+from model.nn.primitives import AdaptiveLayerNorm, Attention, chunked, layer_norm, linear, maybe_checkpoint
 
 
 class AttentionPairBias(nn.Module):
@@ -51,10 +51,12 @@ class AttentionPairBias(nn.Module):
             self.linear_a_last = linear(c_s, c_a, bias=True, init="final")
             nn.init.constant_(self.linear_a_last.bias, -2.0)  # adaLN-Zero: gate starts near closed
 
-    def pair_bias(self, z: torch.Tensor) -> torch.Tensor:
-        """`[*, Q, K, c_z]` -> `[*, H, Q, K]` (independent of a, so precomputable per denoising call)."""
+    def pair_bias(self, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+        """`[*, Q, K, c_z]` -> `[*, H, Q, K]` (independent of a, so precomputable per denoising call),
+        `chunk_size` rows of Q at a time (inference memory: the normalized z is never whole)."""
+        bias = chunked(lambda rows: self.linear_nobias_z(self.layernorm_z(rows)), chunk_size, -3, z)
         # Contiguous once here (cached by `prepare`), not at every denoising step inside SDPA.
-        return self.linear_nobias_z(self.layernorm_z(z)).movedim(-1, -3).contiguous()
+        return bias.movedim(-1, -3).contiguous()
 
     def forward(
         self,
@@ -162,9 +164,9 @@ class DiffusionTransformer(nn.Module):
             DiffusionTransformerBlock(c_a, c_s, c_z, n_heads, cross_kv) for _ in range(n_blocks)
         )
 
-    def pair_biases(self, z: torch.Tensor) -> list[torch.Tensor]:
+    def pair_biases(self, z: torch.Tensor, chunk_size: int | None = None) -> list[torch.Tensor]:
         """The per-block attention biases from z `[*, Q, K, c_z]` -> each `[*, H, Q, K]`."""
-        return [blk.attention_pair_bias.pair_bias(z) for blk in self.blocks]
+        return [blk.attention_pair_bias.pair_bias(z, chunk_size) for blk in self.blocks]
 
     def forward(
         self,
