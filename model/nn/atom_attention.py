@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.data.constants import ATOM_NAME_VOCAB, NUM_ELEMENTS
-from model.nn.primitives import layer_norm, linear
+from model.nn.primitives import chunked, layer_norm, linear
 from model.nn.transformer import DiffusionTransformer
 
 MASK_BIAS = -1e9  # additive bias for keys outside the window or the molecule
@@ -155,8 +155,10 @@ class AtomAttentionEncoder(nn.Module):
         feats: dict[str, torch.Tensor],
         s_trunk: torch.Tensor | None = None,
         z: torch.Tensor | None = None,
+        chunk_size: int | None = None,
     ) -> AtomConditioning:
-        """Alg 5 lines 1-13: the atom single c_l and the windowed atom pair p_lm."""
+        """Alg 5 lines 1-13: the atom single c_l and the windowed atom pair p_lm (z projected
+        `chunk_size` rows at a time: its normalized copy is never whole)."""
         ref_pos = feats["ref_pos"].float()
         n_atom = ref_pos.shape[0]
         f = torch.cat(
@@ -188,7 +190,8 @@ class AtomAttentionEncoder(nn.Module):
         if self.trunk_conditioned:
             tok = feats["atom_to_token"].long()
             c = c + self.linear_no_bias_s(self.layernorm_s(s_trunk))[tok]
-            z_atom = self.linear_no_bias_z(self.layernorm_z(z))  # [T, T, c_atompair], projected first
+            # [T, T, c_atompair], projected before the gather
+            z_atom = chunked(lambda rows: self.linear_no_bias_z(self.layernorm_z(rows)), chunk_size, 0, z)
             p = p + z_atom[tok[qa][:, :, None], tok[ka][:, None, :]]
         c_act = F.relu(c)
         p = p + self.linear_no_bias_cl(c_act)[qa][:, :, None] + self.linear_no_bias_cm(c_act)[ka][:, None]

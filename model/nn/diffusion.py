@@ -24,7 +24,7 @@ from torch import nn
 from model.nn.atom_attention import AtomAttentionDecoder, AtomAttentionEncoder, AtomConditioning
 from model.nn.config import ModelConfig
 from model.nn.embedders import FourierEmbedding, RelativePositionEncoding
-from model.nn.primitives import Transition, layer_norm, linear, precision
+from model.nn.primitives import Transition, chunked, layer_norm, linear, precision
 from model.nn.transformer import DiffusionTransformer
 
 
@@ -132,11 +132,16 @@ class DiffusionConditioning(nn.Module):
     def pair(
         self, feats: dict[str, torch.Tensor], z_trunk: torch.Tensor, chunk_size: int | None = None
     ) -> torch.Tensor:
-        """Lines 1-5: `[T, T, c_z]`."""
-        z = torch.cat([z_trunk, self.relpe(feats).to(z_trunk.dtype)], dim=-1)
-        z = self.linear_no_bias_z(self.layernorm_z(z))
-        z = z + self.transition_z1(z, chunk_size)
-        return z + self.transition_z2(z, chunk_size)
+        """Lines 1-5: `[T, T, c_z]`, `chunk_size` rows at a time (inference memory: the concatenated
+        [T, T, 2·c_z] pair is never whole; without autograd the residual updates go in place)."""
+
+        def project(z_rows: torch.Tensor, relpe_rows: torch.Tensor) -> torch.Tensor:
+            return self.linear_no_bias_z(self.layernorm_z(torch.cat([z_rows, relpe_rows], dim=-1)))
+
+        z = chunked(project, chunk_size, 0, z_trunk, self.relpe(feats).to(z_trunk.dtype))
+        add = torch.add if torch.is_grad_enabled() else torch.Tensor.add_
+        z = add(z, self.transition_z1(z, chunk_size))
+        return add(z, self.transition_z2(z, chunk_size))
 
     def single_base(self, s_trunk: torch.Tensor, s_inputs: torch.Tensor) -> torch.Tensor:
         """Lines 6-7: `[T, c_s]`."""
@@ -208,7 +213,7 @@ class DiffusionModule(nn.Module):
             s_inputs, s_trunk, z_trunk = trunk.s_inputs.float(), trunk.s.float(), trunk.z.float()
             cond = self.diffusion_conditioning
             z = cond.pair(feats, z_trunk, chunk_size)
-            atom = self.atom_attention_encoder.condition(feats, s_trunk, z)
+            atom = self.atom_attention_encoder.condition(feats, s_trunk, z, chunk_size)
             token_biases = None
             if z.shape[0] <= self.bias_cache_max_tokens:
                 token_biases = self.diffusion_transformer.pair_biases(z, chunk_size)
