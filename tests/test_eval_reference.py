@@ -297,3 +297,17 @@ def test_posebusters_checks_pass_for_the_crystal_pose_and_catch_a_clash(tmp_path
         moved["posebusters"]["minimum_distance_to_protein"]
         and moved["posebusters"]["volume_overlap_with_protein"]
     )
+
+
+def test_references_from_a_folder_or_a_table(tmp_path):
+    from model.eval.references import reference_table
+
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    (folder / "ubq.cif.gz").symlink_to(MMCIF_DIR / "1ubq.cif.gz")
+    (folder / "dna.pdb").write_text("END\n")
+    (folder / "notes.txt").write_text("not a structure\n")
+    assert reference_table(folder) == {"ubq": folder / "ubq.cif.gz", "dna": folder / "dna.pdb"}
+    table = tmp_path / "refs.csv"
+    table.write_text("target_id,reference\nubq,refs/ubq.cif.gz\nmissing,refs/none.cif\n")
+    assert reference_table(table) == {"ubq": tmp_path / "refs" / "ubq.cif.gz"}  # absent files are left out
