@@ -123,12 +123,14 @@ class WritesAFile:
 
 
 def payload_checkpoint(tmp_path: Path, state: dict) -> tuple[Path, Path]:
-    """A checkpoint whose extra entry runs code when loaded unsafely, and the file that code writes.
-    The payload is proven live: an unsafe load does write the file (removed again before returning)."""
+    """A checkpoint whose extra entry runs code when unpickled, and the file that code writes. The
+    payload is proven live: calling what it hands the unpickler writes the file (removed again)."""
     marker = tmp_path / "payload-ran"
     path = tmp_path / "payload.pt"
-    torch.save({"model": state, "note": WritesAFile(marker)}, path)
-    torch.load(path, weights_only=False)
+    payload = WritesAFile(marker)
+    torch.save({"model": state, "note": payload}, path)
+    call, args = payload.__reduce__()
+    call(*args)
     assert marker.is_file()
     marker.unlink()
     return path, marker
