@@ -258,8 +258,9 @@ class DiffusionModule(nn.Module):
             a, q_skip = self.atom_attention_encoder(cond.feats, cond.atom, r_noisy)
             a = a + self.linear_no_bias_s(self.layernorm_s(s))
             biases = cond.token_biases
-            if biases is None:
-                biases = self.diffusion_transformer.pair_biases(cond.z, cond.chunk_size)
+            if biases is None:  # made block by block: one [H, T, T] bias alive at a time
+                blocks = self.diffusion_transformer.blocks
+                biases = (blk.attention_pair_bias.pair_bias(cond.z, cond.chunk_size) for blk in blocks)
             a = self.diffusion_transformer(a, s, biases)
             a = self.layernorm_a(a)
             r_update = self.atom_attention_decoder(cond.feats, a, q_skip, cond.atom, cond.decoder_biases)

@@ -8,6 +8,8 @@ windows, AF3 Algorithm 7), which differ only in the shape of the pair bias they 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -172,9 +174,10 @@ class DiffusionTransformer(nn.Module):
         self,
         a: torch.Tensor,
         s: torch.Tensor,
-        biases: list[torch.Tensor],
+        biases: Iterable[torch.Tensor],
         gather: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
+        """`biases`: one per block, in order (a generator makes each only when its block runs)."""
         for blk, bias in zip(self.blocks, biases, strict=True):
             a = maybe_checkpoint(self.checkpoint_blocks, blk, a, s, bias, gather)
         return a
