@@ -16,6 +16,7 @@ from model.data.ccd import load_ccd
 from model.data.constants import DNA_RESIDUES, RNA_RESIDUES, THREE_TO_ONE_PROTEIN
 from model.data.from_target import structure_from_target, user_msas
 from model.data.inputs import (
+    CSV_COLUMNS,
     Entity,
     Target,
     TargetError,
@@ -625,3 +626,12 @@ def test_alphafold_server_jobs_read_like_protenix(tmp_path: Path, ccd) -> None:
     assert (server.dialect, protenix.dialect) == ("alphafoldserver", "protenix")
     assert server == protenix and server.target_id == "server_job" and server.seeds == ()
     assert [e.chain_ids for e in server.entities] == [("A", "B"), ("C",), ("D", "E")]
+
+
+def test_csv_columns_are_the_schemas() -> None:
+    import yaml
+
+    schema = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "workflow/schemas/targets.schema.yaml").read_text()
+    )
+    assert tuple(schema["properties"]) == CSV_COLUMNS and schema["required"] == ["target_id"]
