@@ -217,3 +217,20 @@ def test_workflow_report_with_evaluation_opens_offline(tmp_path, browser):
     for status in out["pages"]:
         assert status["viewer"] == "ready" and status["broken"] == 0 and status["external"] == [], status
     _assert_offline(browser)
+
+
+def test_training_curves_read_the_metrics_the_loop_writes(tmp_path):
+    """A metrics.csv with the loop's columns (validation on some steps only) becomes one PNG."""
+    from model.eval.report import write_training_png
+    from model.train.loop import METRIC_COLUMNS
+
+    rows = [",".join(METRIC_COLUMNS)]
+    for step in range(1, 7):
+        values = {"step": step, "loss": 10.0 / step, "diffusion": 5.0 / step, "lr": 1e-4 * step, "n_cycle": 1}
+        if step % 3 == 0:
+            values |= {"val_lddt": 0.1 * step, "val_dockq": 0.05 * step}
+        rows.append(",".join(str(values.get(c, "")) for c in METRIC_COLUMNS))
+    (tmp_path / "metrics.csv").write_text("\n".join(rows) + "\n")
+    write_training_png(tmp_path / "metrics.csv", 1, tmp_path / "stage1.png")
+    png = (tmp_path / "stage1.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000

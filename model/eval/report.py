@@ -118,17 +118,23 @@ def training_png(metrics_csv: Path, stage: int) -> bytes:
             axes[0].plot(steps, values, label=column, lw=1.2 if column == "loss" else 0.8)
     axes[0].set_yscale("log")
     axes[0].set_title(f"stage {stage}: loss terms")
-    axes[0].legend(fontsize=7, ncol=2)
+    axes[0].legend(fontsize=7, ncol=2, loc="best")
     steps, values = series("lr")
     axes[1].plot(steps, values, color="k")
     axes[1].set_title("learning rate")
+    validated = False
     for column in VALIDATION_COLUMNS:
         steps, values = series(column)
         if steps:
             axes[2].plot(steps, values, marker="o", label=column.removeprefix("val_"))
+            validated = True
     axes[2].set_ylim(0, 1)
     axes[2].set_title("validation (held-out entries)")
-    axes[2].legend(fontsize=8)
+    if validated:
+        axes[2].legend(fontsize=8)
+    else:
+        axes[2].text(0.5, 0.5, "no validation step in this stage\n(val_every, val_entries)", ha="center",
+                     va="center", transform=axes[2].transAxes, color="0.4")  # fmt: skip
     for ax in axes:
         ax.set_xlabel("step")
     return _figure_png(fig)
