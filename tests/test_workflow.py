@@ -176,6 +176,23 @@ def test_train_stage3_plan_chains_the_four_stages(workdir):
     assert edges == {("0", "1"), ("1", "2"), ("2", "3")}
 
 
+def test_init_checkpoint_starts_its_stage_and_skips_the_earlier_ones(workdir, tmp_path):
+    weights = tmp_path / "released.pt"
+    weights.write_bytes(b"weights")
+    extra = tmp_path / "finetune.yaml"
+    extra.write_text(f"training:\n  init_checkpoint: {weights}\n  init_stage: 1\n")
+    out = snakemake(
+        workdir, "--dry-run", "--printshellcmds", "--configfile", "config/config.yaml", str(extra), "--",
+        "train_stage3",
+    ).stdout  # fmt: skip
+    commands = {
+        int(m.group(1)): line for line in out.splitlines() if (m := re.search(r"train.py --stage (\d)", line))
+    }
+    assert sorted(commands) == [1, 2, 3]
+    assert f"--init-checkpoint {weights}" in commands[1]
+    assert "--init-checkpoint results/train/stage2/checkpoint.pt" in commands[3]
+
+
 def test_predict_plan_searches_each_unique_sequence_once(workdir):
     jobs = planned_jobs(workdir, "predict")
     rules = [r for r, _ in jobs]

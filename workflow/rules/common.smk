@@ -384,7 +384,12 @@ _remove_stale_records()
 
 
 def parent_checkpoint(wildcards) -> list[str]:
+    """The weights a stage starts from: training.init_checkpoint for stage training.init_stage (fine-
+    tuning given weights), else the previous stage's checkpoint (none for stage 0)."""
     stage = int(wildcards.stage)
+    init = config["training"].get("init_checkpoint", "")
+    if init and stage == config["training"].get("init_stage", 1):
+        return [init]
     return [] if stage == 0 else [f"{RESULTS}/train/stage{stage - 1}/checkpoint.pt"]
 
 

@@ -7,16 +7,6 @@
 # Snakemake never deletes the resume state before a rerun.
 
 
-def stage_parent(wildcards) -> list[str]:
-    """The weights a stage starts from: training.init_checkpoint for stage training.init_stage (fine-
-    tuning released or earlier weights), else the previous stage's checkpoint (none for stage 0).
-    """
-    init = config["training"].get("init_checkpoint", "")
-    if init and int(wildcards.stage) == config["training"].get("init_stage", 1):
-        return [init]
-    return parent_checkpoint(wildcards)
-
-
 localrules:
     training_set,
     train_stage0,
@@ -44,7 +34,7 @@ rule train_stage:
     input:
         features=f"{RESULTS}/features/train/training_set.txt",
         stages=config["training"]["stages"],
-        parent=stage_parent,
+        parent=parent_checkpoint,
     output:
         checkpoint=f"{RESULTS}/train/stage{{stage}}/checkpoint.pt",
     log:
