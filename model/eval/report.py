@@ -271,6 +271,11 @@ VIEWER_SCRIPT = """
     var colour = function (atom) { return BAND_COLOUR(atom.b); };
     viewer.setStyle({}, {cartoon: {colorfunc: colour}, line: {colorfunc: colour}});
     viewer.setStyle({hetflag: true}, {stick: {colorfunc: colour}});
+    var atoms = viewer.getModel().selectedAtoms({});
+    var bonded = atoms.filter(function (a) { return a.bonds.length > 0; }).length;
+    if (bonded < atoms.length / 2) {  // no sensible chemistry (e.g. untrained weights): show the atoms
+      viewer.setStyle({}, {sphere: {radius: 0.6, colorfunc: colour}});
+    }
     viewer.zoomTo();
     viewer.render();
   } catch (err) {
@@ -343,7 +348,8 @@ def target_page(
         "<h2>Top-ranked model in 3-D</h2>",
         '<div id="viewer"></div>',
         '<p class="caption">Drag to rotate, scroll to zoom. Cartoon and bonds for polymers, sticks for '
-        "ligands, coloured by pLDDT with the same bands as above.</p>",
+        "ligands, coloured by pLDDT with the same bands as above (a model whose atoms mostly lack bonded "
+        "neighbours, as from untrained weights, is drawn as spheres).</p>",
     ]
     if evaluation is not None:
         parts += [
