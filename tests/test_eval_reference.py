@@ -189,7 +189,9 @@ def test_ligand_moved_three_angstrom_fails_the_two_angstrom_criterion(tmp_path):
     same = _moved("102m", tmp_path / "same.cif", lambda _c, _r, xyz: xyz)
     ref_chains = read_chains(ref)
     (hem,) = [c.name for c in ref_chains if c.res_names == ["HEM"]]
-    result = score_sample(moved, ref_chains, posebusters=False)["ligands"][hem]
+    scored = score_sample(moved, ref_chains, posebusters=False)
+    assert scored["unmatched_model_chains"] == [] and scored["unmatched_reference_chains"] == []
+    result = scored["ligands"][hem]
     assert result["rmsd"] == pytest.approx(3.0, abs=1e-3)
     assert result["success"] is False and result["pocket_residues"] > 5
     assert result["lddt"] < 0.9
@@ -208,6 +210,7 @@ def test_unmatched_reference_is_a_one_line_error_not_a_zero(tmp_path):
     assert "no reference" in missing["error"]
     right = evaluate_target("ubq", pred, MMCIF_DIR / "1ubq.cif.gz", posebusters=False)
     assert right["samples"][0]["lddt"]["global"] == pytest.approx(1.0)
+    assert right["samples"][0]["unmatched_model_chains"] == []
     assert right["ranking"]["top_is_best"] is True
     write_table([wrong, right], tmp_path / "evaluation.tsv")
     lines = (tmp_path / "evaluation.tsv").read_text().splitlines()

@@ -105,7 +105,8 @@ def _receptor_pdb(model_cif: Path, folder: Path) -> Path:
 
 def score_sample(model_cif: Path, ref_chains: list, posebusters: bool = True) -> dict:
     """Every metric of one predicted model against the reference chains (see module docstring)."""
-    pairs = map_chains(read_chains(model_cif), ref_chains)
+    model_chains = read_chains(model_cif)
+    pairs = map_chains(model_chains, ref_chains)
     m = matched_atoms(pairs)
     names = [p.model.name for p in pairs]
     kinds = np.asarray(m.chain_kind)
@@ -115,6 +116,9 @@ def score_sample(model_cif: Path, ref_chains: list, posebusters: bool = True) ->
     x_true = torch.as_tensor(m.ref_xyz, dtype=torch.float32)
     out: dict = {
         "chain_map": {p.model.name: p.ref.name for p in pairs},
+        # e.g. a ligand the experiment did not resolve, or reference chains the model lacks
+        "unmatched_model_chains": sorted({c.name for c in model_chains} - {p.model.name for p in pairs}),
+        "unmatched_reference_chains": sorted({c.name for c in ref_chains} - {p.ref.name for p in pairs}),
         "lddt": lddt_breakdown(
             x_pred, x_true, torch.as_tensor(m.chain), torch.as_tensor(m.is_nucleotide()), names, ligand_chains
         ),
