@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,15 +38,16 @@ SEQ_1K1A = (
     "DSAAPGTLDLEARNYDGLTALHVAVNTECQETVQLLLERGADIDAVDIKSGRSPLIHAVENNSLSMVQLLLQHGANVNAQMYSGSSALHSASGRGLLPL"
     "VRTLVRSGADSSLKNCHNDTPLMVARSRRVIDILRGKATRPAS"
 )
-# 1k1a's real MSA files are cut to their first records (query included) to keep the suite fast.
-MSA_1K1A_RECORDS = 300
+RNA_9GMW = "ACCAGGAUGGCCGAGUGGUUAAGGCGUUGGACUUAAGAUCCAAUGGACAUAUGUCCGCGUGGGUUCGAACCCCACUCCUGGUACCA"
+# Real MSA files are cut to their first records (query included) to keep the suite fast.
+MSA_RECORDS = 300
 
 
 def _protein(sequence: str, **extra) -> dict:
     return {"proteinChain": {"sequence": sequence, "count": 1, **extra}}
 
 
-# Protenix input jobs; "{msa}" and "{msa_1k1a}" are replaced by the folders the real MSAs are copied to.
+# Protenix input jobs; "{msa}", "{msa_1k1a}" and "{rna_msa}" are replaced by the copies of the real MSAs.
 CASES: dict[str, list[dict]] = {
     "trp_cage": [_protein(TRP_CAGE)],
     "myoglobin_hem": [
@@ -93,6 +95,12 @@ CASES: dict[str, list[dict]] = {
     ],
 }
 
+# Featurized by Protenix with `use_rna_msa` on: its inference ignores RNA MSAs unless asked; Foldline
+# reads them.
+RNA_MSA_CASES: dict[str, list[dict]] = {
+    "rna_with_msa": [{"rnaSequence": {"sequence": RNA_9GMW, "count": 1, "unpairedMsaPath": "{rna_msa}"}}],
+}
+
 TOKEN_FEATURES = ("restype", "residue_index", "asym_id", "entity_id", "sym_id", "token_index", "token_bonds")
 # Compared as arrays, in the order each featurizer gives them (the network sees that order).
 DIRECT = (*TOKEN_FEATURES, "atom_to_token_idx")
@@ -119,14 +127,14 @@ SPECIAL = ("atom_order", "ref_pos", "ref_space_uid", "has_frame", "has_frame_rul
 # seed give other ETKDGv3 coordinates under Foldline's RDKit than under Protenix's pinned 2025.9.3 (and
 # HEM's molecule differs), so every multi-atom conformer differs, and with HEM's, two ligand frames.
 KNOWN: dict[tuple[str, str], int] = {
-    **{(case, "ref_pos"): 6 for case in CASES},
+    **{(case, "ref_pos"): 6 for case in (*CASES, *RNA_MSA_CASES)},
     ("myoglobin_hem", "has_frame"): 6,
 }
 
 
 def _params() -> list:
     out = []
-    for case in CASES:
+    for case in (*CASES, *RNA_MSA_CASES):
         for feature in (*DIRECT, *MSA_FEATURES, *TEMPLATE_FEATURES, *ATOM_FEATURES, *SPECIAL):
             point = KNOWN.get((case, feature))
             marks = [pytest.mark.xfail(strict=True, reason=f"issue #13 point {point}")] if point else []
@@ -151,23 +159,33 @@ def featurized(tmp_path_factory) -> dict[str, tuple[dict, dict, dict]]:
     msa_1k1a = root / "msa" / "1k1a_1"
     msa_1k1a.mkdir()
     for name in ("non_pairing.a3m", "pairing.a3m"):
-        text = (SHARED_DATA / "msa" / "1k1a_1" / name).read_text()
-        (msa_1k1a / name).write_text(">" + ">".join(text.split(">")[1 : MSA_1K1A_RECORDS + 1]))
-    jobs = [{"name": name, "sequences": sequences} for name, sequences in CASES.items()]
-    job_json = root / "jobs.json"
-    job_json.write_text(json.dumps(jobs).replace("{msa}", str(msa)).replace("{msa_1k1a}", str(msa_1k1a)))
-
-    protenix = protenix_features(job_json, root / "protenix", seed=SEED)
-    out_dir = root / "foldline"
-    argv = ["--inputs", str(job_json), "--out-dir", str(out_dir), "--failed-dir", str(root / "failed")]
-    assert _run_build_features([*argv, "--seed", str(SEED)]) == 0
+        _first_records(SHARED_DATA / "msa" / "1k1a_1" / name, msa_1k1a / name)
+    rna_msa = _first_records(SHARED_DATA / "msa" / "other" / "9gmw_2_rna.a3m", root / "msa" / "9gmw_2.a3m")
+    places = {"{msa}": str(msa), "{msa_1k1a}": str(msa_1k1a), "{rna_msa}": str(rna_msa)}
     result = {}
-    for name in CASES:
-        raw = store.load_features(out_dir / f"{name}.h5")
-        meta = store.load_meta(out_dir / f"{name}.h5")
-        converted = {k: v.numpy() for k, v in to_protenix_features(raw).items()}
-        result[name] = (protenix[name], converted, {**{k: v.numpy() for k, v in raw.items()}, **meta})
+    for run, (cases, use_rna_msa) in enumerate(((CASES, False), (RNA_MSA_CASES, True))):
+        text = json.dumps([{"name": name, "sequences": sequences} for name, sequences in cases.items()])
+        for key, value in places.items():
+            text = text.replace(key, value)
+        job_json = root / f"jobs{run}.json"
+        job_json.write_text(text)
+        protenix = protenix_features(job_json, root / f"protenix{run}", seed=SEED, use_rna_msa=use_rna_msa)
+        out_dir = root / f"foldline{run}"
+        argv = ["--inputs", str(job_json), "--out-dir", str(out_dir), "--failed-dir", str(root / "failed")]
+        assert _run_build_features([*argv, "--seed", str(SEED)]) == 0
+        for name in cases:
+            raw = store.load_features(out_dir / f"{name}.h5")
+            meta = store.load_meta(out_dir / f"{name}.h5")
+            converted = {k: v.numpy() for k, v in to_protenix_features(raw).items()}
+            result[name] = (protenix[name], converted, {**{k: v.numpy() for k, v in raw.items()}, **meta})
     return result
+
+
+def _first_records(a3m: Path, out: Path) -> Path:
+    """The first MSA_RECORDS records of a real a3m file, written to `out`."""
+    records = a3m.read_text().split(">")[1 : MSA_RECORDS + 1]
+    out.write_text(">" + ">".join(records))
+    return out
 
 
 def _atom_match(px: dict, fl_raw: dict) -> np.ndarray:

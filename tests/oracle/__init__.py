@@ -28,7 +28,12 @@ def require_oracle() -> None:
 
 
 def protenix_features(
-    input_json: Path, out_dir: Path, seed: int = 101, all_msa_rows: bool = False, timeout: float = 600
+    input_json: Path,
+    out_dir: Path,
+    seed: int = 101,
+    all_msa_rows: bool = False,
+    use_rna_msa: bool = False,
+    timeout: float = 600,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Protenix's inference features of every job in `input_json`: {job name: {feature: array}}.
 
@@ -39,6 +44,8 @@ def protenix_features(
     command = [str(ORACLE_PYTHON), str(RUNNER), str(input_json), str(out_dir), "--seed", str(seed)]
     if all_msa_rows:
         command.append("--all-msa-rows")
+    if use_rna_msa:
+        command.append("--use-rna-msa")
     run = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=out_dir.parent)
     if run.returncode != 0:
         raise RuntimeError(f"Protenix oracle failed (exit {run.returncode}):\n{run.stderr[-4000:]}")

@@ -3,6 +3,7 @@
 Runs in the oracle environment (built by `make oracle`), never in Foldline's:
 
     .venv-oracle/bin/python tests/oracle/protenix_features.py INPUT.json OUT_DIR [--seed S] [--all-msa-rows]
+        [--use-rna-msa]
 
 For every job of INPUT.json (a Protenix input: a list of {"name", "sequences", ...}; MSA files named by
 `unpairedMsaPath` / `pairedMsaPath` / `msa.precomputed_msa_dir`) it writes `OUT_DIR/{name}.npz`:
@@ -17,9 +18,10 @@ For every job of INPUT.json (a Protenix input: a list of {"name", "sequences", .
   augmentation, `atom_array.coord` the atom coordinates Protenix holds (zeros at inference).
 
 Options: `--seed` seeds Python, numpy and torch exactly as `runner/inference.py` does before featurizing
-(default 101, Protenix's default seed); `--all-msa-rows` lifts the featurizer's cap of 16,384 MSA rows.
-Settings are Protenix's inference defaults for `protenix_base_default_v1.0.0` (use_msa, no templates,
-no RNA MSA, paired MSA rows also used as unpaired). A job that fails exits non-zero with its traceback.
+(default 101, Protenix's default seed); `--all-msa-rows` lifts the featurizer's cap of 16,384 MSA rows;
+`--use-rna-msa` reads the RNA chains' MSAs, which Protenix's inference ignores by default. Other settings
+are Protenix's inference defaults for `protenix_base_default_v1.0.0` (use_msa, no templates, paired MSA
+rows also used as unpaired). A job that fails exits non-zero with its traceback.
 """
 
 from __future__ import annotations
@@ -57,12 +59,13 @@ def _deep_update(base: dict, update: Mapping) -> dict:
     return base
 
 
-def inference_configs_for(input_json: Path, dump_dir: Path):
+def inference_configs_for(input_json: Path, dump_dir: Path, use_rna_msa: bool = False):
     """Protenix's inference configs, composed as `runner/inference.py` composes them."""
     merged = _deep_update(
         {**configs_base, "data": data_configs, **inference_configs}, model_configs[MODEL_NAME]
     )
     args = f"--model_name {MODEL_NAME} --input_json_path {input_json} --dump_dir {dump_dir}"
+    args += f" --use_rna_msa {use_rna_msa}"
     return parse_configs(configs=merged, arg_str=args, fill_required_with_null=True)
 
 
@@ -74,12 +77,14 @@ def _as_numpy(value) -> np.ndarray | None:
     return None
 
 
-def featurize(input_json: Path, out_dir: Path, seed: int, all_msa_rows: bool) -> list[Path]:
+def featurize(
+    input_json: Path, out_dir: Path, seed: int, all_msa_rows: bool, use_rna_msa: bool = False
+) -> list[Path]:
     """Write `{out_dir}/{job name}.npz` for every job of `input_json`; returns the files written."""
     if all_msa_rows:  # FeatureAssemblyLine(max_msa_size=16384, max_paired_per_species=600)
         msa_featurizer.FeatureAssemblyLine.__init__.__defaults__ = (sys.maxsize, 600)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dataset = InferenceDataset(configs=inference_configs_for(input_json, out_dir))
+    dataset = InferenceDataset(configs=inference_configs_for(input_json, out_dir, use_rna_msa))
     written = []
     seed_everything(seed=seed, deterministic=False)
     for index in range(len(dataset)):
@@ -112,9 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path, help="folder for {job name}.npz")
     parser.add_argument("--seed", type=int, default=101, help="seed set before featurizing (default 101)")
     parser.add_argument("--all-msa-rows", action="store_true", help="keep every MSA row (no 16,384 cap)")
+    parser.add_argument("--use-rna-msa", action="store_true", help="read RNA chains' MSAs (default: ignored)")
     args = parser.parse_args(argv)
     json.loads(args.input_json.read_text())  # a malformed file fails here, with its own message
-    for path in featurize(args.input_json.resolve(), args.out_dir, args.seed, args.all_msa_rows):
+    paths = featurize(args.input_json.resolve(), args.out_dir, args.seed, args.all_msa_rows, args.use_rna_msa)
+    for path in paths:
         print(path)
     return 0
 
