@@ -956,13 +956,14 @@ def _csv_rows(csv_path: Path, file_ctx: _Ctx, limits: InputLimits) -> list[_CsvR
         raise file_ctx.error(None, f"cannot read: {exc.strerror or exc}") from None
     lines, bad_bytes = [], {}
     for line in raw.removeprefix(b"\xef\xbb\xbf").splitlines(keepends=True):
+        text = line.decode("utf-8", errors="replace")
+        if text.lstrip().startswith("#"):
+            continue
+        lines.append(text)
         try:
-            text = line.decode("utf-8")
+            line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            text = line.decode("utf-8", errors="replace")
-            bad_bytes[len(lines) + 1] = f"byte 0x{line[exc.start]:02x} at column {exc.start + 1} is not UTF-8"
-        if not text.lstrip().startswith("#"):
-            lines.append(text)
+            bad_bytes[len(lines)] = f"byte 0x{line[exc.start]:02x} at column {exc.start + 1} is not UTF-8"
     reader = csv.reader(lines)
     header = [c.strip() for c in next(reader, [])]
     if not any(header):

@@ -185,6 +185,7 @@ TABLE_CASES: list[tuple[str, bytes, str | None]] = [
     ("bom", ("\ufeff" + HEADER + "\n" + "\n".join(GOOD_ROWS) + "\n").encode(), None),
     ("crlf", (HEADER + "\r\n" + "\r\n".join(GOOD_ROWS) + "\r\n").encode(), None),
     ("bom_crlf", ("\ufeff" + HEADER + "\r\n" + "\r\n".join(GOOD_ROWS) + "\r\n").encode(), None),
+    ("latin1_comment", ("# caf\xe9 screen\n" + HEADER + "\n" + "\n".join(GOOD_ROWS) + "\n").encode("latin-1"), None),
     ("comments_and_blank_lines", ("# a screen\n" + HEADER + "\n\n# good ones\n" + "\n".join(GOOD_ROWS) + "\n\n").encode(), None),
     ("few_columns", b"target_id,chains\ngood_a,protein:MKTAYIAKQR\ngood_b,dna:ACGT\n", None),
     ("no_header", ("\n".join(GOOD_ROWS) + "\n").encode(), "targets.csv: no header: the first line must name the columns, e.g. target_id,chains"),

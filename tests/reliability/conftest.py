@@ -1,7 +1,6 @@
-"""The reliability tests import the workflow helpers and scripts beside the other tests."""
+"""The reliability tests import the workflow's scripts (scripts/make_shards.py) as the rules do."""
 
 import sys
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(TESTS), str(TESTS.parent / "scripts")]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))

@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cases import GOOD_ROWS, HEADER, HUGE_SMILES, af3_job
-
 from model.data import store
 from model.search.entries import checksum_path, seal
+from reliability.cases import GOOD_ROWS, HEADER, HUGE_SMILES, af3_job
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cases import ACCEPTED_CASES, GOOD_ROWS, HEADER, PARSE_CASES, TABLE_CASES, Case
 from make_shards import read_target_table
 
 from model.data.ccd import load_ccd
 from model.data.inputs import TargetError, check_target_id, invalid_row_id
+from reliability.cases import ACCEPTED_CASES, GOOD_ROWS, HEADER, PARSE_CASES, TABLE_CASES, Case
 
 REPO = Path(__file__).resolve().parents[2]
 # the shipped limits, with a small file-size limit so that the oversized-file kinds stay small

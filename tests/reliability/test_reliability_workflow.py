@@ -17,11 +17,11 @@ from pathlib import Path
 
 import h5py
 import torch
-from cases import HUGE_SMILES, PROLINE_SDF, TEMPLATE_CIF, _template, af3_job
 from test_workflow_helpers import make_workdir, snakemake
 
 from model.data import store
 from model.search.entries import entry_problem
+from reliability.cases import HUGE_SMILES, PROLINE_SDF, TEMPLATE_CIF, _template, af3_job
 
 CONFIG = {"samples": 1, "steps": 2, "cycles": 1, "checkpoint": "none"}
 GOOD = {

@@ -1,0 +1,1 @@
+"""Reliability tests (issue #14): bad and unusual inputs, damaged caches."""
