@@ -2,7 +2,8 @@
 
 The split is computed from the targets table alone (token counts known at parse time), so the
 workflow's DAG is fully known before any job runs and no checkpoint rule is needed. The same table
-and settings always give the same shards.
+and settings always give the same shards. `read_target_table` is how the workflow reads the table at
+parse time: every target parsed and sized within config `limits`, a bad one turned into its note.
 
 Standalone:  python scripts/make_shards.py --inputs targets.csv --shards 4 --out shards.tsv
 As a rule:   writes the shard plan (snakemake.params.plan, .tokens) to snakemake.output[0].
