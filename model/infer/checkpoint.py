@@ -16,6 +16,7 @@ missing, unexpected and mis-shaped keys. Random initialisation is never implicit
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,14 +68,15 @@ def _names(keys: list[str]) -> str:
     return shown + (f" (+{len(keys) - SHOW_KEYS} more)" if len(keys) > SHOW_KEYS else "")
 
 
-def fit_problems(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
+def fit_problems(expected: dict[str, torch.Tensor | torch.Size], state: dict[str, torch.Tensor]) -> list[str]:
     """Missing, unexpected and mis-shaped keys of `state` against `expected` (empty when it fits)."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
+    want = {k: v if isinstance(v, torch.Size) else v.shape for k, v in expected.items()}
     shapes = sorted(
-        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-        for k in set(expected) & set(state)
-        if state[k].shape != expected[k].shape
+        f"{k} {tuple(state[k].shape)} vs {tuple(want[k])}"
+        for k in set(want) & set(state)
+        if state[k].shape != want[k]
     )
     problems = []
     if missing:
@@ -131,6 +133,12 @@ def _network_shapes(cfg: ModelConfig) -> dict[str, torch.Tensor]:
         return Foldline(cfg).state_dict()
 
 
+@functools.cache
+def _preset_shapes(name: str) -> dict[str, torch.Size]:
+    """{key: shape} of a named preset's network (presets are files that do not change during a run)."""
+    return {k: v.shape for k, v in _network_shapes(load_preset(name)).items()}
+
+
 def _candidate_presets(obj: Any, path: Path, preset: str) -> list[tuple[str, str]]:
     """(preset, why) in the order they are tried for weights without a network config."""
     names = preset_names()
@@ -176,10 +184,9 @@ def load_network_weights(checkpoint: str | Path | None, preset: str) -> LoadedWe
         return LoadedWeights(cfg, state, "checkpoint", None, provenance)
     tried = {}
     for name, why in _candidate_presets(obj, path, preset):
-        cfg = load_preset(name)
-        problems = fit_problems(_network_shapes(cfg), state)
+        problems = fit_problems(_preset_shapes(name), state)
         if not problems:
-            return LoadedWeights(cfg, state, f"preset {name}{why}", name, provenance)
+            return LoadedWeights(load_preset(name), state, f"preset {name}{why}", name, provenance)
         tried[name] = problems
     raise CheckpointError(
         f"checkpoint {path}: carries no network config and fits no preset in config/presets/; "
