@@ -186,3 +186,30 @@ def test_protenix_presets_sample_as_protenix_does(tmp_path):
         torch.testing.assert_close(_distances(x), want, rtol=1e-4, atol=1e-4)
     # overriding the step count keeps the other settings
     assert PredictSettings.for_network(mini, n_cycle=2, n_step=9).n_step == 9
+
+
+def test_predict_samples_with_the_settings_of_the_weights(monkeypatch):
+    """predict_seed hands the network preset's sampler settings (here Protenix mini's: 5 steps, no
+    churn, step scale 1, schedule ending at 0) to SampleDiffusion."""
+    from model.infer import predict
+    from model.nn.config import load_preset
+    from model.nn.network import Foldline
+    from model.nn.synthetic import synthetic_features
+
+    seen = {}
+
+    def recording(*args, **kwargs):
+        seen.update(kwargs, n_step=args[3])
+        return sample_diffusion(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "sample_diffusion", recording)
+    settings = predict.PredictSettings.for_network(
+        load_preset("protenix_mini_default_v0.5.0"), n_cycle=1, n_sample=1
+    )
+    torch.manual_seed(0)
+    net = Foldline(load_preset("tiny")).eval()
+    feats = synthetic_features(6, atoms_per_token=5, n_msa=1, n_templ=0, seed=1)
+    cpu = torch.device("cpu")
+    predict.predict_seed(net, feats, 1, settings, predict.make_plan(6, settings, cpu), cpu)
+    assert seen["n_step"] == 5 and seen["gamma_0"] == 0.0 and seen["step_scale"] == 1.0
+    assert seen["noise_scale"] == 1.003 and float(seen["schedule"][-1]) == 0.0 and len(seen["schedule"]) == 6
