@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.infer.checkpoint import CheckpointError, is_random_init, load_weights
+from model.infer.checkpoint import (
+    CheckpointError,
+    fit_problems,
+    is_random_init,
+    load_network_weights,
+    read_state_dict,
+)
 from model.train.checkpoint import rng_state, save_checkpoint, sha256_file
 
 
@@ -36,19 +42,16 @@ def test_loads_training_checkpoint_with_rng_state(tmp_path):
             "config": {"a": 1},
         },
     )
-    dst = small_net()
-    info = load_weights(dst, path)
-    assert info["sha256"] == sha256_file(path)
-    for key, value in src.state_dict().items():
-        assert torch.equal(dst.state_dict()[key], value)
+    state = read_state_dict(path)
+    assert state.keys() == src.state_dict().keys()
+    assert all(torch.equal(state[k], v) for k, v in src.state_dict().items())
 
 
 def test_bare_and_ddp_state_dicts(tmp_path):
     src = small_net()
     torch.save({f"module.{k}": v for k, v in src.state_dict().items()}, tmp_path / "ddp.pt")
-    dst = small_net()
-    load_weights(dst, tmp_path / "ddp.pt")
-    assert torch.equal(dst[0].weight, src[0].weight)
+    state = read_state_dict(tmp_path / "ddp.pt")
+    assert state.keys() == src.state_dict().keys() and torch.equal(state["0.weight"], src[0].weight)
 
 
 def test_mismatch_names_missing_unexpected_and_shapes(tmp_path):
@@ -56,9 +59,7 @@ def test_mismatch_names_missing_unexpected_and_shapes(tmp_path):
     net = torch.nn.Sequential(
         torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(4, 2), torch.nn.Linear(2, 2)
     )
-    with pytest.raises(CheckpointError) as err:
-        load_weights(net, tmp_path / "c.pt")
-    msg = str(err.value)
+    msg = "; ".join(fit_problems(net.state_dict(), read_state_dict(tmp_path / "c.pt")))
     assert "3.weight" in msg and "missing" in msg
     assert "extra.weight" in msg and "unexpected" in msg
     assert "0.weight (4, 3) vs (5, 3)" in msg
@@ -66,24 +67,23 @@ def test_mismatch_names_missing_unexpected_and_shapes(tmp_path):
 
 def test_missing_and_unsafe_files(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
-        load_weights(small_net(), tmp_path / "absent.pt")
+        read_state_dict(tmp_path / "absent.pt")
 
     # an arbitrary pickled object (here argparse.Namespace) is refused by weights_only
     torch.save({"model": small_net().state_dict(), "obj": argparse.Namespace(a=1)}, tmp_path / "unsafe.pt")
     with pytest.raises(CheckpointError, match="refused: it holds a Python object .*argparse.Namespace"):
-        load_weights(small_net(), tmp_path / "unsafe.pt")
+        read_state_dict(tmp_path / "unsafe.pt")
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match="not a Foldline checkpoint"):
-        load_weights(small_net(), tmp_path / "list.pt")
+        read_state_dict(tmp_path / "list.pt")
 
 
 def test_random_init_is_explicit():
     assert is_random_init(None) and is_random_init("none") and is_random_init("None")
     assert not is_random_init("results/train/stage3/checkpoint.pt")
-    net = small_net()
-    before = net[0].weight.clone()
-    assert load_weights(net, "none") == {"checkpoint": None, "sha256": None}
-    assert torch.equal(net[0].weight, before)
+    loaded = load_network_weights("none", "tiny")
+    assert loaded.state is None and loaded.provenance == {"checkpoint": None, "sha256": None}
+    assert loaded.network_source == "preset tiny"
 
 
 def test_predict_script_loads_a_real_checkpoint_and_refuses_a_mismatch(tmp_path, capsys):
@@ -98,7 +98,7 @@ def test_predict_script_loads_a_real_checkpoint_and_refuses_a_mismatch(tmp_path,
     spec.loader.exec_module(script)
     net = Foldline(load_preset("tiny"))
     good = save_checkpoint(tmp_path / "good.pt", {"model": net.state_dict(), "step": 5, "rng": rng_state()})
-    assert load_weights(Foldline(load_preset("tiny")), good)["sha256"] == sha256_file(good)
+    assert load_network_weights(good, "tiny").provenance["sha256"] == sha256_file(good)
     state = net.state_dict()
     dropped = sorted(state)[0]
     del state[dropped]
@@ -251,12 +251,12 @@ def test_truncated_flipped_and_garbage_files_are_one_line_errors(tmp_path):
         path = tmp_path / name
         path.write_bytes(content)
         with pytest.raises(CheckpointError) as err:
-            load_weights(small_net(64), path)
+            read_state_dict(path)
         message = str(err.value)
         assert message.startswith(f"checkpoint {path}: ") and "\n" not in message, message
         assert "weights_only" not in message
     assert "checksum mismatch" in str(
-        pytest.raises(CheckpointError, load_weights, small_net(64), tmp_path / "flipped.pt").value
+        pytest.raises(CheckpointError, read_state_dict, tmp_path / "flipped.pt").value
     )
 
 

@@ -29,10 +29,9 @@ from model.train.checkpoint import CheckpointError, read_checkpoint, sha256_file
 __all__ = [
     "CheckpointError",
     "LoadedWeights",
-    "check_fit",
+    "fit_problems",
     "is_random_init",
     "load_network_weights",
-    "load_weights",
     "read_state_dict",
     "state_dict_of",
 ]
@@ -86,26 +85,6 @@ def fit_problems(expected: dict[str, torch.Tensor | torch.Size], state: dict[str
     if shapes:
         problems.append(f"{len(shapes)} mis-shaped (checkpoint vs network): {_names(shapes)}")
     return problems
-
-
-def check_fit(net: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Raise CheckpointError naming missing, unexpected and mis-shaped keys, if any."""
-    problems = fit_problems(net.state_dict(), state)
-    if problems:
-        raise CheckpointError(f"checkpoint {source}: does not fit the network; " + "; ".join(problems))
-
-
-def load_weights(net: torch.nn.Module, checkpoint: str | Path | None) -> dict:
-    """Load `checkpoint` into `net` (strict), or keep its random init when `is_random_init`.
-
-    Returns provenance: {"checkpoint": path or None, "sha256": hex or None}.
-    """
-    if is_random_init(checkpoint):
-        return {"checkpoint": None, "sha256": None}
-    state = read_state_dict(checkpoint)
-    check_fit(net, state, str(checkpoint))
-    net.load_state_dict(state, strict=True)
-    return {"checkpoint": str(Path(checkpoint).resolve()), "sha256": sha256_file(checkpoint)}
 
 
 @dataclass
@@ -195,7 +174,8 @@ def load_network_weights(checkpoint: str | Path | None, preset: str) -> LoadedWe
 
 
 def check_fit_config(cfg: ModelConfig, state: dict[str, torch.Tensor], source: str) -> None:
-    """`check_fit` against the network `cfg` describes, without building its weights."""
+    """Raise CheckpointError naming the missing, unexpected and mis-shaped keys of `state` against
+    the network `cfg` describes (built on the meta device), if any."""
     problems = fit_problems(_network_shapes(cfg), state)
     if problems:
         raise CheckpointError(f"checkpoint {source}: does not fit the network; " + "; ".join(problems))
