@@ -69,6 +69,8 @@ CASES: dict[str, list[dict]] = {
         }
     ],
     "protein_hyp": [_protein("GPPGPPGPP", modifications=[{"ptmType": "CCD_HYP", "ptmPosition": 3}])],
+    # BP5 has no one-letter code (restype UNK); the sequence holds its CCD parent's letter (ALA).
+    "protein_bp5": [_protein("MKTAYIAKQR", modifications=[{"ptmType": "CCD_BP5", "ptmPosition": 4}])],
     "rna_5mc": [
         {
             "rnaSequence": {
