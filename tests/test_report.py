@@ -234,3 +234,23 @@ def test_training_curves_read_the_metrics_the_loop_writes(tmp_path):
     write_training_png(tmp_path / "metrics.csv", 1, tmp_path / "stage1.png")
     png = (tmp_path / "stage1.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+def test_predict_plans_report_pages_but_never_the_evaluation(tmp_path):
+    """`predict` builds a page per target; an evaluation already on disk is read, not re-planned
+    (planned without `references`, it would overwrite every evaluation with an error)."""
+    from test_workflow_helpers import planned_jobs
+
+    work = make_workdir(tmp_path / "wf", {"checkpoint": "none"})
+    (work / "results/evaluation").mkdir(parents=True)
+    (work / "results/evaluation/trp_cage.json").write_text('{"target_id": "trp_cage", "error": "x"}\n')
+    rules = [r for r, _ in planned_jobs(work, "predict")]
+    assert rules.count("report_target") == 3 and "evaluate_target" not in rules
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    (refs / "trp_cage.cif.gz").symlink_to(MMCIF_DIR / "1l2y.cif.gz")
+    jobs = planned_jobs(work, "evaluate", "--config", f"references={refs}")
+    assert sorted(w for r, w in jobs if r == "evaluate_target") == [
+        "target=dickerson_dodecamer", "target=trp_cage", "target=trp_cage_atp"
+    ]  # fmt: skip
+    assert [r for r, _ in jobs].count("evaluation_table") == 1
