@@ -156,8 +156,9 @@ def test_truncated_file_is_invalid(tmp_path: Path, feats: dict) -> None:
     for keep in (len(data) // 2, len(data) - 100, 512):
         path.write_bytes(data[:keep])
         assert not store.is_valid(path), keep
-    with pytest.raises(store.FeatureStoreError):
+    with pytest.raises(store.FeatureStoreError, match="removed, the next run builds it again"):
         store.load_features(path)
+    assert not path.exists()  # a corrupt cache entry goes, so that the workflow rebuilds it
 
 
 def test_corrupt_chunk_is_invalid(tmp_path: Path, feats: dict) -> None:

@@ -241,7 +241,8 @@ def load_features(
     `max_msa_rows` keeps only the first rows of `msa` / `deletion_matrix` (the query and paired
     rows come first; `profile` and `deletion_mean` still describe the full MSA) and reads only those.
     `exclude` names features not to load (e.g. `token_bonds`, [T, T] dense: GBs for a capsid; see
-    `load_token_bonds` for a subset).
+    `load_token_bonds` for a subset). A file that cannot be read and fails `is_valid` is removed (the
+    workflow's next run sees it missing and featurizes its target again) and FeatureStoreError says so.
     """
     exclude = set(exclude)
     out: dict[str, torch.Tensor] = {}
@@ -256,7 +257,11 @@ def load_features(
                     rows = max_msa_rows if FEATURES[name][1][0] == "M" else None
                     out[name] = _as_tensor(_from_disk(name, dataset, rows), device)
     except OSError as err:
-        raise FeatureStoreError(f"{Path(path).name}: cannot read feature file ({err})") from err
+        reason = f"{Path(path).name}: cannot read feature file ({err})"
+        if Path(path).is_file() and not is_valid(path):  # corrupt, not just unreachable: a cache to rebuild
+            Path(path).unlink()
+            reason += "; removed, the next run builds it again"
+        raise FeatureStoreError(reason) from err
     return out
 
 
