@@ -119,8 +119,8 @@ def attach_inputs(job: Job, manifest: dict, template_dir: Path | None) -> None:
                 paired = entity.paired_msa
                 if paired is None and entity.paired_msa_path is not None:
                     paired = Path(entity.paired_msa_path).read_text()
-                unpaired_rows = _user_msa(job, index, entity, "unpairedMsa", unpaired or "")
-                paired_rows_ = _user_msa(job, index, entity, "pairedMsa", paired or "")
+                unpaired_records = _user_msa(job, index, entity, "unpairedMsa", unpaired or "")
+                paired_records = _user_msa(job, index, entity, "pairedMsa", paired or "")
             else:
                 unpaired = paired = None
                 if chain in chains:
@@ -129,15 +129,15 @@ def attach_inputs(job: Job, manifest: dict, template_dir: Path | None) -> None:
                     unpaired = read_entry(entry["unpaired"]) if entry.get("unpaired") else None
                     paired = read_entry(entry["paired"]) if entry.get("paired") else None
                     paired = species_paired.get(chain, paired)
-                unpaired_rows, paired_rows_ = parse_a3m(unpaired or ""), parse_a3m(paired or "")
+                unpaired_records, paired_records = parse_a3m(unpaired or ""), parse_a3m(paired or "")
             if unpaired or paired:
-                job.msas[chain] = MsaInput(unpaired_rows, paired_rows_)
+                job.msas[chain] = MsaInput(unpaired_records, paired_records)
                 job.hash_parts += [f"msa:{chain}", unpaired or "", paired or ""]
             template_path = manifest.get("templates", {}).get(chain)
             if template_path is None and template_dir is not None and chain in chains:
                 a3m = chains[chain] if isinstance(chains[chain], str) else chains[chain].get("unpaired", "")
                 candidate = template_dir / Path(a3m).parent.name / (Path(a3m).stem + ".npz")
-                template_path = candidate if candidate.exists() else None
+                template_path = candidate if candidate.is_file() else None
             if template_path is not None:
                 check_entry(template_path)
                 job.templates[chain] = _load_templates(Path(template_path))
