@@ -213,3 +213,24 @@ def test_predict_samples_with_the_settings_of_the_weights(monkeypatch):
     predict.predict_seed(net, feats, 1, settings, predict.make_plan(6, settings, cpu), cpu)
     assert seen["n_step"] == 5 and seen["gamma_0"] == 0.0 and seen["step_scale"] == 1.0
     assert seen["noise_scale"] == 1.003 and float(seen["schedule"][-1]) == 0.0 and len(seen["schedule"]) == 6
+
+
+def test_every_step_gives_the_denoiser_one_static_batch():
+    """What a CUDA graph of the denoiser relies on: every step passes all samples at once with the same
+    shapes and dtype ([S, A, 3] and [S] float32), and the sampler is done with one step's output before
+    the next call (a graph replay writes every output into the same buffer)."""
+    ref = torch.randn(12, 3) * 8
+    shapes = []
+
+    def denoise(x_noisy, sigma):
+        shapes.append((tuple(x_noisy.shape), x_noisy.dtype, tuple(sigma.shape), sigma.dtype))
+        return weighted_rigid_align(ref.expand_as(x_noisy), x_noisy, torch.ones(x_noisy.shape[:-1]))
+
+    reference = sample_diffusion(denoise, 12, 3, 6, torch.Generator().manual_seed(5))
+    assert shapes == [((3, 12, 3), torch.float32, (3,), torch.float32)] * 6
+    static = torch.empty(3, 12, 3)
+
+    def replayed(x_noisy, sigma):
+        return static.copy_(denoise(x_noisy, sigma))  # the same buffer every step
+
+    assert torch.equal(sample_diffusion(replayed, 12, 3, 6, torch.Generator().manual_seed(5)), reference)
