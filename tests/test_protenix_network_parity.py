@@ -33,10 +33,10 @@ import yaml
 from conftest import REPO, SHARED_DATA
 from oracle import protenix_features, require_oracle
 from oracle.convert import to_protenix_features
-from oracle.protenix_network import SMALL_PRESET, run_oracle
+from oracle.protenix_network import SMALL_PRESET, protenix_args, run_oracle
 
 from model.data import store
-from model.nn.config import load_preset
+from model.nn.config import load_preset, preset_names
 from model.nn.network import Foldline, TrunkOutput
 from model.nn.synthetic import synthetic_features
 
@@ -150,6 +150,10 @@ def foldline_features(jobs: Path, names: list[str], workdir: Path) -> tuple[dict
     return feats, {name: store.load_meta(workdir / f"{name}.h5")["atom_name"] for name in names}
 
 
+def _n_cycle(name: str) -> int:
+    return INPUTS[name][1] if name in INPUTS else 2  # the synthetic case recycles twice
+
+
 class ParityRuns:
     """Both networks on a group of cases, run once per group (one oracle process each)."""
 
@@ -180,7 +184,7 @@ class ParityRuns:
         for name, f in feats.items():
             path = workdir / f"{name}.foldline.npz"
             np.savez(path, **{key: value.numpy() for key, value in to_protenix_features(f).items()})
-            n_cycle = INPUTS[name][1] if name in INPUTS else 2
+            n_cycle = _n_cycle(name)
             oracle_cases[name] = (path, n_cycle)
             if name in INPUTS:
                 oracle_cases[f"{name}.own"] = (own_dir / f"{name}.npz", n_cycle)
@@ -226,6 +230,18 @@ def _own(name: str):
 IDENTICAL_CASES = ["synthetic", *map(_slow, INPUTS)]
 
 
+def test_protenix_config_expresses_the_released_sizes_and_refuses_others(tmp_path: Path) -> None:
+    released = [name for name in preset_names() if name == "base" or name.startswith("protenix_")]
+    assert released
+    for name in released:
+        assert f"--n_blocks {load_preset(name).pairformer.n_blocks} " in protenix_args(load_preset(name))
+    small = tmp_path / "small.yaml"
+    small.write_text(yaml.safe_dump(SMALL_PRESET))
+    assert "--c_z 16 " in protenix_args(load_preset(small))
+    with pytest.raises(ValueError, match="Protenix 2.0.0 fixes"):  # tiny: 2 heads, triangle 16, ...
+        protenix_args(load_preset("tiny"))
+
+
 @pytest.mark.parametrize("name", IDENTICAL_CASES)
 def test_modules_match_protenix_on_its_captured_inputs(parity_runs: ParityRuns, name: str) -> None:
     net, case = _case(parity_runs, name)
@@ -238,9 +254,8 @@ def test_modules_match_protenix_on_its_captured_inputs(parity_runs: ParityRuns, 
 @pytest.mark.parametrize("name", IDENTICAL_CASES)
 def test_trunk_matches_protenix_on_identical_features(parity_runs: ParityRuns, name: str) -> None:
     net, case = _case(parity_runs, name)
-    n_cycle = INPUTS[name][1] if name in INPUTS else 2
     with torch.no_grad():
-        trunk = net.run_trunk(case.feats, n_cycle=n_cycle, dtype=torch.float32)
+        trunk = net.run_trunk(case.feats, n_cycle=_n_cycle(name), dtype=torch.float32)
         errors = trunk_errors(trunk, case.out)
         errors["distogram"] = rel(net.distogram(trunk.z), case.out["distogram"])
     assert_within(errors, IDENTICAL_TOL)
@@ -263,6 +278,6 @@ def test_each_tools_own_featurizer_gives_the_same_network_outputs(parity_runs: P
         f"atom order differs: Foldline {len(names)} atoms, Protenix {len(own_names)}"
     )
     with torch.no_grad():
-        trunk = net.run_trunk(case.feats, n_cycle=INPUTS[name][1], dtype=torch.float32)
+        trunk = net.run_trunk(case.feats, n_cycle=_n_cycle(name), dtype=torch.float32)
         errors = trunk_errors(trunk, case.out) | head_errors(net, case.feats, trunk, case.out)
     assert_within(errors, OWN_FEATURES_TOL)
