@@ -4,6 +4,7 @@ truth, determinism, the store round trip and scripts/build_features.py."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -425,6 +426,48 @@ def test_modified_residues_and_nucleotide_atoms_through_a_target(tmp_path: Path,
     c1 = standard & (names == "C1'")  # OP3 P OP1 OP2 O5' C5' C4' O4' C3' O3' C2' O2' C1'
     assert (feats["atom_to_tokatom_idx"][c1] == 12).all()
     assert (feats["atom_to_tokatom_idx"][~np.isin(res_name, C.RESTYPES)[feats["atom_to_token"]]] == 0).all()
+
+
+def test_msa_query_of_a_modified_residue_is_its_sequence_letter(tmp_path: Path, ccd) -> None:
+    """MSA row 0 and the profile take the job sequence's letter at a modified residue (BP5 written as
+    A: ALA; 5IU in DNA written as T: DT), as Protenix's row 0 is the sequence; restype stays the
+    residue's class (UNK, DN)."""
+    from model.data.from_target import structure_from_target
+    from model.data.inputs import load_targets
+
+    job = [
+        {
+            "name": "mod",
+            "sequences": [
+                {
+                    "proteinChain": {
+                        "sequence": "MKTAYIAKQR",
+                        "count": 1,
+                        "modifications": [{"ptmType": "CCD_BP5", "ptmPosition": 4}],
+                    }
+                },
+                {
+                    "dnaSequence": {
+                        "sequence": "GACTGA",
+                        "count": 1,
+                        "modifications": [{"modificationType": "CCD_5IU", "basePosition": 4}],
+                    }
+                },
+            ],
+        }
+    ]
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    (target,), errors = load_targets(tmp_path / "job.json")
+    assert not errors
+    result = featurize(structure_from_target(target, ccd), ccd, seed=0)
+    feats, res_name = result.features, result.meta["token_res_name"]
+    expected = feats["restype"].copy()
+    for code, restype, letter_class in (("BP5", "UNK", "ALA"), ("5IU", "DN", "DT")):
+        sel = res_name == code
+        assert sel.sum() > 1 and (feats["restype"][sel] == C.RESTYPE_INDEX[restype]).all()
+        expected[sel] = C.RESTYPE_INDEX[letter_class]
+    np.testing.assert_array_equal(feats["msa"][0], expected)
+    np.testing.assert_array_equal(feats["profile"], np.eye(C.NUM_RESTYPES)[expected])
 
 
 def test_a_modified_copy_is_the_same_sequence_for_pairing(tmp_path: Path, ccd) -> None:

@@ -28,7 +28,7 @@ from model.data.constants import (
     THREE_TO_ONE_PROTEIN,
 )
 from model.data.feature_spec import FEATURES, META, check_features
-from model.data.msa import POLYMER_TYPES, ChainAlignment, MsaInput, assemble_msa, chain_alignment
+from model.data.msa import ALPHABETS, POLYMER_TYPES, ChainAlignment, MsaInput, assemble_msa, chain_alignment
 from model.data.reference_frame import place_reference_spaces
 from model.data.structure import Structure
 from model.data.tokens import tokenize
@@ -129,6 +129,26 @@ def _chain_length(structure: Structure, chain: int) -> int:
     return int(structure.chain_res_end[chain] - structure.chain_res_start[chain])
 
 
+def msa_query(structure: Structure, restype: np.ndarray, token_residue: np.ndarray) -> np.ndarray:
+    """MSA row 0 [N_token]: a polymer token reads its residue's letter in the job sequence, the
+    others their `restype`. They differ only at a modified residue whose letter is not its class
+    (BP5 written as A: ALA here, UNK as restype), as in Protenix, whose row 0 is the sequence. An
+    unknown letter (X, N: what the inline `MK(SEP)T` syntax writes) says nothing and keeps the class."""
+    query = np.array(restype, dtype=np.int32)
+    if structure.res_sequence_letter is None:
+        return query
+    letters = structure.res_sequence_letter[token_residue]
+    kinds = structure.chain_type[structure.res_chain[token_residue]]
+    for kind in POLYMER_TYPES:
+        tokens = np.flatnonzero((kinds == kind) & (letters != ""))
+        if len(tokens):
+            codes = np.frombuffer("".join(letters[tokens]).encode("ascii", "replace"), dtype=np.uint8)
+            letter_class = ALPHABETS[kind][codes]
+            known = letter_class != ALPHABETS[kind][ord("X")]
+            query[tokens[known]] = letter_class[known]
+    return query
+
+
 def msa_features(
     structure: Structure,
     restype: np.ndarray,
@@ -162,7 +182,8 @@ def msa_features(
             chain_alignment(msas[name], kind, sequence, tokens, positions, f"{structure.name}/{name}")
         )
     protein_token = structure.chain_type[asym_id] == "protein"
-    complex_msa = assemble_msa(restype, asym_id, protein_token, alignments, pair=len(protein_sequences) > 1)
+    query = msa_query(structure, restype, token_residue)
+    complex_msa = assemble_msa(query, asym_id, protein_token, alignments, pair=len(protein_sequences) > 1)
     out = {
         "msa": complex_msa.msa,
         "deletion_matrix": complex_msa.deletion_matrix,

@@ -282,6 +282,7 @@ def structure_from_target(target: Target, ccd: Ccd | None = None) -> Structure:
     atom_element: list[str] = []
     atom_charge: list[int] = []
     res_name, res_seq_id, res_chain, res_start, res_end, res_standard = [], [], [], [], [], []
+    res_letter: list[str] = []
     chain_name, chain_entity, chain_type, chain_start, chain_end = [], [], [], [], []
     bond_blocks: list[np.ndarray] = []  # [n, 2] atom index pairs, low-high
     bond_kinds: list[str] = []  # one per block
@@ -310,6 +311,7 @@ def structure_from_target(target: Target, ccd: Ccd | None = None) -> Structure:
                         bond_kinds.append("polymer")
                 previous = residue_first[(chain, position)] = (first, template.index)
                 res_name.append(component.code)
+                res_letter.append(entity.sequence[position - 1] if entity.is_polymer else "")
                 res_seq_id.append(position)
                 res_chain.append(len(chain_name))
                 res_start.append(first)
@@ -358,6 +360,7 @@ def structure_from_target(target: Target, ccd: Ccd | None = None) -> Structure:
         bond_type=bond_type,
         name=target.target_id,
         components={**{k: v for k, v in user.items() if k in used}, **own},
+        res_sequence_letter=np.array(res_letter, dtype=str),
     )
 
 

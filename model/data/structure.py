@@ -60,6 +60,9 @@ class Structure:
     `struct_conn` covalent/disulfide/glycosidic), `bond_type` (str: "ccd", "polymer", "covale",
     "disulf", ...).
     `components` holds user- or SMILES-defined components not in the CCD, keyed by their code.
+    `res_sequence_letter` [N_res] (str) is the letter an input job's polymer sequence has at each
+    residue ("" for other residues); None for structures read from mmCIF. A modified residue's MSA
+    query letter comes from it (docs/network.md, "Featurizer conventions").
     """
 
     atom_name: np.ndarray
@@ -90,6 +93,7 @@ class Structure:
     resolution: float | None = None  # Å; None for NMR or when absent
     method: str | None = None
     components: dict[str, Component] = field(default_factory=dict)
+    res_sequence_letter: np.ndarray | None = None
 
     @property
     def num_atoms(self) -> int:
@@ -607,6 +611,7 @@ def _assemble(
         bonds=cat(bonds, np.int64).reshape(-1, 2),
         bond_type=np.concatenate(kinds) if kinds else s.bond_type[:0],
         components=dict(s.components),
+        res_sequence_letter=None if s.res_sequence_letter is None else s.res_sequence_letter[res_idx_a],
     )
 
 
