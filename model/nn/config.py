@@ -34,9 +34,10 @@ class TriangleConfig:
     mul_hidden: int = 128  # AF3 Alg 12/13 c
     att_heads: int = 4  # AF3 Alg 14/15 N_head
     att_hidden: int = 32  # AF3 Alg 14/15 c per head
+    # sdpa: scaled_dot_product_attention (the default until FlexAttention is measured on a GPU);
     # auto: FlexAttention compiled per size bucket on CUDA, SDPA elsewhere; flex: FlexAttention on any
-    # device (eager off CUDA); sdpa: scaled_dot_product_attention (older cards, no Triton).
-    attention_kernel: str = "auto"
+    # device (eager off CUDA).
+    attention_kernel: str = "sdpa"
 
 
 @dataclass
