@@ -24,6 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import gemmi
+
 from model.data.ccd import Ccd
 from model.data.constants import ONE_TO_CCD_DNA, ONE_TO_CCD_RNA, ONE_TO_THREE_PROTEIN, PROTEIN_ONE_LETTER
 
@@ -399,15 +401,18 @@ def _af3_msa(ctx: _Ctx, data: dict, key: str) -> tuple[str | None, Path | None]:
     return text, (ctx.path(key + "Path", path) if path is not None else None)
 
 
+def _brief(exc: BaseException) -> str:
+    """A parser's message on one line, cut short (gemmi quotes the offending text)."""
+    return " ".join(str(exc).split())[:120]
+
+
 def _template_residues(ctx: _Ctx, field: str, text: str) -> int:
     """Residues of a template's (first) chain; the mmCIF must parse and hold atoms."""
-    import gemmi
-
     try:
         document = gemmi.cif.read_string(text)
         structure = gemmi.make_structure_from_block(document[0])
     except (RuntimeError, ValueError, IndexError) as exc:
-        raise ctx.error(field, f"not a readable mmCIF ({' '.join(str(exc).split())[:120]})") from None
+        raise ctx.error(field, f"not a readable mmCIF ({_brief(exc)})") from None
     if len(structure) == 0 or len(structure[0]) == 0 or len(structure[0][0]) == 0:
         raise ctx.error(field, "the mmCIF holds no atoms")
     return len(structure[0][0])
@@ -501,12 +506,10 @@ def _parse_af3_entity(ctx: _Ctx, index: int, item: Any, version: int) -> Entity:
 
 def _check_user_ccd(ctx: _Ctx, field: str, text: str) -> None:
     """User components must be mmCIF blocks, each with its _chem_comp_atom atoms."""
-    import gemmi
-
     try:
         document = gemmi.cif.read_string(text)
     except (RuntimeError, ValueError) as exc:
-        raise ctx.error(field, f"not readable mmCIF ({' '.join(str(exc).split())[:120]})") from None
+        raise ctx.error(field, f"not readable mmCIF ({_brief(exc)})") from None
     if len(document) == 0:
         raise ctx.error(field, "holds no component (no data_ block)")
     for block in document:
