@@ -6,6 +6,8 @@ Tables mode (the `summarize` rule, or standalone) writes, all atomically and wit
   results/failures.tsv  target_id, stage, reason (header only when nothing failed);
   results/provenance.json  code version, the resolved config, sha256 of the targets table;
 and results/failed/{target}.txt for targets the input parser rejected (they never entered the DAG).
+The `summarize_features` rule (`snakemake features`, params.until = "features") writes the same two
+tables under results/features/, following each target only up to its features.
 
 Check mode (the `check_failures` rule) prints the failures and exits 1 if there are any, else
 touches the --ok file:  python scripts/summarize.py --check results/failures.tsv --ok results/predict.ok
