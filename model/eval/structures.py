@@ -48,7 +48,6 @@ class Chain:
     kind: str  # protein | dna | rna | ligand | ion
     res_names: list[str]
     res_atoms: list[dict[str, np.ndarray]]  # atom name -> [3]
-    res_elements: list[dict[str, str]]  # atom name -> element symbol
 
     @functools.cached_property
     def sequence(self) -> str:
@@ -78,11 +77,10 @@ def read_chains(path: str | Path, model_index: int = 0) -> list[Chain]:
     chains = []
     for span in st[model_index].subchains():
         entity = st.get_entity_of(span)
-        names, atoms, elements = [], [], []
+        names, atoms = [], []
         for res in span:
             names.append(res.name)
             atoms.append({a.name: np.array(a.pos.tolist(), dtype=np.float64) for a in res})
-            elements.append({a.name: a.element.name.upper() for a in res})
         if not names:
             continue
         if entity is not None and entity.entity_type == gemmi.EntityType.Polymer:
@@ -91,7 +89,7 @@ def read_chains(path: str | Path, model_index: int = 0) -> list[Chain]:
             kind = "ion"
         else:
             kind = "ligand"
-        chains.append(Chain(span.subchain_id(), kind, names, atoms, elements))
+        chains.append(Chain(span.subchain_id(), kind, names, atoms))
     return chains
 
 
@@ -138,7 +136,6 @@ class MatchedAtoms:
     chain: np.ndarray  # index into `pairs`
     residue: np.ndarray  # running residue index over all pairs
     atom_name: np.ndarray
-    element: np.ndarray
 
     @property
     def chain_kind(self) -> list[str]:
@@ -150,7 +147,7 @@ class MatchedAtoms:
 
 def matched_atoms(pairs: list[ChainPair]) -> MatchedAtoms:
     """Every heavy atom whose chain, residue and name match in both structures."""
-    mx, rx, chain, residue, names, elements = [], [], [], [], [], []
+    mx, rx, chain, residue, names = [], [], [], [], []
     n_res = 0
     for c, pair in enumerate(pairs):
         for i, j in pair.residues:
@@ -162,7 +159,6 @@ def matched_atoms(pairs: list[ChainPair]) -> MatchedAtoms:
                     chain.append(c)
                     residue.append(n_res)
                     names.append(name)
-                    elements.append(pair.model.res_elements[i].get(name, ""))
             n_res += 1
     return MatchedAtoms(
         pairs,
@@ -171,7 +167,6 @@ def matched_atoms(pairs: list[ChainPair]) -> MatchedAtoms:
         np.asarray(chain, dtype=np.int64),
         np.asarray(residue, dtype=np.int64),
         np.asarray(names, dtype=str),
-        np.asarray(elements, dtype=str),
     )
 
 
