@@ -314,3 +314,11 @@ def test_references_from_a_folder_or_a_table(tmp_path):
     table = tmp_path / "refs.csv"
     table.write_text("target_id,reference\nubq,refs/ubq.cif.gz\nmissing,refs/none.cif\n")
     assert reference_table(table) == {"ubq": tmp_path / "refs" / "ubq.cif.gz"}  # absent files are left out
+
+
+def test_posebusters_failure_is_reported_not_raised(tmp_path):
+    from model.eval.ligand import posebusters_checks
+
+    (tmp_path / "ligand.sdf").write_text("not a molfile\n")
+    result = posebusters_checks(tmp_path / "ligand.sdf", tmp_path / "missing.pdb")
+    assert set(result) == {"error"} and "\n" not in result["error"]

@@ -239,7 +239,7 @@ def table_rows(result: dict) -> list[dict]:
         ligands = list(s["ligands"].values())
         rmsds = [v["rmsd"] for v in ligands if v["rmsd"] is not None]
         success = [v["success"] for v in ligands if v["success"] is not None]
-        valid = [v["posebusters"]["all"] for v in ligands if "posebusters" in v]
+        valid = [v["posebusters"]["all"] for v in ligands if "all" in v.get("posebusters", {})]
         dockqs = [v["dockq"] for v in s["dockq"].values()]
         row = {
             "target_id": result["target_id"],

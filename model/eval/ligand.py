@@ -56,10 +56,14 @@ def posebusters_checks(ligand_sdf: str | Path, receptor_pdb: str | Path) -> dict
     """PoseBusters' `dock` checks of a predicted ligand (SDF) in its predicted receptor (PDB):
     chemistry (sanitisation, bond lengths and angles, planarity, internal clashes, energy ratio)
     and the pose against the receptor (no clash with protein, no overlap with other ligands).
-    Returns {check: passed}, with "all" true when every check passes."""
+    Returns {check: passed}, with "all" true when every check passes, or {"error": one line} when
+    PoseBusters cannot read or check the files (the other metrics of the target still count)."""
     from posebusters import PoseBusters
 
-    frame = PoseBusters(config="dock").bust(mol_pred=str(ligand_sdf), mol_cond=str(receptor_pdb))
+    try:
+        frame = PoseBusters(config="dock").bust(mol_pred=str(ligand_sdf), mol_cond=str(receptor_pdb))
+    except Exception as error:  # a third-party checker on arbitrary chemistry: report, never abort
+        return {"error": " ".join(f"{type(error).__name__}: {error}".split())}
     row = frame.iloc[0]
     checks = {str(k): bool(v) for k, v in row.items() if isinstance(v, (bool, np.bool_))}
     checks["all"] = all(checks.values())

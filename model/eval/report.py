@@ -242,7 +242,9 @@ def evaluation_html(result: dict) -> str:
         detail.append(["pocket-aligned RMSD (Å)", "ligand", name, lig["rmsd"]])
         detail.append(["ligand lDDT", "ligand", name, lig["lddt"]])
         if "posebusters" in lig:
-            detail.append(["PoseBusters: all checks pass", "ligand", name, lig["posebusters"]["all"]])
+            checks = lig["posebusters"]
+            passed = checks.get("all", checks.get("error"))
+            detail.append(["PoseBusters: all checks pass", "ligand", name, passed])
     if detail:
         parts.append("<h3>Top-ranked sample, per chain, interface and ligand</h3>")
         parts.append(_table(["metric", "of", "name", "value"], detail))
