@@ -28,6 +28,7 @@ import multiprocessing
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,8 @@ class Job:
     msas: dict[str, MsaInput] = field(default_factory=dict)
     templates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     hash_parts: list[bytes | str] = field(default_factory=list)
+    # training shards: (msas, templates) per chain name from the parsed structure (its entities' store files)
+    structure_inputs: Callable | None = None
 
 
 def _one_line(err: BaseException) -> str:
@@ -195,6 +198,8 @@ def build(
             structure = parse_mmcif(job.mmcif, ccd, assembly=assembly)
             if job.msa_dir is not None:
                 job.msas = entry_msas(structure, job.name, job.msa_dir)
+            elif job.structure_inputs is not None:
+                job.msas, job.templates = job.structure_inputs(structure)
         else:
             from model.data.from_target import structure_from_target
 
