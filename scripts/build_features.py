@@ -66,8 +66,8 @@ def _one_line(err: BaseException) -> str:
 
 def _read_manifest(path: Path | None) -> dict:
     """A target's MSA manifest: {"chains": {chain: a3m path | {"unpaired": p, "paired": p}},
-    optional "templates": {chain: npz path}, optional "pair": true (pair the chains' searched
-    UniProt rows by species, model.search.pairing.paired_rows)}."""
+    optional "templates": {chain: npz path}, optional "pair": true (read the chains' searched
+    UniProt rows, which the featurizer pairs by species: model.data.msa.pair_by_species)}."""
     if path is None or str(path) == "":
         return {}
     return json.loads(Path(path).read_text())
@@ -98,21 +98,22 @@ def _user_msa(job: Job, index: int, entity, field: str, text: str) -> list[tuple
 
 def attach_inputs(job: Job, manifest: dict, template_dir: Path | None) -> None:
     """Per-chain MSAs and templates of a target: the entity's own (user MSA in the job), else the
-    manifest's searched a3m (with species-paired rows when the manifest says "pair"); templates from
-    the manifest or {template_dir}/{molecule}/{sha}.npz. Store files are verified against their
-    checksums first (model.search.entries: a corrupt one is removed, so the next run searches it)."""
+    manifest's searched a3m (and its UniProt hits, `.paired.a3m`, when the manifest says "pair");
+    templates from the manifest or {template_dir}/{molecule}/{sha}.npz. Store files are verified
+    against their checksums first (model.search.entries: a corrupt one is removed, so the next run
+    searches it)."""
     from model.search.entries import check_entry, read_entry
 
     chains = manifest.get("chains", {})
-    species_paired = {}
+    searched_paired = {}
     if manifest.get("pair"):
-        from model.search.a3m import format_a3m
-        from model.search.pairing import paired_rows
+        from model.search.store import paired_msa_path
 
-        searched = {c: Path(e if isinstance(e, str) else e["unpaired"]) for c, e in chains.items()}
-        for a3m in searched.values():
-            check_entry(a3m.with_name(a3m.name.removesuffix(".a3m") + ".paired.a3m"))
-        species_paired = {c: format_a3m(rows) for c, rows in paired_rows(searched).items()}
+        # each chain's own UniProt hits; the featurizer pairs them by species (model.data.msa)
+        for chain, entry in chains.items():
+            searched_paired[chain] = read_entry(
+                paired_msa_path(Path(entry if isinstance(entry, str) else entry["unpaired"]))
+            )
     for index, entity in enumerate(job.target.entities):
         for chain in entity.chain_ids:
             if entity.unpaired_msa is not None or entity.unpaired_msa_path is not None:
@@ -131,7 +132,7 @@ def attach_inputs(job: Job, manifest: dict, template_dir: Path | None) -> None:
                     entry = {"unpaired": entry} if isinstance(entry, str) else entry
                     unpaired = read_entry(entry["unpaired"]) if entry.get("unpaired") else None
                     paired = read_entry(entry["paired"]) if entry.get("paired") else None
-                    paired = species_paired.get(chain, paired)
+                    paired = searched_paired.get(chain, paired)
                 unpaired_records, paired_records = parse_a3m(unpaired or ""), parse_a3m(paired or "")
             if unpaired or paired:
                 job.msas[chain] = MsaInput(unpaired_records, paired_records)

@@ -2,9 +2,11 @@
 
     search_pairing.py --manifest-in T.json --out T.paired.json --paired-dir results/msa/paired/T
 
-`model.search.pairing.paired_rows` is what the workflow uses: build_features.py pairs the searched
-MSAs of a heteromer (targets with two or more different protein chains) when it featurizes the
-target. This command line writes the same pairing to files for inspection: it reads a target's
+The workflow pairs at featurization: build_features.py hands every chain's searched UniProt rows to
+the featurizer, which pairs them by species (`model.data.msa.pair_by_species`, Protenix 2.0.0's order)
+when the target has two or more different protein chains. This command line writes the same pairing
+to files for inspection (`model.search.pairing.paired_rows`); featurizing its output pairs the same
+rows again (a file's gap rows name no species). It reads a target's
 manifest ({"chains": {chain: "results/msa/protein/{sha}.a3m"}}), pairs every chain's
 `{sha}.paired.a3m` (UniProt rows), writes one row-aligned a3m per chain into --paired-dir and a
 manifest in build_features' format: {"chains": {chain: {"unpaired": a3m, "paired": a3m}}}. Chains

@@ -292,32 +292,32 @@ def test_templates_from_the_real_template_search(featurized: dict, ccd) -> None:
     assert placed.any()
 
 
-def test_heteromer_msa_paired_by_the_real_pairing_step(tmp_path: Path, ccd) -> None:
-    """model.search.pairing's species-paired rows -> the complex MSA's paired block."""
+def test_heteromer_msa_paired_by_species_in_the_featurizer(tmp_path: Path, ccd) -> None:
+    """The chains' own paired hits (real UniRef100 files) -> the complex MSA's paired block, paired by
+    species in the featurizer: the same rows, in the same order, as model.search.pairing writes."""
     from model.data.from_target import structure_from_target
     from model.data.inputs import load_targets
-    from model.data.msa import a3m_to_arrays
-    from model.search.pairing import pair_msas, species_id
+    from model.data.msa import a3m_to_arrays, species_id
+    from model.search.pairing import pair_msas
 
     seq_a, seq_b = entity_sequence("5zyh"), entity_sequence("7zzx")
     (tmp_path / "t.csv").write_text(f"target_id,chains\nhet,protein:{seq_a};protein:{seq_b}\n")
     (target,), errors = load_targets(tmp_path / "t.csv")
     assert not errors
     structure = structure_from_target(target, ccd)
-    inputs = {c: MsaInput.from_files(SHARED_DATA / "msa" / f"{e}_1" / "non_pairing.a3m",
-                                     SHARED_DATA / "msa" / f"{e}_1" / "pairing.a3m")
-              for c, e in (("A", "5zyh"), ("B", "7zzx"))}  # fmt: skip
-    paired = pair_msas({c: m.paired for c, m in inputs.items()})
-    # row 1 of both chains is one species, as the pairing step promises
-    assert species_id(paired["A"][1][0]) == species_id(paired["B"][1][0])
-    msas = {c: MsaInput(unpaired=m.unpaired, paired=paired[c]) for c, m in inputs.items()}
+    msas = {c: MsaInput.from_files(SHARED_DATA / "msa" / f"{e}_1" / "non_pairing.a3m",
+                                   SHARED_DATA / "msa" / f"{e}_1" / "pairing.a3m")
+            for c, e in (("A", "5zyh"), ("B", "7zzx"))}  # fmt: skip
+    paired = pair_msas({c: m.paired for c, m in msas.items()})
+    rows_ab = zip(paired["A"][1:], paired["B"][1:], strict=True)
+    assert all(species_id(a[0]) == species_id(b[0]) != "" for a, b in rows_ab)
     result = featurize(structure, ccd, msas, seed=0)
     feats, n_paired = result.features, result.attrs["msa_paired_rows"]
-    assert 1 < n_paired <= len(paired["A"])
+    assert 10 < n_paired == len(paired["A"])
     for c, chain in (("A", 0), ("B", 1)):
         cols = np.flatnonzero(feats["asym_id"] == chain)
-        expected, _ = a3m_to_arrays([paired[c][1][1]], "protein")
-        np.testing.assert_array_equal(feats["msa"][1, cols], expected[0])
+        expected, _ = a3m_to_arrays([row for _, row in paired[c][1:]], "protein")
+        np.testing.assert_array_equal(feats["msa"][1:n_paired, cols], expected)
 
 
 def test_deterministic_per_seed(featurized: dict, ccd) -> None:

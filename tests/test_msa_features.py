@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import gemmi
@@ -97,8 +98,8 @@ def load_chain(name: str, entry: str, molecule: str = "protein") -> tuple[M.MsaI
 
 
 def heteromer(max_rows: int = C.MAX_MSA_ROWS):
-    """Chains A (5zyh) and B (7zzx) plus a 3-token ligand (chain 2) after them: the search step's
-    paired files are taken as row-aligned, as the contract says."""
+    """Chains A (5zyh) and B (7zzx) plus a 3-token ligand (chain 2) after them, with their real
+    paired (UniRef100, species in the headers) and unpaired files."""
     (in_a, seq_a), (in_b, seq_b) = load_chain("5zyh_1", "5zyh"), load_chain("7zzx_1", "7zzx")
     n_a, n_b = len(seq_a), len(seq_b)
     tok_a, tok_b = np.arange(n_a), n_a + np.arange(n_b)
@@ -124,24 +125,29 @@ def test_heteromer_assembly_paired_block_then_unpaired_block() -> None:
     n_token = len(query)
     ligand = np.arange(tok_b[-1] + 1, n_token)
     assert msa.shape == dels.shape and msa.shape[1] == n_token
-    # the paired block comes first: the query, then row i of both pairing files (minus their queries)
+    # the paired block comes first: the query, then one row of each chain's pairing file per row,
+    # both of one species; a species brings as many rows as the chain with fewer rows of it has
     np.testing.assert_array_equal(msa[0], query)
-    raw_a, raw_b = rows_of(in_a.paired), rows_of(in_b.paired)
-    # a row pairs when both chains have residues in it: here every row both files have
-    both = min(len(raw_a), len(raw_b))
-    assert (raw_a[:both] != C.GAP).any(1).all() and (raw_b[:both] != C.GAP).any(1).all()
-    assert n_paired == both and len(raw_a) != len(raw_b)
-    np.testing.assert_array_equal(msa[1, tok_a], raw_a[1])
-    np.testing.assert_array_equal(msa[1, tok_b], raw_b[1])
+    species_a, species_b = ({} for _ in range(2))
+    for records, species_of in ((in_a.paired, species_a), (in_b.paired, species_b)):
+        for row, (desc, _) in zip(rows_of(records)[1:], records[1:], strict=True):
+            species_of.setdefault(row.tobytes(), set()).add(M.species_id(desc))
+    for row in msa[1:n_paired]:
+        assert species_a[row[tok_a].tobytes()] & species_b[row[tok_b].tobytes()] - {""}
+    count_a = Counter(M.species_id(d) for d, _ in in_a.paired[1:])
+    count_b = Counter(M.species_id(d) for d, _ in in_b.paired[1:])
+    shared = (set(count_a) & set(count_b)) - {""}
+    assert n_paired == 1 + sum(min(count_a[s], count_b[s], M.MAX_PAIRED_PER_SPECIES) for s in shared) > 10
     # the unpaired block: row i of each chain's own rows shares a row (AF3's dense layout), so both
     # chains have residues in its first row; the query already in the paired block is not repeated
     unpaired = msa[n_paired:]
     assert (unpaired[0, tok_a] != C.GAP).any() and (unpaired[0, tok_b] != C.GAP).any()
     assert not (unpaired[:, : tok_b[-1] + 1] == query[: tok_b[-1] + 1]).all(axis=1).any()
-    # every unpaired file row of A that is not a paired row of A is in A's columns, in file order
+    # A's own rows (its paired hits, then its unpaired hits, in file order) that are not in its
+    # paired columns fill A's columns
     paired_a = {r.tobytes() for r in msa[:n_paired, tok_a]}
     expected_a = []
-    for r in rows_of(in_a.unpaired)[1:]:
+    for r in np.concatenate([rows_of(in_a.paired)[1:], rows_of(in_a.unpaired)[1:]]):
         if r.tobytes() not in paired_a and r.tobytes() not in {e.tobytes() for e in expected_a}:
             expected_a.append(r)
     np.testing.assert_array_equal(unpaired[: len(expected_a), tok_a], np.array(expected_a))
@@ -151,10 +157,13 @@ def test_heteromer_assembly_paired_block_then_unpaired_block() -> None:
 
 
 def test_deletions_follow_their_rows() -> None:
-    (in_a, _), (tok_a, _), _, out = heteromer()
+    (in_a, in_b), (tok_a, _), _, out = heteromer()
+    species = [[M.species_id(d) for d, _ in records] for records in (in_a.paired, in_b.paired)]
+    row_in_a = M.pair_by_species(species, C.MAX_MSA_ROWS // 2)[1:, 0]
     raw, raw_dels = M.a3m_to_arrays([s for _, s in in_a.paired], "protein")
-    np.testing.assert_array_equal(out.deletion_matrix[1, tok_a], raw_dels[1])
-    np.testing.assert_array_equal(out.msa[1, tok_a], raw[1])
+    np.testing.assert_array_equal(out.deletion_matrix[1 : out.n_paired, tok_a], raw_dels[row_in_a])
+    np.testing.assert_array_equal(out.msa[1 : out.n_paired, tok_a], raw[row_in_a])
+    assert raw_dels[row_in_a].any()
 
 
 def test_cap_and_per_chain_profile() -> None:
@@ -168,7 +177,6 @@ def test_cap_and_per_chain_profile() -> None:
     )
     _, first = np.unique(own, axis=0, return_index=True)
     own, own_dels = own[np.sort(first)], own_dels[np.sort(first)]
-    own, own_dels = own[(own != C.GAP).any(1)], own_dels[(own != C.GAP).any(1)]
     col = 7
     expected = np.bincount(own[:, col], minlength=C.NUM_RESTYPES) / len(own)
     np.testing.assert_allclose(out.profile[tok_b[col]], expected, rtol=1e-6)

@@ -8,28 +8,24 @@ from pathlib import Path
 
 import pytest
 
-from model.data.msa import parse_a3m
-from model.search.pairing import pair_msas, species_id
+from model.data.msa import pair_by_species, parse_a3m, species_id
+from model.search.pairing import pair_msas
 
 
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
-        ("UniRef100_UPI00186459A6_118141/\t154\t0.287", "taxid:118141"),
-        (
-            "UniRef90_A0A024R161 Guanine nucleotide-binding n=1 Tax=Homo sapiens TaxID=9606 RepID=X",
-            "taxid:9606",
-        ),
-        (
-            "tr|A0A3A3JCS5|A0A3A3JCS5_SALMO Octaprenyl synthase OS=Salmonella montevideo OX=115981 GN=ispB",
-            "taxid:115981",
-        ),
-        ("sp|P69905|HBA_HUMAN Hemoglobin subunit alpha OS=Homo sapiens GN=HBA1 PE=1", "os:Homo sapiens"),
-        ("sp|P69905|HBA_HUMAN Hemoglobin subunit alpha", "mnemonic:HUMAN"),
-        ("MGYP000012345 some metagenomic protein", None),
+        ("UniRef100_UPI00186459A6_118141/\t154\t0.287", "118141"),
+        ("UniRef100_A0A0F8BJQ4\t115\t0.246\t1.153E-25", ""),  # no taxon in the header
+        ("tr|A0A3A3JCS5|A0A3A3JCS5_SALMO Octaprenyl synthase OS=Salmonella montevideo OX=115981", "SALMO"),
+        ("sp|P69905|HBA_HUMAN Hemoglobin subunit alpha OS=Homo sapiens GN=HBA1 PE=1", "HUMAN"),
+        # Protenix pairs by these two formats only: a UniRef90 cluster's TaxID names no species
+        ("UniRef90_A0A024R161 Guanine nucleotide-binding n=1 Tax=Homo sapiens TaxID=9606 RepID=X", ""),
+        ("MGYP000012345 some metagenomic protein", ""),
+        ("query", ""),
     ],
 )
-def test_species_id(header: str, expected: str | None) -> None:
+def test_species_id(header: str, expected: str) -> None:
     assert species_id(header) == expected
 
 
@@ -62,19 +58,37 @@ def test_heterodimer_rows_share_species(shared_data: Path) -> None:
     }
 
 
-def test_rows_ranked_by_identity_and_missing_chains_gapped() -> None:
-    query_a, query_b, query_c = "AAAA", "CCCC", "GGGG"
+def test_species_in_more_chains_first_then_by_product_of_row_numbers() -> None:
+    """Protenix 2.0.0's order: MID (all three chains) first; then ZZZ and AAA (two chains) row by
+    row by the product of their row numbers (ZZZ 3*1, AAA 1*5, ZZZ 5*3), not by first appearance
+    or name; a chain without the species gets a gap row; rows naming no species never pair."""
     chains = {
-        "A": [("q", query_a), ("x OX=1", "AAAC"), ("y OX=1", "AAAA"), ("z OX=2", "AACC")],
-        "B": [("q", query_b), ("u OX=1", "CCCD"), ("v OX=2", "CCDD"), ("w OX=2", "CCCC")],
-        "C": [("q", query_c), ("s OX=1", "GGGG")],
-    }
+        "A": [("q", "AAAA"), ("sp|P1|A1_AAA", "AAAC"), ("tr|P2|A2_MID", "AACC"), ("sp|P3|A3_ZZZ", "ACCC"),
+              ("no species", "CCCC"), ("sp|P5|A5_ZZZ", "AAAD")],
+        "B": [("q", "CCCC"), ("sp|Q1|B1_ZZZ", "CCCD"), ("sp|Q2|B2_MID", "CCDD"), ("sp|Q3|B3_ZZZ", "CDDD"),
+              ("no species", "DDDD"), ("sp|Q5|B5_AAA", "CCCA")],
+        "C": [("q", "GGGG"), ("sp|R1|C1_MID", "GGGA"), ("no species", "GGAA")],
+    }  # fmt: skip
     paired = pair_msas(chains)
-    # species 1 is in all three chains, so it comes first; then species 2 (A and B only)
-    assert [d for d, _ in paired["A"]] == ["q", "y OX=1", "z OX=2"]
-    assert [d for d, _ in paired["B"]] == ["q", "u OX=1", "w OX=2"]  # best identity first within species
-    assert paired["C"][1] == ("s OX=1", "GGGG") and paired["C"][2][1] == "----"
+    assert [d for d, _ in paired["A"]] == [
+        "q",
+        "tr|P2|A2_MID",
+        "sp|P3|A3_ZZZ",
+        "sp|P1|A1_AAA",
+        "sp|P5|A5_ZZZ",
+    ]
+    assert [d for d, _ in paired["B"]] == [
+        "q",
+        "sp|Q2|B2_MID",
+        "sp|Q1|B1_ZZZ",
+        "sp|Q5|B5_AAA",
+        "sp|Q3|B3_ZZZ",
+    ]
+    assert paired["C"][:2] == chains["C"][:2] and [s for _, s in paired["C"][2:]] == ["----"] * 3
     assert len(pair_msas(chains, max_rows=2)["A"]) == 2
+    # at most max_per_species rows per species: ZZZ brings one row
+    capped = pair_by_species([[species_id(d) for d, _ in rows] for rows in chains.values()], 100, 1)
+    assert capped[:, 0].tolist() == [0, 2, 3, 1]
 
 
 def test_searched_heterodimer_gets_species_paired_msa(

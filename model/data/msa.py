@@ -7,10 +7,10 @@ padding. Letters map to the 32 `restype` classes with one alphabet per molecule 
 The complex MSA (`assemble_msa`, AF3 §2.3) is a paired block followed by an unpaired block, each
 starting with the query row, as Protenix 2.0.0's inference featurizer builds it (docs/network.md,
 "Featurizer conventions"):
-- paired block: the query, then the rows of the chains' paired a3m files (row i of every chain is one
-  organism, as the search step writes them) when the complex pairs (more than one distinct protein
-  chain sequence); only rows in which at least two chains have residues pair anything (a paired
-  file of a chain with no partner adds none); at most half of `max_rows`.
+- paired block: the query, then the chains' paired a3m rows paired by the species in their headers
+  (`pair_by_species`) when the complex pairs (more than one distinct protein chain sequence); only
+  species found in at least two chains pair (a paired file of a chain with no partner adds none); at
+  most half of `max_rows`.
 - unpaired block: row i of every chain's own alignment (its query, then its paired hits, then its
   unpaired hits, duplicates removed) shares row i, shorter chains padded with gaps. When the complex
   pairs, rows already in the chain's paired columns (its query among them) are left out.
@@ -22,6 +22,8 @@ starting with the query row, as Protenix 2.0.0's inference featurizer builds it 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -42,6 +44,12 @@ from model.data.constants import (
 )
 
 POLYMER_TYPES = ("protein", "rna", "dna")
+# Protenix 2.0.0's cap on the paired rows one species brings (`max_paired_per_species`)
+MAX_PAIRED_PER_SPECIES = 600
+# UniProt FASTA header: the species mnemonic of the entry name (`tr|A0A3A3JCS5|A0A3A3JCS5_SALMO ...`)
+_UNIPROT_MNEMONIC = re.compile(r"^(?:sp|tr)\|[A-Za-z0-9]+\|[A-Za-z0-9]+_([A-Za-z0-9]{1,5})\b")
+# ColabFold / Protenix UniRef100 header: `UniRef100_<accession>_<NCBI taxon id>/ ...`
+_UNIREF100_TAXON = re.compile(r"^UniRef100_[^_]+_([^_/]+)")
 
 
 def _lookup(one_to_ccd: dict[str, str], unknown: int) -> np.ndarray:
@@ -116,12 +124,68 @@ def a3m_to_arrays(sequences: list[str], molecule: str) -> tuple[np.ndarray, np.n
     return msa, deletions[:, :n_col]  # insertions after the last column have no column to go to
 
 
+def species_id(description: str) -> str:
+    """The species an MSA hit's a3m header names, "" if none; the two header formats Protenix 2.0.0
+    pairs by, in its order: a UniProt entry name's mnemonic (`sp|P69905|HBA_HUMAN` -> HUMAN), then
+    the taxon of a UniRef100 header (`UniRef100_UPI00186459A6_118141/` -> 118141)."""
+    description = description.strip()
+    match = _UNIPROT_MNEMONIC.match(description) or _UNIREF100_TAXON.match(description)
+    return match.group(1) if match else ""
+
+
+def pair_by_species(
+    species: Sequence[Sequence[str]], max_rows: int, max_per_species: int = MAX_PAIRED_PER_SPECIES
+) -> np.ndarray:
+    """Cross-chain pairing of paired MSA rows by species (AF3 supplement §2.3, after AF-Multimer),
+    in the order of Protenix 2.0.0's featurizer.
+
+    `species[j]` holds the species of chain j's paired a3m rows in file order, query first. Returns
+    [R <= max_rows, n_chains] row numbers into each chain's file, -1 where the chain has no row (a
+    gap row). Row 0 is the query of every chain. A species ("" is none) pairs when at least two
+    chains have it and brings as many rows as the chain with the fewest rows of it has, at most
+    `max_per_species`: the k-th row of it in each chain side by side, its rows in each chain taken
+    in the order numpy's default (unstable) argsort of the chain's species ids gives them. Species found in
+    more chains come first; among species found in as many chains, rows go by the product of their
+    row numbers (a gap counts as 1), so that the chains' best hits lead; ties keep the species in
+    order of the first chain that has them, each chain's species sorted by name.
+    """
+    rows_of_species: list[dict[str, list[int]]] = []
+    for ids in species:
+        ids = np.asarray(ids, dtype=object)
+        groups: dict[str, list[int]] = {}
+        # numpy's default sort is not stable: a species' rows come in the order it leaves them, which is
+        # Protenix's pairing order (the k-th row of a species in file order is not the one it pairs)
+        for row in np.argsort(ids).tolist():
+            if ids[row]:
+                groups.setdefault(ids[row], []).append(row)
+        rows_of_species.append(groups)
+    chains_with: dict[str, list[int]] = {}
+    for chain, groups in enumerate(rows_of_species):
+        for name in sorted(groups):
+            chains_with.setdefault(name, []).append(chain)
+    blocks = [np.zeros((1, len(species)), dtype=np.int64)]
+    for n_chains in sorted({len(c) for c in chains_with.values() if len(c) > 1}, reverse=True):
+        tier = []
+        for name, present in chains_with.items():
+            if len(present) == n_chains:
+                depth = min(max_per_species, *(len(rows_of_species[c][name]) for c in present))
+                block = np.full((depth, len(species)), -1, dtype=np.int64)
+                for c in present:
+                    block[:, c] = rows_of_species[c][name][:depth]
+                tier.append(block)
+        rows = np.concatenate(tier)
+        # sum of log row numbers in float32, as Protenix ranks, so that equal products tie alike
+        log_product = np.log(np.where(rows < 0, 1, rows).astype(np.float32) + np.float32(1e-10)).sum(axis=1)
+        blocks.append(rows[np.argsort(log_product, kind="stable")])
+    return np.concatenate(blocks)[:max_rows]
+
+
 @dataclass
 class MsaInput:
     """The MSAs of one chain: a3m records (query first) for unpaired and paired search results.
 
-    Row i (i >= 1) of the paired a3m of every chain in a complex is the same organism, as written by
-    the search step; either list may be empty.
+    The paired records are the chain's own hits as searched (headers naming their species); the
+    featurizer pairs them across chains (`pair_by_species`). Either list may be empty.
     """
 
     unpaired: list[tuple[str, str]] = field(default_factory=list)
@@ -146,13 +210,15 @@ class ChainAlignment:
     `tokens` [n] are the chain's token columns in the complex and `positions` [n] the alignment
     column (0-based residue position in the chain sequence) each token takes; an atomised modified
     residue has several tokens with one position. `unpaired` / `paired` are (msa, deletions) arrays
-    [M, L] without the query row.
+    [M, L] without the query row; `paired_species` the species of the paired file's rows, query
+    first (`species_id`).
     """
 
     tokens: np.ndarray
     positions: np.ndarray
     unpaired: tuple[np.ndarray, np.ndarray]
     paired: tuple[np.ndarray, np.ndarray]
+    paired_species: tuple[str, ...] = ()
 
 
 def chain_alignment(
@@ -186,7 +252,8 @@ def chain_alignment(
                 f"sequence ({len(sequence)} residues)"
             )
         blocks.append((msa[1:], deletions[1:]))
-    return ChainAlignment(np.asarray(tokens), np.asarray(positions), blocks[0], blocks[1])
+    species = tuple(species_id(description) for description, _ in msa_input.paired)
+    return ChainAlignment(np.asarray(tokens), np.asarray(positions), blocks[0], blocks[1], species)
 
 
 class ComplexMsa(NamedTuple):
@@ -250,9 +317,6 @@ def assemble_msa(
                 raise MsaError(f"chain {int(chain)}: alignment tokens are not the chain's token columns")
             hits = np.concatenate([alignment.paired[0], alignment.unpaired[0]])[:, alignment.positions]
             hit_dels = np.concatenate([alignment.paired[1], alignment.unpaired[1]])[:, alignment.positions]
-            # the pairing step's stand-in rows for organisms this chain lacks are no hits of its own
-            found = (hits != GAP).any(axis=1)
-            hits, hit_dels = hits[found], hit_dels[found]
             rows, dels = np.concatenate([rows, hits]), np.concatenate([dels, hit_dels])
             keep = _unique_rows(rows, set())
             rows, dels = rows[keep], dels[keep]
@@ -260,21 +324,27 @@ def assemble_msa(
         deletion_mean[cols] = dels.mean(axis=0, dtype=np.float64)
         own.append((cols, rows, dels))
 
-    # paired block: the query, then the paired files' rows that pair at least two chains
+    # paired block: the query, then the chains' paired rows paired by species
     paired_msa, paired_del = query[None], np.zeros((1, n_token), dtype=np.float32)
     with_paired = [c for c in chains if len(c.paired[0])] if pair else []
     if with_paired:
-        n_rows = max(len(c.paired[0]) for c in with_paired)
-        msa = np.full((n_rows, n_token), GAP, dtype=np.int32)
-        dels = np.zeros((n_rows, n_token), dtype=np.float32)
-        for c in with_paired:
-            n = len(c.paired[0])
-            msa[:n, c.tokens] = c.paired[0][:, c.positions]
-            dels[:n, c.tokens] = c.paired[1][:, c.positions]
-        partners = sum((msa[:, c.tokens] != GAP).any(axis=1).astype(int) for c in with_paired)
-        pairs = partners >= 2
-        paired_msa = np.concatenate([paired_msa, msa[pairs]])[: max(1, max_rows // 2)]
-        paired_del = np.concatenate([paired_del, dels[pairs]])[: len(paired_msa)]
+        index = pair_by_species([c.paired_species for c in with_paired], max(1, max_rows // 2))
+        msa = np.full((len(index), n_token), GAP, dtype=np.int32)
+        dels = np.zeros((len(index), n_token), dtype=np.float32)
+        for c, rows in zip(with_paired, index.T, strict=True):
+            # row numbers count the file's query (0), which the complex query stands for
+            chain_msa = np.concatenate([query[c.tokens][None], c.paired[0][:, c.positions]])
+            chain_del = np.concatenate(
+                [np.zeros((1, len(c.tokens)), np.float32), c.paired[1][:, c.positions]]
+            )
+            found = rows >= 0
+            msa[np.ix_(found, c.tokens)] = chain_msa[rows[found]]
+            dels[np.ix_(found, c.tokens)] = chain_del[rows[found]]
+        msa[0], dels[0] = query, 0.0
+        paired_tokens = np.concatenate([c.tokens for c in with_paired])
+        # a row that is all gaps pairs nothing (a hit whose own row holds no residue)
+        keep = (msa[:, paired_tokens] != GAP).any(axis=1)
+        paired_msa, paired_del = msa[keep], dels[keep]
 
     # unpaired block: row i of every chain shares row i; gaps below a chain's last row
     budget = max(0, max_rows - len(paired_msa))

@@ -1,95 +1,35 @@
-"""Cross-chain MSA pairing by species for heteromers (AF3 supplement §2.3, after AF-Multimer).
+"""Cross-chain MSA pairing by species for heteromers, written out as row-aligned a3m files.
 
-Each chain's paired search (UniProt hits, `{sha}.paired.a3m`) is grouped by species; inside a species
-rows are ranked by identity to the query; the i-th row of a species in every chain that has it goes
-into one paired row (chains without it get a gap row there). Only species found in at least two
-chains are paired; rows covering more chains come first, then species in order of their best hit.
+The featurizer pairs the chains' paired hits itself (`model.data.msa.pair_by_species`, AF3 supplement
+§2.3 in Protenix 2.0.0's order, reading species with `model.data.msa.species_id`); this module writes
+the same pairing as one a3m per chain (row i of every chain is one species, `-` rows where a chain
+lacks it) for inspection (scripts/search_pairing.py).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from model.data.msa import parse_a3m
+from model.data.constants import MAX_MSA_ROWS
+from model.data.msa import pair_by_species, parse_a3m, species_id
 from model.search.a3m import Row, match_columns
 
-MAX_PAIRED_ROWS = 8191  # AF3: paired rows take at most half of the 16,384-row MSA
 
-_TAXID = re.compile(r"(?:\bOX=|\bTaxID=|\btaxid=)(\d+)")
-_ORGANISM = re.compile(r"\bOS=(.+?)(?:\s+[A-Z]{2}=|$)")
-_UNIREF_SUFFIX = re.compile(r"^UniRef\d+_[A-Za-z0-9]+_(\d+)/?")  # Protenix: UniRef100_<acc>_<taxid>/
-_UNIPROT_MNEMONIC = re.compile(r"^(?:sp|tr)\|[A-Za-z0-9]+\|[A-Za-z0-9]+_([A-Za-z0-9]{1,5})\b")
-
-
-def species_id(description: str) -> str | None:
-    """Species of a hit from its a3m header: NCBI taxon id (`OX=`, `TaxID=`, Protenix `_<taxid>/`
-    suffix), else the organism name (`OS=`), else the UniProt entry-name mnemonic; None if absent."""
-    if match := _TAXID.search(description):
-        return f"taxid:{match.group(1)}"
-    if match := _UNIREF_SUFFIX.match(description):
-        return f"taxid:{match.group(1)}"
-    if match := _ORGANISM.search(description):
-        return f"os:{match.group(1).strip()}"
-    if match := _UNIPROT_MNEMONIC.match(description):
-        return f"mnemonic:{match.group(1)}"
-    return None
-
-
-def identity_to_query(query: str, row: str) -> float:
-    """Fraction of query columns where the row has the query's residue."""
-    aligned = match_columns(row)
-    return sum(a == b for a, b in zip(query, aligned, strict=True)) / max(1, len(query))
-
-
-def _by_species(rows: Sequence[Row]) -> dict[str, list[Row]]:
-    """Hit rows (query excluded) grouped by species, best identity first, in first-seen order."""
-    query = rows[0][1]
-    groups: dict[str, list[Row]] = {}
-    for desc, seq in rows[1:]:
-        species = species_id(desc)
-        if species is not None:
-            groups.setdefault(species, []).append((desc, seq))
-    for species, members in groups.items():
-        # stable sort: equal identities keep the search's E-value order
-        groups[species] = sorted(members, key=lambda r: -identity_to_query(query, r[1]))
-    return groups
-
-
-def pair_msas(chains: Mapping[str, Sequence[Row]], max_rows: int = MAX_PAIRED_ROWS) -> dict[str, list[Row]]:
+def pair_msas(chains: Mapping[str, Sequence[Row]], max_rows: int = MAX_MSA_ROWS // 2) -> dict[str, list[Row]]:
     """Paired a3m rows per chain: equal length, query first, row i of every chain from one species.
 
     `chains` maps chain name -> that chain's paired-search rows (query first). Rows a chain lacks
     are all gaps (`-` over its query). `max_rows` caps the rows, query included.
     """
-    groups = {name: _by_species(rows) for name, rows in chains.items() if rows}
-    if len(groups) != len(chains):
-        missing = sorted(set(chains) - set(groups))
-        raise ValueError(f"pairing: chains {missing} have no rows (not even the query)")
-    order: dict[str, int] = {}
-    for per_chain in groups.values():
-        for species in per_chain:
-            order.setdefault(species, len(order))
-    candidates = []
-    for species, rank in order.items():
-        present = [name for name in chains if species in groups[name]]
-        if len(present) < 2:
-            continue
-        depth = min(len(groups[name][species]) for name in present)
-        candidates.append((-len(present), rank, species, present, depth))
-    candidates.sort()
-    paired: dict[str, list[Row]] = {name: [rows[0]] for name, rows in chains.items()}
-    gaps = {name: "-" * len(rows[0][1]) for name, rows in chains.items()}
-    for _, _, species, present, depth in candidates:
-        for i in range(depth):
-            if len(paired[next(iter(chains))]) >= max_rows:
-                return paired
-            for name in chains:
-                if name in present:
-                    paired[name].append(groups[name][species][i])
-                else:
-                    paired[name].append((f"gap {species}", gaps[name]))
+    if empty := sorted(name for name, rows in chains.items() if not rows):
+        raise ValueError(f"pairing: chains {empty} have no rows (not even the query)")
+    names = list(chains)
+    index = pair_by_species([[species_id(desc) for desc, _ in chains[name]] for name in names], max_rows)
+    paired = {}
+    for name, rows in zip(names, index.T, strict=True):
+        gap_row = ("gap", "-" * len(match_columns(chains[name][0][1])))
+        paired[name] = [chains[name][i] if i >= 0 else gap_row for i in rows]
     return paired
 
 
