@@ -13,6 +13,7 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/training_plan.smk"
 
 
 rule all:
@@ -43,7 +44,7 @@ rule features:
     results/features/summary.tsv and failures.tsv while any target has failed."""
     input:
         expand(f"{RESULTS}/features/shards/{{shard}}.tsv", shard=sorted(SHARDS)),
-        expand(f"{RESULTS}/features/train/{{e}}.status", e=TRAINING_ENTRIES),
+        [f"{RESULTS}/features/train/training_set.txt"] if TRAINING_ENTRIES else [],
         f"{RESULTS}/features/summary.tsv",
         f"{RESULTS}/features.ok",
 
@@ -62,6 +63,7 @@ localrules:
     msa,
 
 
+include: "workflow/rules/manifest.smk"
 include: "workflow/rules/databases.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/features.smk"

@@ -286,30 +286,7 @@ def shard_seeds(wildcards) -> str:
 
 
 # --------------------------------------------------------------------------- training set
-def _training_entries():
-    """Entry id -> mmCIF path for config training.entries (files or folders), sorted by id."""
-    entries = {}
-    for item in config["training"]["entries"]:
-        path = Path(item)
-        if path.is_dir():
-            files = sorted(path.glob("*.cif")) + sorted(path.glob("*.cif.gz"))
-        elif path.is_file():
-            files = [path]
-        else:
-            raise WorkflowError(
-                f"config training.entries: {item}: no such file or folder"
-            )
-        for f in files:
-            entry = f.name.split(".")[0]
-            if entry in entries and entries[entry] != str(f):
-                raise WorkflowError(
-                    f"config training.entries: entry {entry} given twice ({entries[entry]}, {f})"
-                )
-            entries[entry] = str(f)
-    return dict(sorted(entries.items()))
-
-
-TRAINING_ENTRIES = _training_entries()
+# TRAINING_ENTRIES and the training plan: manifest.smk.
 
 
 def checkpoint_file() -> str:

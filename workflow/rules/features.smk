@@ -1,6 +1,5 @@
 # Features: one HDF5 per prediction target (results/features/{target}.h5), built one shard at a time
-# (the shards of predict.smk), and one per training entry (results/features/train/{entry}.h5), all by
-# scripts/build_features.py.
+# (the shards of predict.smk), by scripts/build_features.py. Training entries: manifest.smk.
 #
 #   build_features            wildcards shard (shard-NNN of SHARD_PLAN in common.smk)
 #                             input  the search batches (search.smk) of the members' sequences
@@ -10,7 +9,6 @@
 #                                    (AF3 §2.3); which entry serves which chain is the --shard JSON
 #                             output results/features/shards/{shard}.tsv: target<TAB>ok<TAB>{h5} or
 #                                    target<TAB>failed<TAB>{reason}, one row per member
-#   build_training_features   wildcards entry; output results/features/train/{entry}.status
 #
 # One job per shard, not per target: a 10,000-target screen is ~500 featurization jobs instead of
 # 10,000 tiny ones (SLURM queue waits, and ~1 ms of Snakemake planning per job). The h5 files are
@@ -57,33 +55,6 @@ rule build_features:
         " --shard {params.shard:q} --template-dir {params.template_dir} --ccd '{params.ccd}'"
         " --out-dir {params.out_dir} --failed-dir {params.failed_dir} --seed {params.seed}"
         " {params.limits} --status {output.status} > {log} 2>&1"
-
-
-rule build_training_features:
-    """Featurize one training entry from its mmCIF, with ground truth."""
-    input:
-        mmcif=lambda w: TRAINING_ENTRIES[w.entry],
-    output:
-        status=f"{RESULTS}/features/train/{{entry}}.status",
-    log:
-        f"{LOGS}/features/train/{{entry}}.log",
-    conda:
-        "../../envs/model.yaml"
-    threads: 1
-    params:
-        ccd=config["ccd"],
-        seed=config["feature_seed"],
-        h5=lambda w: f"{RESULTS}/features/train/{w.entry}.h5",
-        failed=lambda w: f"{RESULTS}/failed/train/{w.entry}.txt",
-        failed_dir=lambda w: f"{RESULTS}/failed/train",
-    shell:
-        "rm -f {params.h5} {params.failed}; "
-        "python scripts/build_features.py --mmcif {input.mmcif} --ccd '{params.ccd}'"
-        " --out {params.h5} --failed-dir {params.failed_dir} --seed {params.seed} > {log} 2>&1; "
-        "if [ -s {params.h5} ]; then printf 'ok\\t%s\\n' {params.h5};"
-        " elif [ -s {params.failed} ]; then printf 'failed\\t%s\\n' \"$(head -n 1 {params.failed})\";"
-        " else echo 'build_features.py wrote neither {params.h5} nor {params.failed}' >&2; exit 1;"
-        " fi > {output.status}"
 
 
 localrules:

@@ -1,6 +1,7 @@
 # MSA and template search (model.search): each unique sequence key searched once, in batches.
 #
-#   search_protein    wildcards batch (two hex digits: the keys' first two; SEARCH_BATCHES in common.smk)
+#   search_protein    wildcards batch (two hex digits: the keys' first two; SEARCH_BATCHES in common.smk;
+#                     "train-" and two digits for training entries' sequences, manifest.smk)
 #                     input  the .foldline.json sidecars of the protein and template databases
 #                     output results/msa/protein/batches/{batch}.tsv: sha<TAB>sequence of every member,
 #                            written last, once every member is in the store:
@@ -34,7 +35,7 @@ rule search_protein:
     log:
         f"{LOGS}/search/protein/{{batch}}.log",
     wildcard_constraints:
-        batch="[0-9a-f]{2}",
+        batch="(train-)?[0-9a-f]{2}",
     conda:
         "../../envs/search.yaml"
     threads: config["search"]["threads"]
@@ -43,7 +44,7 @@ rule search_protein:
         runtime=1440,
     params:
         molecule="protein",
-        members=lambda w: SEARCH_BATCHES["protein"][w.batch],
+        members=lambda w: search_members("protein", w.batch),
         results=lambda w: RESULTS,
     script:
         "../../scripts/search_batch.py"
@@ -58,7 +59,7 @@ rule search_rna:
     log:
         f"{LOGS}/search/rna/{{batch}}.log",
     wildcard_constraints:
-        batch="[0-9a-f]{2}",
+        batch="(train-)?[0-9a-f]{2}",
     conda:
         "../../envs/search.yaml"
     threads: config["search"]["threads"]
@@ -67,7 +68,7 @@ rule search_rna:
         runtime=1440,
     params:
         molecule="rna",
-        members=lambda w: SEARCH_BATCHES["rna"][w.batch],
+        members=lambda w: search_members("rna", w.batch),
         results=lambda w: RESULTS,
     script:
         "../../scripts/search_batch.py"

@@ -16,9 +16,9 @@ localrules:
 
 
 rule training_set:
-    """The list of training feature files that were built (one path a line)."""
+    """The list of training feature files that were built (one path a line), from the shards' tables."""
     input:
-        expand(f"{RESULTS}/features/train/{{entry}}.status", entry=TRAINING_ENTRIES),
+        training_shard_tables,
     output:
         f"{RESULTS}/features/train/training_set.txt",
     log:
@@ -26,7 +26,7 @@ rule training_set:
     conda:
         "../../envs/model.yaml"
     shell:
-        "awk -F '\\t' '$1 == \"ok\" {{print $2}}' {input} > {output} 2> {log}"
+        "awk -F '\\t' '$2 == \"ok\" {{print $3}}' {input} > {output} 2> {log}"
 
 
 rule train_stage:

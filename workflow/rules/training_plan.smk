@@ -1,0 +1,107 @@
+# Training entries and the training plan (the rules that use them: manifest.smk, train.smk, search.smk).
+# TRAINING_ENTRIES is listed when the workflow is parsed; the plan (store keys, search batches, shards)
+# is read from the manifest that the `training_manifest` checkpoint writes.
+
+import functools
+import hashlib
+
+
+def _list_training_entries():
+    """Entry id -> mmCIF path of training.entries; a missing item or a repeated id is a note."""
+    from model.train.manifest import list_entries
+
+    entries, notes = list_entries(config["training"]["entries"])
+    for note in notes:
+        print(f"config {note}", file=sys.stderr)
+    return entries
+
+
+TRAINING_ENTRIES = _list_training_entries()
+TRAINING_LISTS = [
+    path
+    for path in (config["training"]["include"], config["training"]["exclude"])
+    if path
+]
+
+
+@functools.cache
+def _training_plan(manifest: str, stamp: int) -> SimpleNamespace:
+    """What the kept entries of the manifest need: per entry its entities' store keys, the training
+    search batches (molecule -> "train-xx" -> {sha: sequence}) and the feature shards (name -> entries).
+    A manifest row that cannot be read is a note; the entry is left out."""
+    from model.search.store import msa_key
+    from model.train.manifest import read_manifest
+
+    rows, notes = read_manifest(manifest)
+    for note in notes:
+        print(f"training manifest: {note}", file=sys.stderr)
+    search = not config["training"]["msa_dir"]
+    n_shards = config["training"]["feature_shards"]
+    keys, batches, shards, known = {}, {}, {}, {}
+    for entry, row in rows.items():
+        if row.status != "ok" or entry not in TRAINING_ENTRIES:
+            continue
+        keys[entry] = {}
+        for entity, (molecule, sequence) in row.entities.items():
+            if not search or molecule not in ("protein", "rna"):
+                continue
+            key = known.get((molecule, sequence))
+            if key is None:
+                sha = msa_key(sequence, molecule, config["databases"], config["search"])
+                key = known[(molecule, sequence)] = f"{molecule}/{sha}"
+                batch = f"train-{_batch_of(sha)}"
+                batches.setdefault(molecule, {}).setdefault(batch, {})[sha] = sequence
+            keys[entry][entity] = key
+        digest = int(hashlib.sha256(entry.encode()).hexdigest()[:8], 16)
+        shards.setdefault(f"train-{digest % n_shards:04d}", []).append(entry)
+    return SimpleNamespace(rows=rows, keys=keys, batches=batches, shards=shards)
+
+
+def training_plan() -> SimpleNamespace:
+    """The plan of the manifest the checkpoint wrote (read once per manifest version)."""
+    manifest = Path(checkpoints.training_manifest.get().output[0])
+    return _training_plan(str(manifest), manifest.stat().st_mtime_ns)
+
+
+def search_members(molecule: str, batch: str) -> dict:
+    """{sha: sequence} of a search batch: a prediction batch "xx" or a training batch "train-xx"."""
+    if batch.startswith("train-"):
+        return training_plan().batches[molecule][batch]
+    return SEARCH_BATCHES[molecule][batch]
+
+
+def training_shard_inputs(wildcards) -> list:
+    """A training shard waits for its members' mmCIFs (an edit reruns the shard) and the search
+    batches of their sequences."""
+    plan = training_plan()
+    members = plan.shards[wildcards.tshard]
+    records = {
+        training_batch_file(key) for entry in members for key in plan.keys[entry].values()
+    }
+    return [TRAINING_ENTRIES[entry] for entry in members] + sorted(records)
+
+
+def training_batch_file(key: str) -> str:
+    """The record of the training search batch that fills store entry "{molecule}/{sha}"."""
+    molecule, sha = key.split("/")
+    return str(Path(RESULTS, "msa", molecule, "batches", f"train-{_batch_of(sha)}.tsv"))
+
+
+def training_shard_members(wildcards) -> dict:
+    """The shard's entries as build_training_shard.py reads them."""
+    plan = training_plan()
+    return {
+        entry: {
+            "mmcif": TRAINING_ENTRIES[entry],
+            "release_date": plan.rows[entry].release_date,
+            "entities": plan.keys[entry],
+        }
+        for entry in plan.shards[wildcards.tshard]
+    }
+
+
+def training_shard_tables(wildcards) -> list:
+    return expand(
+        f"{RESULTS}/features/train/shards/{{tshard}}.tsv",
+        tshard=sorted(training_plan().shards),
+    )
