@@ -71,6 +71,19 @@ CASES: dict[str, list[dict]] = {
     "protein_hyp": [_protein("GPPGPPGPP", modifications=[{"ptmType": "CCD_HYP", "ptmPosition": 3}])],
     # BP5 has no one-letter code (restype UNK); the sequence holds its CCD parent's letter (ALA).
     "protein_bp5": [_protein("MKTAYIAKQR", modifications=[{"ptmType": "CCD_BP5", "ptmPosition": 4}])],
+    # MSE is read as MET (AF3 supplement §2.1): one standard token, its SE the S of SD.
+    "protein_mse": [_protein("MKTAYMAKQR", modifications=[{"ptmType": "CCD_MSE", "ptmPosition": 6}])],
+    # NCY (no one-letter code) written as C; 5IU (a DU, no DNA letter: restype DN) written as T.
+    "protein_ncy": [_protein("MKTACIAKQR", modifications=[{"ptmType": "CCD_NCY", "ptmPosition": 5}])],
+    "dna_5iu": [
+        {
+            "dnaSequence": {
+                "sequence": "GACTGA",
+                "count": 1,
+                "modifications": [{"modificationType": "CCD_5IU", "basePosition": 4}],
+            }
+        }
+    ],
     "rna_5mc": [
         {
             "rnaSequence": {

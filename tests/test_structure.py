@@ -145,6 +145,8 @@ def expected(entry: str) -> Expected:
                 present = comps[comp]
             else:
                 comp, present = first_mon[key[1]], {}
+            if comp == "MSE" and "peptide" in exp.chain_type[chain]:  # AF3 §2.1: read as MET, SE as SD
+                comp, present = "MET", {("SD" if n == "SE" else n): alts for n, alts in present.items()}
             text = texts[comp]
             res_atoms = [(n, n in present) for n in text["heavy"] if n in present or n not in text["leaving"]]
             if not res_atoms:
@@ -357,7 +359,7 @@ def test_unresolved_residues_are_masked():
 
 @pytest.mark.parametrize(
     ("entry", "code", "polymer"),
-    [("1a8o", "MSE", True), ("1as5", "HYP", True), ("7gsa", "A1AA6", False), ("2q2k", "5IU", True)],
+    [("1as5", "HYP", True), ("7gsa", "A1AA6", False), ("2q2k", "5IU", True)],
 )
 def test_modified_and_long_codes(entry, code, polymer):
     s = parsed(entry)
@@ -372,6 +374,32 @@ def test_modified_and_long_codes(entry, code, polymer):
         assert set(names) <= set(heavy["heavy"])
         assert set(heavy["heavy"]) - set(heavy["leaving"]) <= set(names)
         assert names == [n for n in heavy["heavy"] if n in names]  # CCD order
+
+
+@pytest.mark.parametrize("entry", ["1a8o", "4zey", "5i55"])
+def test_selenomethionine_is_read_as_methionine(entry):
+    """AF3 supplement §2.1: every MSE of a protein chain becomes a standard MET (one token), its SE
+    atom the SD of MET with element S, at the file's SE position."""
+    s = parsed(entry)
+    block = gemmi.cif.read(str(entry_path(entry))).sole_block()
+    table = block.find(
+        "_atom_site.",
+        ["label_comp_id", "label_atom_id", "Cartn_x", "Cartn_y", "Cartn_z", "label_asym_id", "label_seq_id"],
+    )
+    site = {(r[0], r[1]): [] for r in table}
+    for r in table:
+        site[(r[0], r[1])].append([float(r[k]) for k in (2, 3, 4)])
+    selenium, sulphur = np.array(site[("MSE", "SE")]), np.array(site.get(("MET", "SD"), np.zeros((0, 3))))
+    mse_residues = {(r[5], r[6]) for r in table if r[0] == "MSE"}
+    assert len(selenium) > 0 and not (s.res_name == "MSE").any()
+    sd = np.flatnonzero((s.atom_name == "SD") & (s.res_name[s.atom_residue] == "MET") & s.atom_resolved)
+    assert set(s.atom_element[sd]) == {"S"} and s.res_is_standard[s.atom_residue[sd]].all()
+    # every SD sits at a file SE (of an MSE) or SD (of a MET); one per MSE residue at an SE
+    from_se = np.abs(s.atom_coords[sd][:, None] - selenium[None]).max(-1).min(-1) < 1e-3
+    from_sd = (
+        np.abs(s.atom_coords[sd][:, None] - np.reshape(sulphur, (-1, 3))[None]).max(-1).min(-1, initial=1.0)
+    )
+    assert (from_se | (from_sd < 1e-3)).all() and from_se.sum() == len(mse_residues)
 
 
 @pytest.mark.parametrize("entry", ["1c4q", "1igy", "1ncb", "4zxb", "1gya", "2d0f"])

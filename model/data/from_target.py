@@ -26,7 +26,7 @@ from model.data.ccd import Ccd, Component, load_ccd
 from model.data.conformers import component_from_file, component_from_smiles
 from model.data.inputs import Entity, Target, TargetError
 from model.data.msa import MsaInput
-from model.data.structure import POLYMER_LINK, STANDARD_RESIDUES, Structure
+from model.data.structure import POLYMER_LINK, SELENOMETHIONINE, STANDARD_RESIDUES, Structure
 from model.fileio import write_text_atomic
 
 
@@ -200,6 +200,8 @@ def _entity_components(target: Target, lookup: _Lookup, own: dict[str, Component
         residues = []
         modified = dict(entity.modifications)
         for position, code in enumerate(entity.residue_codes(), start=1):
+            if entity.kind == "protein" and code == SELENOMETHIONINE:
+                code = "MET"  # AF3 supplement §2.1, as Protenix's featurizer: MSE is read as MET
             field = (
                 "modifications"
                 if position in modified

@@ -34,6 +34,7 @@ POLYMER_LINK = {"protein": ("C", "N"), "rna": ("O3'", "P"), "dna": ("O3'", "P")}
 # struct_conn types kept as covalent bonds (AF3 §2.5); metalc and hydrog are not bonds here.
 COVALENT_CONN_TYPES = ("covale", "covale_base", "covale_phosphate", "covale_sugar", "disulf")
 _WATERS = frozenset(("HOH", "DOD", "WAT", "H2O"))
+SELENOMETHIONINE = "MSE"  # read as MET in protein chains (AF3 supplement §2.1)
 _HYDROGENS = frozenset(("H", "D"))
 _ENTITY_POLY_TYPE = {
     "protein": "polypeptide(L)",
@@ -163,13 +164,15 @@ def _choose_altloc(atoms: list) -> list:
     return list(chosen.values())
 
 
-def _residue_atoms(comp: Component, file_atoms: list) -> list[tuple]:
+def _residue_atoms(comp: Component, file_atoms: list, renamed: dict[str, str] | None = None) -> list[tuple]:
     """Atoms of one residue in CCD order: (name, element, charge, xyz, resolved, occ, b).
 
     CCD heavy atoms absent from the file are kept unresolved, except leaving atoms (OXT, OP3,
     ...), which appear only where the file has them. File atoms the CCD lacks are dropped (AF3).
+    `renamed` maps file atom names to the component's (MSE read as MET: SE is SD).
     """
-    by_name = {a.name: a for a in file_atoms}
+    renamed = renamed or {}
+    by_name = {renamed.get(a.name, a.name): a for a in file_atoms}
     out = []
     for name, element, charge, leaving in zip(
         comp.atom_names, comp.elements, comp.charges, comp.leaving_atom, strict=True
@@ -323,9 +326,13 @@ def _polymer_chain(entry, sub, auth, entity_id, ent, residues, ccd) -> _ChainBui
     ctype = _polymer_chain_type(ptype, names, ccd)
     b = _ChainBuilder(sub, auth, entity_id, ctype)
     for pos, name in zip(positions, names, strict=True):
+        renamed = None
+        if name == SELENOMETHIONINE and ctype == "protein":
+            # AF3 supplement §2.1: selenomethionine becomes methionine, its SE the S of SD
+            name, renamed = "MET", {"SE": "SD"}
         comp = _component(ccd, name, entry, sub)
         res = at_seq.get(pos)
-        atoms = _residue_atoms(comp, _choose_altloc(list(res)) if res is not None else [])
+        atoms = _residue_atoms(comp, _choose_altloc(list(res)) if res is not None else [], renamed)
         auth_seq = f"{res.seqid.num}{res.seqid.icode.strip()}" if res is not None else ""
         std = ctype in POLYMER_CHAIN_TYPES and any(name in s for s in STANDARD_RESIDUES.values())
         b.residues.append((name, pos, auth_seq, std, atoms))
