@@ -73,7 +73,7 @@ def lddt_breakdown(
     is_nucleotide: torch.Tensor,
     chain_names: list[str],
     ligand_chains: list[int],
-    chunk: int = 2048,
+    chunk: int = 512,
 ) -> dict:
     """All-atom lDDT of one model, whole and in parts (AF3's evaluation: thresholds 0.5/1/2/4 Å,
     inclusion radius 15 Å, 30 Å where the reference atom m is a nucleotide atom).

@@ -66,7 +66,8 @@ def interface_confidences(
     n_chain = len(chain_type)
     out = {k: np.full((n_chain, n_chain), np.nan) for k in ("ipsae", "pdockq", "iplddt", "ipae")}
     members = [np.nonzero(asym_id == c)[0] for c in range(n_chain)]
-    dist = np.linalg.norm(token_xyz[:, None] - token_xyz[None], axis=-1)
+    xyz = np.asarray(token_xyz, dtype=np.float64)
+    sq = (xyz**2).sum(-1)
     for a in range(n_chain):
         for b in range(a + 1, n_chain):
             ta, tb = members[a], members[b]
@@ -76,7 +77,9 @@ def interface_confidences(
             ipsae = max(
                 ipsae_directed(pae[np.ix_(ta, tb)], nucleic), ipsae_directed(pae[np.ix_(tb, ta)], nucleic)
             )
-            contact = dist[np.ix_(ta, tb)] < CONTACT_DISTANCE  # [T_a, T_b]
+            # squared distances of one chain pair at a time: memory stays [T_a, T_b]
+            d2 = sq[ta][:, None] + sq[tb][None, :] - 2.0 * xyz[ta] @ xyz[tb].T
+            contact = d2 < CONTACT_DISTANCE**2  # [T_a, T_b]
             n_contacts = int(contact.sum())
             if n_contacts:
                 interface = np.concatenate([ta[contact.any(1)], tb[contact.any(0)]])
