@@ -322,3 +322,32 @@ def test_posebusters_failure_is_reported_not_raised(tmp_path):
     (tmp_path / "ligand.sdf").write_text("not a molfile\n")
     result = posebusters_checks(tmp_path / "ligand.sdf", tmp_path / "missing.pdb")
     assert set(result) == {"error"} and "\n" not in result["error"]
+
+
+def test_lddt_breakdown_in_chunks_equals_the_plain_lddt():
+    import torch
+
+    from model.eval.lddt import lddt, lddt_breakdown, lddt_pair_mask
+
+    gen = torch.Generator().manual_seed(0)
+    x_true = torch.randn(60, 3, generator=gen) * 8
+    x_pred = x_true + torch.randn(60, 3, generator=gen) * 1.5
+    chain = torch.tensor([0] * 25 + [1] * 20 + [2] * 15)
+    nucleotide = chain == 1
+    cutoff = torch.where(nucleotide, 30.0, 15.0)
+    mask = torch.ones(60, dtype=torch.bool)
+    out = lddt_breakdown(x_pred, x_true, chain, nucleotide, ["A", "B", "L"], [2], chunk=7)
+    assert out["global"] == pytest.approx(float(lddt(x_pred, x_true, mask, cutoff)), abs=1e-6)
+    in_b = chain == 1
+    assert out["chains"]["B"] == pytest.approx(
+        float(lddt(x_pred, x_true, mask, cutoff, pair_select=in_b[:, None] & in_b[None, :])), abs=1e-6
+    )
+    across = (chain[:, None] == 0) & (chain[None, :] == 2) | (chain[:, None] == 2) & (chain[None, :] == 0)
+    assert out["interfaces"]["A-L"] == pytest.approx(
+        float(lddt(x_pred, x_true, mask, cutoff, pair_select=across)), abs=1e-6
+    )
+    ligand_rows = (chain == 2)[:, None].expand(60, 60)
+    assert out["ligands"]["L"] == pytest.approx(
+        float(lddt(x_pred, x_true, mask, cutoff, pair_select=ligand_rows)), abs=1e-6
+    )
+    assert bool(lddt_pair_mask(x_true, mask, cutoff, pair_select=across).any())
