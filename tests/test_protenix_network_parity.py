@@ -50,33 +50,36 @@ MYOGLOBIN = (
 MYOGLOBIN_MSA = SHARED_DATA / "msa" / "102m_1"  # its real MSA (837 rows once featurized)
 
 
-def _protein(sequence: str, **extra) -> dict:
-    return {"proteinChain": {"sequence": sequence, "count": 1, **extra}}
+def _chain(kind: str, sequence: str, **extra) -> dict:
+    return {kind: {"sequence": sequence, "count": 1, **extra}}
+
+
+def _modified(kind: str, sequence: str, code: str, position: int) -> dict:
+    keys = ("ptmType", "ptmPosition") if kind == "proteinChain" else ("modificationType", "basePosition")
+    return _chain(kind, sequence, modifications=[dict(zip(keys, (f"CCD_{code}", position), strict=True))])
 
 
 # The shared inputs, as Protenix JSON jobs both featurizers read: {name: (sequences, recycling cycles)}.
 INPUTS: dict[str, tuple[list, int]] = {
-    "trp_cage": ([_protein("NLYIQWLKDGGPSSGRPPPS")], 2),
-    "dna_duplex": ([{"dnaSequence": {"sequence": "CGCGAATTCGCG", "count": 2}}], 1),
-    "modified_residue": ([_protein("GPPGPPGP", modifications=[{"ptmType": "CCD_HYP", "ptmPosition": 3}])], 1),
-    "selenomethionine": (
-        [_protein("MQIFVKTLTGK", modifications=[{"ptmType": "CCD_MSE", "ptmPosition": 1}])],
-        1,
-    ),
-    "rna": ([{"rnaSequence": {"sequence": "GGCGCUUAGCGCC", "count": 1}}], 1),
+    "trp_cage": ([_chain("proteinChain", "NLYIQWLKDGGPSSGRPPPS")], 2),
+    "dna_duplex": ([_chain("dnaSequence", "CGCGAATTCGCG", count=2)], 1),
+    "hydroxyproline": ([_modified("proteinChain", "GPPGPPGP", "HYP", 3)], 1),
+    "selenomethionine": ([_modified("proteinChain", "MQIFVKTLTGK", "MSE", 1)], 1),
+    "rna": ([_chain("rnaSequence", "GGCGCUUAGCGCC")], 1),
+    "rna_psu": ([_modified("rnaSequence", "GGAUCCA", "PSU", 4)], 1),
     "myoglobin_hem": (
         [
-            _protein(MYOGLOBIN, msa={"precomputed_msa_dir": str(MYOGLOBIN_MSA), "pairing_db": "uniref100"}),
+            _chain(
+                "proteinChain",
+                MYOGLOBIN,
+                msa={"precomputed_msa_dir": str(MYOGLOBIN_MSA), "pairing_db": "uniref100"},
+            ),
             {"ligand": {"ligand": "CCD_HEM", "count": 1}},
         ],
         1,
     ),
 }
 SLOW_INPUTS = {"myoglobin_hem"}
-# Own-featurizer comparisons that fail while the featurizers differ (issue #13): {name: reason}.
-FEATURES_DIFFER = {
-    "selenomethionine": "issue #13: features differ (Protenix's featurizer turns MSE into MET, SE into SD)",
-}
 
 
 @dataclass
@@ -220,13 +223,6 @@ def _slow(name: str):
     return pytest.param(name, marks=pytest.mark.slow) if name in SLOW_INPUTS else name
 
 
-def _own(name: str):
-    marks = [pytest.mark.slow] if name in SLOW_INPUTS else []
-    if name in FEATURES_DIFFER:
-        marks.append(pytest.mark.xfail(strict=True, reason=FEATURES_DIFFER[name]))
-    return pytest.param(name, marks=marks)
-
-
 IDENTICAL_CASES = ["synthetic", *map(_slow, INPUTS)]
 
 
@@ -270,7 +266,7 @@ def test_denoising_step_confidence_and_distogram_match_protenix(parity_runs: Par
     assert_within(errors, IDENTICAL_TOL)
 
 
-@pytest.mark.parametrize("name", [_own(name) for name in INPUTS])
+@pytest.mark.parametrize("name", list(map(_slow, INPUTS)))
 def test_each_tools_own_featurizer_gives_the_same_network_outputs(parity_runs: ParityRuns, name: str) -> None:
     net, case = _case(parity_runs, f"{name}.own")
     names, own_names = case.atom_names, case.protenix_atom_names
