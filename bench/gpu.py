@@ -44,7 +44,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from model.infer.predict import PredictSettings, make_plan, predict_features, resolve_device  # noqa: E402
-from model.infer.sampler import sample_diffusion  # noqa: E402
 from model.nn.config import PRESET_DIR, load_preset  # noqa: E402
 from model.nn.diffusion import DiffusionModule  # noqa: E402
 from model.nn.network import Foldline, TrunkOutput  # noqa: E402
@@ -55,6 +54,7 @@ from model.nn.pairformer import (  # noqa: E402
     set_triangle_attention_kernel,
 )
 from model.nn.primitives import FLEX_KERNEL, precision  # noqa: E402
+from model.nn.sampler import sample_diffusion  # noqa: E402
 from model.nn.synthetic import randomize_parameters, synthetic_features  # noqa: E402
 
 DENOISERS = ("eager", "graph", "eager+tf32", "graph+tf32")

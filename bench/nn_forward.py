@@ -22,8 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.infer.sampler import sample_diffusion  # noqa: E402
 from model.nn.network import Foldline, load_preset  # noqa: E402
+from model.nn.sampler import sample_diffusion  # noqa: E402
 from model.nn.synthetic import synthetic_features  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

@@ -16,7 +16,7 @@ def test_timing_path_needs_no_chemistry_stack():
         "import sys\n"
         f"for name in {BLOCKED!r}:\n"
         "    sys.modules[name] = None  # any import of these now raises ImportError\n"
-        "import model.infer.sampler, model.infer.confidence, model.infer.precision\n"
+        "import model.nn.sampler, model.infer.confidence, model.infer.precision\n"
         "import model.infer.checkpoint, model.infer.predict, model.nn.network, model.nn.synthetic\n"
         "sys.argv = ['bench/predict.py', '--help']\n"
         "import runpy\n"

@@ -9,7 +9,7 @@ import torch
 from conftest import REPO
 
 from model.eval.rmsd import rmsd, weighted_rigid_align
-from model.infer.sampler import centre_random_augmentation, noise_schedule, random_rotation, sample_diffusion
+from model.nn.sampler import centre_random_augmentation, noise_schedule, random_rotation, sample_diffusion
 
 
 def test_noise_schedule_endpoints_and_formula():

@@ -650,7 +650,7 @@ def test_tf32_matmuls_is_scoped_to_its_block():
 @needs_cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cuda_graph_denoiser_replays_the_eager_step_without_host_syncs(feats, dtype):
-    from model.infer.sampler import sample_diffusion
+    from model.nn.sampler import sample_diffusion
 
     module, cond, _ = _diffusion_inputs(TINY, feats, dtype, "cuda")
     n_atom = feats["ref_pos"].shape[0]

@@ -22,8 +22,8 @@ import torch
 
 from model.infer import confidence
 from model.infer.precision import PrecisionPlan, choose_precision
-from model.infer.sampler import noise_schedule, sample_diffusion
 from model.nn.config import InferenceConfig, ModelConfig
+from model.nn.sampler import noise_schedule, sample_diffusion
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Implements AF3 Algorithm 1 (MainInferenceLoop: input embedding, recycling, template embedder, MSA
 module, pairformer) as `run_trunk`; the diffusion module (Algorithm 20) is `net.diffusion`
-(`prepare` once, `denoise` per step; the sampler, Algorithm 18, lives in model.infer.sampler), the
+(`prepare` once, `denoise` per step; the sampler, Algorithm 18, lives in model.nn.sampler), the
 confidence head (Algorithm 31) is `net.confidence` and the distogram head `net.distogram`.
 
 Precision: the trunk runs under BF16 autocast by default on CUDA (FP32 on CPU), but only the

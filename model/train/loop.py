@@ -2,7 +2,7 @@
 
 Per optimizer step (AF3 supplement §5): N_cycle ~ U{1..n_cycle_max} (the trunk keeps gradients of
 the last cycle only), for each example of the micro-batch the trunk runs once, a no-grad
-mini-rollout (`mini_rollout_steps` steps of `model.infer.sampler.sample_diffusion`) feeds the chain
+mini-rollout (`mini_rollout_steps` steps of `model.nn.sampler.sample_diffusion`) feeds the chain
 and atom permutation and the confidence losses, and `diffusion_batch_size` noised copies of the
 augmented truth train the diffusion module. Adam, AF3 LR schedule, gradient clipping, EMA.
 
@@ -36,9 +36,9 @@ from model.data.constants import MOL_DNA, MOL_LIGAND, MOL_RNA
 from model.eval.dockq import complex_dockq
 from model.eval.lddt import lddt
 from model.infer.checkpoint import load_network_weights
-from model.infer.sampler import centre_random_augmentation, sample_diffusion
 from model.nn.config import ModelConfig, config_from_dict
 from model.nn.network import Foldline, load_preset
+from model.nn.sampler import centre_random_augmentation, sample_diffusion
 from model.train import data as train_data
 from model.train import losses
 from model.train.checkpoint import (
