@@ -4,12 +4,18 @@ Each case is one Protenix input job, featurized twice: by Foldline exactly as th
 (`scripts/build_features.py` → HDF5 feature store → `store.load_features`, then
 `oracle.convert.to_protenix_features`) and by Protenix's own inference data loader in the oracle
 environment (`oracle.protenix_features`). Every feature that reaches the network is compared. Atoms are
-matched by (token, atom name), and their order is a comparison of its own. The reference conformer is
-compared up to the random rotation and shift each `ref_space_uid` group gets (AF3 Table 5);
-`ref_space_uid` values up to relabelling, since the network only asks whether two atoms share one.
+matched by (token, atom name), and their order is a comparison of its own. `ref_space_uid` values are
+compared up to relabelling, since the network only asks whether two atoms share one.
 
-A comparison that fails today because of one of the known differences of issue #13 is a strict xfail
-naming the point: when that point is fixed the xfail fails and must be removed.
+The reference conformer is tested as a procedure, with the RDKit version held equal: Foldline's own
+conformer code (`model.data.conformers.reference_conformer`) runs in the oracle environment under
+Protenix's RDKit 2025.9.3 (`oracle.foldline_conformers`) and must give Protenix's conformer of every
+residue exactly (`ref_conformer`), and with it Protenix's pTM frame mask (`has_frame`); Foldline's stored
+`ref_pos` must be its own conformer (under its own RDKit) centred, shifted and randomly rotated per
+`ref_space_uid` group (AF3 Table 5). RDKit 2026.9.1, Foldline's pin, embeds the same molecule with the
+same seed elsewhere: `test_conformers_across_rdkit_versions` measures that difference per component.
+
+A comparison that fails because of a known, kept difference is a strict xfail naming it.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO, SHARED_DATA
-from oracle import protenix_features, require_oracle
+from oracle import foldline_conformers, protenix_features, require_oracle
 from oracle.convert import to_protenix_features
 
 from model.data import store
+from model.data.ccd import load_ccd
+from model.data.conformers import heavy_atom_indices, reference_conformer
 
 SEED = 101
 MYOGLOBIN = (
@@ -135,15 +143,16 @@ ATOM_FEATURES = (
     "atom_to_tokatom_idx",
     "distogram_rep_atom_mask",
 )
-# has_frame_rule: Foldline's frame rule on Protenix's conformer, apart from the conformer itself.
-SPECIAL = ("atom_order", "ref_pos", "ref_space_uid", "has_frame", "has_frame_rule")
+# ref_conformer: Foldline's conformer code under Protenix's RDKit against Protenix's raw conformers;
+# has_frame: Foldline's frame rule on that conformer; has_frame_rule: on Protenix's own conformer;
+# ref_pos: Foldline's stored ref_pos as its own conformer, centred, shifted and rotated per group.
+SPECIAL = ("atom_order", "ref_conformer", "ref_pos", "ref_space_uid", "has_frame", "has_frame_rule")
 
-# (case, feature) -> the point of issue #13 that makes it differ today. Point 6: the same molecule and
-# seed give other ETKDGv3 coordinates under Foldline's RDKit than under Protenix's pinned 2025.9.3 (and
-# HEM's molecule differs), so every multi-atom conformer differs, and with HEM's, two ligand frames.
-KNOWN: dict[tuple[str, str], int] = {
-    **{(case, "ref_pos"): 6 for case in (*CASES, *RNA_MSA_CASES)},
-    ("myoglobin_hem", "has_frame"): 6,
+# (case, feature) -> why it differs, a difference Foldline keeps (docs/network.md).
+KNOWN: dict[tuple[str, str], str] = {
+    # Protenix turns MSE into MET but keeps MSE's conformer (Se-C bonds of 1.94 Å, the atom renamed SD);
+    # Foldline's MET is MET's, conformer included (AF3 supplement §2.1).
+    ("protein_mse", "ref_conformer"): "Protenix's MET from MSE keeps MSE's conformer",
 }
 
 
@@ -151,8 +160,8 @@ def _params() -> list:
     out = []
     for case in (*CASES, *RNA_MSA_CASES):
         for feature in (*DIRECT, *MSA_FEATURES, *TEMPLATE_FEATURES, *ATOM_FEATURES, *SPECIAL):
-            point = KNOWN.get((case, feature))
-            marks = [pytest.mark.xfail(strict=True, reason=f"issue #13 point {point}")] if point else []
+            reason = KNOWN.get((case, feature))
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
             out.append(pytest.param(case, feature, marks=marks, id=f"{case}-{feature}"))
     return out
 
@@ -196,6 +205,36 @@ def featurized(tmp_path_factory) -> dict[str, tuple[dict, dict, dict]]:
     return result
 
 
+@pytest.fixture(scope="module")
+def components(featurized: dict) -> dict:
+    """{code: Component} of every residue of the cases, from the CCD Foldline featurizes with."""
+    ccd = load_ccd()
+    codes = {str(code) for px, _, _ in featurized.values() for code in px["atom_array.res_name"]}
+    return {code: ccd[code] for code in sorted(codes)}
+
+
+@pytest.fixture(scope="module")
+def oracle_rdkit_conformers(components: dict, tmp_path_factory) -> dict[str, np.ndarray]:
+    """{code: heavy-atom conformer}: Foldline's `reference_conformer` run under Protenix's RDKit."""
+    conformers = foldline_conformers(components, tmp_path_factory.mktemp("oracle_rdkit_conformers"))
+    assert str(conformers.pop("rdkit_version")) == "2025.09.3"
+    return conformers
+
+
+def _per_atom(px: dict, components: dict, conformers: dict[str, np.ndarray]) -> np.ndarray:
+    """For each Protenix atom, its position in its residue's component conformer (by atom name)."""
+    out = np.zeros((len(px["atom_array.atom_name"]), 3))
+    index = {}
+    for code, component in components.items():
+        names = np.asarray(component.atom_names)[heavy_atom_indices(component)]
+        index[code] = {str(name): k for k, name in enumerate(names)}
+    for atom, (code, name) in enumerate(
+        zip(px["atom_array.res_name"], px["atom_array.atom_name"], strict=True)
+    ):
+        out[atom] = conformers[str(code)][index[str(code)][str(name)]]
+    return out
+
+
 def _first_records(a3m: Path, out: Path) -> Path:
     """The first MSA_RECORDS records of a real a3m file, written to `out`."""
     records = a3m.read_text().split(">")[1 : MSA_RECORDS + 1]
@@ -231,10 +270,25 @@ def _superpose_rmsd(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(((a @ rotation - b) ** 2).sum(-1).mean()))
 
 
-def _check_ref_pos(px: dict, fl: dict, match: np.ndarray) -> None:
-    """Per ref_space_uid group: the same conformer up to a rigid motion, centred, shifted by at most
-    1 Å per axis and randomly rotated (AF3 Table 5)."""
-    conformer = px["atom_array.ref_pos"].astype(np.float64)
+def _check_ref_conformer(px: dict, conformer: np.ndarray) -> None:
+    """Per residue: Foldline's conformer (under Protenix's RDKit) is Protenix's, coordinate for
+    coordinate (both in RDKit's frame, before centring and augmentation)."""
+    theirs = px["atom_array.ref_pos"].astype(np.float64)
+    differ = {}
+    for group in np.unique(px["ref_space_uid"]):
+        atoms = np.flatnonzero(px["ref_space_uid"] == group)
+        deviation = float(np.abs(conformer[atoms] - theirs[atoms]).max())
+        if deviation > 1e-4:
+            code = str(px["atom_array.res_name"][atoms[0]])
+            differ[code] = max(deviation, differ.get(code, 0.0))
+    worst = ", ".join(f"{code} {dev:.2f} Å" for code, dev in sorted(differ.items()))
+    assert not differ, f"conformers differ from Protenix's (largest coordinate deviation): {worst}"
+
+
+def _check_ref_pos(px: dict, fl: dict, match: np.ndarray, own_conformer: np.ndarray) -> None:
+    """Per ref_space_uid group: Foldline's stored ref_pos is its own conformer `own_conformer` (in
+    Protenix's atom order) up to a rigid motion, centred, shifted by at most 1 Å per axis and
+    randomly rotated (AF3 Table 5)."""
     ours = fl["ref_pos"][match].astype(np.float64)
     uid = px["ref_space_uid"]
     rotated, differ = 0, {}
@@ -243,14 +297,12 @@ def _check_ref_pos(px: dict, fl: dict, match: np.ndarray) -> None:
         assert np.linalg.norm(ours[atoms].mean(0)) <= np.sqrt(3) + 1e-4, f"group {group} not centred"
         if len(atoms) < 3:
             continue
-        rmsd = _superpose_rmsd(ours[atoms], conformer[atoms])
+        rmsd = _superpose_rmsd(ours[atoms], own_conformer[atoms])
         if rmsd > 1e-3:
-            code = str(px["atom_array.res_name"][atoms[0]])
-            differ[code] = max(rmsd, differ.get(code, 0.0))
-        centred = conformer[atoms] - conformer[atoms].mean(0)
+            differ[str(px["atom_array.res_name"][atoms[0]])] = rmsd
+        centred = own_conformer[atoms] - own_conformer[atoms].mean(0)
         rotated += not np.allclose(ours[atoms] - ours[atoms].mean(0), centred, atol=1e-2)
-    worst = ", ".join(f"{code} {rmsd:.2f} Å" for code, rmsd in sorted(differ.items()))
-    assert not differ, f"conformers differ from Protenix's (RMSD after superposition): {worst}"
+    assert not differ, f"ref_pos is not the conformer up to a rigid motion: {differ}"
     assert rotated > 0, "no reference conformer was randomly rotated"
 
 
@@ -270,7 +322,9 @@ def _has_frame(fl_raw: dict, ref_pos: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("case", "feature"), _params())
-def test_feature_matches_protenix(featurized: dict, case: str, feature: str) -> None:
+def test_feature_matches_protenix(
+    featurized: dict, components: dict, oracle_rdkit_conformers: dict, case: str, feature: str
+) -> None:
     px, fl, fl_raw = featurized[case]
     if feature in DIRECT or feature in MSA_FEATURES or feature in TEMPLATE_FEATURES:
         theirs = px[feature]
@@ -283,14 +337,18 @@ def test_feature_matches_protenix(featurized: dict, case: str, feature: str) -> 
     match = _atom_match(px, fl_raw)
     if feature == "atom_order":
         np.testing.assert_array_equal(match, np.arange(len(match)), err_msg="atom order differs")
+    elif feature == "ref_conformer":
+        _check_ref_conformer(px, _per_atom(px, components, oracle_rdkit_conformers))
     elif feature == "ref_pos":
-        _check_ref_pos(px, fl, match)
+        own = {code: reference_conformer(component)[0] for code, component in components.items()}
+        _check_ref_pos(px, fl, match, _per_atom(px, components, own))
     elif feature == "ref_space_uid":
         np.testing.assert_array_equal(
             _first_seen_labels(fl["ref_space_uid"][match]), _first_seen_labels(px["ref_space_uid"])
         )
     elif feature == "has_frame":
-        np.testing.assert_array_equal(_has_frame(fl_raw, fl_raw["ref_pos"]), px["has_frame"].astype(bool))
+        conformer = _per_atom(px, components, oracle_rdkit_conformers)[np.argsort(match)]
+        np.testing.assert_array_equal(_has_frame(fl_raw, conformer), px["has_frame"].astype(bool))
     elif feature == "has_frame_rule":
         theirs_in_our_order = px["ref_pos"][np.argsort(match)]
         np.testing.assert_array_equal(_has_frame(fl_raw, theirs_in_our_order), px["has_frame"].astype(bool))
@@ -302,3 +360,28 @@ def test_feature_matches_protenix(featurized: dict, case: str, feature: str) -> 
         np.testing.assert_allclose(
             ours.astype(np.float64), theirs.astype(np.float64), atol=1e-6, err_msg=feature
         )
+
+
+def test_conformers_across_rdkit_versions(
+    featurized: dict, components: dict, oracle_rdkit_conformers: dict, record_property
+) -> None:
+    """The one measured difference of the conformers: RDKit 2026.9.1 (Foldline's pin) embeds the same
+    molecule with the same seed elsewhere than 2025.9.3 (Protenix's). Per component, the RMSD after
+    superposition of Foldline's conformer under each version is recorded (`rdkit_rmsd`), and the pTM
+    frames that Foldline's rule draws differently on its own stored conformer than Protenix's
+    (`has_frame_tokens`). Both are conformers of one molecule: every RMSD stays below 2.5 Å."""
+    rmsd = {}
+    for code, component in components.items():
+        ours, mask = reference_conformer(component)
+        if mask.sum() >= 3:
+            rmsd[code] = _superpose_rmsd(ours[mask].astype(np.float64), oracle_rdkit_conformers[code][mask])
+    frames = {}
+    for case, (px, _, fl_raw) in featurized.items():
+        differ = _has_frame(fl_raw, fl_raw["ref_pos"]) != px["has_frame"].astype(bool)
+        if differ.any():
+            frames[case] = sorted(set(fl_raw["token_res_name"][differ].tolist()))
+    record_property("rdkit_rmsd", {code: round(value, 3) for code, value in sorted(rmsd.items())})
+    record_property("has_frame_tokens", frames)
+    print("RMSD, RDKit 2026.9.1 vs 2025.9.3:", ", ".join(f"{c} {v:.2f} Å" for c, v in sorted(rmsd.items())))
+    print("has_frame differing on Foldline's own conformers:", frames)
+    assert max(rmsd.values()) < 2.5

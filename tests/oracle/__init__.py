@@ -3,12 +3,14 @@
 Protenix runs in its own environment, `.venv-oracle` (`make oracle` builds it; `make test` depends on
 it), never in Foldline's. `protenix_features` runs its inference featurizer there in a subprocess
 (`protenix_features.py`, whose docstring documents the command line) and loads the result;
+`foldline_conformers` runs Foldline's own conformer code there, under Protenix's RDKit;
 `convert.to_protenix_features` maps Foldline's features onto Protenix's names and encodings.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 from pathlib import Path
 
@@ -19,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 ORACLE_ENV = REPO / ".venv-oracle"
 ORACLE_PYTHON = ORACLE_ENV / "bin" / "python"
 RUNNER = Path(__file__).with_name("protenix_features.py")
+CONFORMER_RUNNER = Path(__file__).with_name("foldline_conformers.py")
 
 
 def require_oracle() -> None:
@@ -54,3 +57,21 @@ def protenix_features(
         with np.load(out_dir / f"{job['name']}.npz") as data:
             out[job["name"]] = {name: data[name] for name in data.files}
     return out
+
+
+def foldline_conformers(components: dict, work_dir: Path, timeout: float = 600) -> dict[str, np.ndarray]:
+    """{code: heavy-atom conformer} from Foldline's `reference_conformer` run in the oracle environment
+    (RDKit 2025.9.3, Protenix's pin) on `components` ({code: Component} from Foldline's CCD), plus
+    "rdkit_version". Skips the test when the oracle environment is absent."""
+    require_oracle()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    pickled, out = work_dir / "components.pkl", work_dir / "conformers.npz"
+    pickled.write_bytes(pickle.dumps(components))
+    command = [str(ORACLE_PYTHON), str(CONFORMER_RUNNER), str(pickled), str(out)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if run.returncode != 0:
+        raise RuntimeError(
+            f"Foldline's conformers in the oracle failed (exit {run.returncode}):\n{run.stderr[-4000:]}"
+        )
+    with np.load(out) as data:
+        return {name: data[name] for name in data.files}
