@@ -358,7 +358,7 @@ def test_store_round_trip_of_real_features(featurized: dict, tmp_path: Path) -> 
     for key, value in result.meta.items():
         np.testing.assert_array_equal(meta[key], value, err_msg=key)
     attrs = store.read_attrs(path)
-    assert attrs["msa_paired_rows"] == 1 and attrs["ref_pos_seed"] == 0 and attrs["featurizer_version"] == "2"
+    assert attrs["msa_paired_rows"] == 1 and attrs["ref_pos_seed"] == 0 and attrs["featurizer_version"] == "3"
 
 
 AF3_JOB = """{"dialect": "alphafold3", "version": 2, "name": "cmp", "modelSeeds": [1], "sequences": [

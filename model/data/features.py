@@ -33,7 +33,7 @@ from model.data.reference_frame import place_reference_spaces
 from model.data.structure import Structure
 from model.data.tokens import tokenize
 
-FEATURIZER_VERSION = "2"
+FEATURIZER_VERSION = "3"
 # Chains this short get no MSA rows of their own and no templates (Protenix: length <= 4).
 MIN_ALIGNED_CHAIN_LENGTH = 5
 TEMPLATE_FEATURES = tuple(name for name, spec in FEATURES.items() if spec[0] == "template")
