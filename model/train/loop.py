@@ -22,6 +22,7 @@ import copy
 import csv
 import math
 import os
+import random
 import signal
 import sys
 import time
@@ -38,7 +39,7 @@ from model.eval.lddt import lddt
 from model.infer.checkpoint import load_network_weights
 from model.nn.config import ModelConfig, config_from_dict
 from model.nn.network import Foldline, load_preset
-from model.nn.sampler import centre_random_augmentation, sample_diffusion
+from model.nn.sampler import centre_random_augmentation, noise_schedule, sample_diffusion
 from model.train import data as train_data
 from model.train import losses
 from model.train.checkpoint import (
@@ -147,9 +148,10 @@ class TrainingLoss(torch.nn.Module):
             return net.diffusion.denoise(x, sigma, cond)
 
         with torch.no_grad():
+            n_step = int(cfg["mini_rollout_steps"])
             x_roll = sample_diffusion(
-                denoise, n_atom, int(cfg["mini_rollout_samples"]), int(cfg["mini_rollout_steps"]), gen,
-                device=device,
+                denoise, n_atom, int(cfg["mini_rollout_samples"]), n_step, gen,
+                schedule=noise_schedule(n_step, sigma_data=net.cfg.sigma_data), device=device,
             )  # fmt: skip
         x_gt, resolved = permute_ground_truth(feats, aux, x_roll[0])
         mol_atom = feats["mol_type"][feats["atom_to_token"]]
@@ -158,7 +160,7 @@ class TrainingLoss(torch.nn.Module):
 
         if w["alpha_diffusion"] > 0:
             n_sample = int(cfg["diffusion_batch_size"])
-            sigma_data = float(cfg["sigma_data"])
+            sigma_data = float(net.cfg.sigma_data)
             x_aug = centre_random_augmentation(x_gt.expand(n_sample, n_atom, 3), resolved, gen)
             sigma = losses.sample_noise_levels(n_sample, sigma_data, gen).to(device)
             noise = torch.randn(x_aug.shape, generator=gen, device=device) * sigma[:, None, None]
@@ -320,7 +322,9 @@ def validate(net: torch.nn.Module, examples: list[dict], cfg: dict, device, amp_
             return net.diffusion.denoise(x, sigma, cond)
 
         n_atom = feats["atom_pos"].shape[0]
-        x = sample_diffusion(denoise, n_atom, 1, int(cfg["val_steps"]), gen, device=device)
+        n_step = int(cfg["val_steps"])
+        schedule = noise_schedule(n_step, sigma_data=net.cfg.sigma_data)
+        x = sample_diffusion(denoise, n_atom, 1, n_step, gen, schedule=schedule, device=device)
         scores.append(float(lddt(x[0], feats["atom_pos"], feats["atom_resolved"])))
         dockq = complex_dockq(
             x[0], feats["atom_pos"], feats["atom_resolved"], feats["atom_to_token"], feats["asym_id"],
@@ -380,11 +384,13 @@ def train(
     elif resume is None and init_checkpoint:
         init = load_network_weights(init_checkpoint, preset)
         base_cfg = init.config
-        parent = {"path": init.provenance["checkpoint"], "sha256": init.provenance["sha256"],
+        parent = {"path": str(init_checkpoint), "sha256": init.provenance["sha256"],
                   "network": init.network_source}  # fmt: skip
     else:
         base_cfg = preset
     torch.manual_seed(seed)
+    np.random.seed(seed)  # nothing draws from these, but the checkpoint stores their states
+    random.seed(seed)
     net_cfg = network_config(base_cfg, cfg, device)
     net = Foldline(net_cfg).to(device)
     if init is not None:
