@@ -3,7 +3,7 @@
 
   scripts/predict.py --features results/features/T1.h5 [T2.h5 ...] --checkpoint ckpt.pt|none
       --preset tiny|base --out-dir results/predictions --failed-dir results/failed
-      [--seeds 1 2] [--samples 5] [--steps 200] [--cycles 10] [--device auto|cpu|cuda]
+      [--seeds 1 2] [--samples 5] [--steps 200] [--cycles 10] [--no-trunk-per-seed] [--device auto|cpu|cuda]
       [--precision auto|fp32|bf16] [--trunk-precision auto|fp32|bf16] [--chunk-size auto|none|N]
       [--sample-chunk auto|N] [--ccd components.cif] [--reuse-unchanged] [--done FILE]
 
@@ -74,6 +74,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=5, help="diffusion samples per seed")
     p.add_argument("--steps", type=int, default=0, help="diffusion steps (0: the network preset's)")
     p.add_argument("--cycles", type=int, default=0, help="trunk recycles, N_cycle (0: the network preset's)")
+    p.add_argument(
+        "--trunk-per-seed",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="each seed its own trunk (own MSA row sample); --no-trunk-per-seed: one trunk per target",
+    )
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N")
     p.add_argument(
         "--precision", default="auto", choices=["auto", "fp32", "bf16"], help="sampler + confidence"
@@ -263,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         n_step=args.steps,
         n_sample=args.samples,
         seeds=tuple(args.seeds),
+        trunk_per_seed=args.trunk_per_seed,
         precision=args.precision,
         trunk_precision=args.trunk_precision,
         pair_chunk=args.chunk_size,

@@ -236,3 +236,56 @@ def test_bf16_regime_runs_end_to_end():
     assert (
         np.isfinite(conf["pae"]).all() and ((0 <= conf["atom_plddts"]) & (conf["atom_plddts"] <= 100)).all()
     )
+
+
+def _predict_counting_trunks(net, feats, meta, seeds, trunk_per_seed):
+    """predict_features with `seeds`, and how many times it ran the trunk."""
+    import torch
+
+    from model.infer.predict import PredictSettings, predict_features
+
+    runs = []
+    trunk = net.run_trunk
+
+    def counted(*args, **kwargs):
+        runs.append(1)
+        return trunk(*args, **kwargs)
+
+    net.run_trunk = counted
+    try:
+        settings = PredictSettings(1, 2, 1, tuple(seeds), trunk_per_seed=trunk_per_seed)
+        out, _ = predict_features(net, feats, meta, settings, torch.device("cpu"))
+    finally:
+        del net.run_trunk
+    return out, len(runs)
+
+
+def test_trunk_runs_once_per_target_when_it_does_not_vary_with_the_seed():
+    """MSA rows not sampled at inference: the trunk is the same for every seed, so 3 seeds run it once
+    and give what 3 separate single-seed predictions give."""
+    net, feats, meta = _synthetic_target(8)
+    net.cfg.msa.sample_at_inference = False
+    shared, n_trunks = _predict_counting_trunks(net, feats, meta, (1, 2, 3), trunk_per_seed=True)
+    assert n_trunks == 1
+    (third_alone,), _ = _predict_counting_trunks(net, feats, meta, (3,), trunk_per_seed=True)
+    assert np.array_equal(shared[2].coords, third_alone.coords)
+    assert all(np.array_equal(shared[2].confidences[k], v) for k, v in third_alone.confidences.items())
+    assert not np.array_equal(shared[0].coords, shared[1].coords)  # seeds still vary the diffusion
+
+
+def test_trunk_per_seed_switch_with_msa_rows_sampled_per_seed():
+    """MSA rows sampled per seed: the switch on runs the trunk per seed (3 runs, each seed as if
+    alone); off, once with the first seed, whose prediction is unchanged, while the later seeds lose
+    their own MSA sample."""
+    from model.nn.synthetic import randomize_parameters
+
+    net, feats, meta = _synthetic_target(8)
+    randomize_parameters(net)  # a fresh MSA module is the identity: no row sample would show
+    assert net.cfg.msa.sample_at_inference
+    per_seed, n_per_seed = _predict_counting_trunks(net, feats, meta, (1, 2, 3), trunk_per_seed=True)
+    shared, n_shared = _predict_counting_trunks(net, feats, meta, (1, 2, 3), trunk_per_seed=False)
+    assert (n_per_seed, n_shared) == (3, 1)
+    (second_alone,), _ = _predict_counting_trunks(net, feats, meta, (2,), trunk_per_seed=True)
+    assert np.array_equal(per_seed[1].coords, second_alone.coords)
+    assert np.array_equal(shared[0].coords, per_seed[0].coords)
+    assert not np.array_equal(shared[1].coords, per_seed[1].coords)

@@ -1,15 +1,19 @@
-"""Inference for one target: trunk once per seed, all diffusion samples batched, confidences.
+"""Inference for one target: the trunk once per target or once per seed, all diffusion samples
+batched, confidences.
 
 torch/numpy only (GPU nodes; the benchmark imports this). Writing files is `model.infer.writer`'s
 job (gemmi), called by `scripts/predict.py`.
 
-Per seed s: the global torch RNG, a trunk generator and a sampler generator are seeded with s; the
-trunk runs N_cycle recycles in the trunk precision, each on a fresh random subset of the MSA rows
-(AF3 §3.3, as Protenix does at inference; `cfg.msa.sample_at_inference` off: every row);
-`net.diffusion.prepare` computes every conditioning that does not depend on the noise level once;
-`sample_diffusion` (AF3 Alg 18) integrates N_step steps for N_sample samples in one batch (or in
-chunks of `sample_chunk`); the confidence head scores all samples together; `confidence.summarize`
-turns logits into AF3's metrics.
+The trunk (AF3 Alg 1) runs N_cycle recycles in the trunk precision, each on a fresh random subset of
+the MSA rows drawn from a generator seeded with the prediction seed (AF3 §3.3, as Protenix does at
+inference; `cfg.msa.sample_at_inference` off: every row, and the trunk is the same for every seed).
+`settings.trunk_per_seed` on (AF3's and Protenix's behaviour) runs it per seed when it varies with the
+seed; off, or when it does not vary, it runs once with the first seed and every seed reuses it.
+Per seed s: the global torch RNG and a sampler generator are seeded with s; `net.diffusion.prepare`
+computes every conditioning that does not depend on the noise level once; `sample_diffusion` (AF3
+Alg 18) integrates N_step steps for N_sample samples in one batch (or in chunks of `sample_chunk`);
+the confidence head scores all samples together; `confidence.summarize` turns logits into AF3's
+metrics.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch
 from model.infer import confidence
 from model.infer.precision import PrecisionPlan, choose_precision
 from model.nn.config import InferenceConfig, ModelConfig
+from model.nn.network import TrunkOutput
 from model.nn.sampler import noise_schedule, sample_diffusion
 
 
@@ -43,6 +48,7 @@ class PredictSettings:
     trunk_precision: str = "auto"  # auto = BF16 on CUDA, FP32 on CPU
     pair_chunk: int | None | str = "auto"
     sample_chunk: int | str = "auto"
+    trunk_per_seed: bool = True  # off: one trunk per target, shared by every seed (faster, less diverse)
     sampling: InferenceConfig = field(default_factory=InferenceConfig)
 
     @classmethod
@@ -101,6 +107,30 @@ def _sync(device: torch.device) -> float:
     return time.perf_counter()
 
 
+def trunk_varies_with_seed(net: torch.nn.Module, settings: PredictSettings) -> bool:
+    """Whether each seed needs its own trunk: only the per-recycle MSA row sample depends on the seed
+    at inference (no dropout in eval mode)."""
+    return settings.trunk_per_seed and net.cfg.msa.sample_at_inference
+
+
+@torch.no_grad()
+def run_trunk(
+    net: torch.nn.Module,
+    feats: dict[str, torch.Tensor],
+    seed: int,
+    settings: PredictSettings,
+    plan: PrecisionPlan,
+    device: torch.device,
+) -> TrunkOutput:
+    """The trunk (AF3 Alg 1, N_cycle recycles) for `seed`: its own generator draws the MSA rows of each
+    recycle, so the diffusion noise does not depend on N_msa."""
+    torch.manual_seed(seed)
+    msa_generator = torch.Generator(device=device).manual_seed(seed)
+    return net.run_trunk(
+        feats, settings.n_cycle, plan.trunk, chunk_size=plan.pair_chunk, generator=msa_generator
+    )
+
+
 @torch.no_grad()
 def predict_seed(
     net: torch.nn.Module,
@@ -109,21 +139,19 @@ def predict_seed(
     settings: PredictSettings,
     plan: PrecisionPlan,
     device: torch.device,
+    trunk: TrunkOutput | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, dict[str, float]]:
-    """Run one seed. feats: tensors on `device`, no batch dim.
+    """Run one seed on `trunk` (None: `run_trunk` for this seed). feats: tensors on `device`, no batch dim.
 
     Returns coords [S, A, 3] (float32), the confidence head's logits dict, distogram logits
-    [T, T, 64] and stage timings in seconds.
+    [T, T, 64] and stage timings in seconds (trunk 0 when `trunk` was given).
     """
+    t0 = _sync(device)
+    if trunk is None:
+        trunk = run_trunk(net, feats, seed, settings, plan, device)
+    t1 = _sync(device)
     torch.manual_seed(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
-    t0 = _sync(device)
-    # The trunk's own generator (MSA rows per recycle), so the diffusion noise does not depend on N_msa.
-    msa_generator = torch.Generator(device=device).manual_seed(seed)
-    trunk = net.run_trunk(
-        feats, settings.n_cycle, plan.trunk, chunk_size=plan.pair_chunk, generator=msa_generator
-    )
-    t1 = _sync(device)
     cond = net.diffusion.prepare(feats, trunk, dtype=plan.sampler, chunk_size=plan.pair_chunk)
 
     def denoise(x_noisy: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -181,8 +209,17 @@ def predict_features(
         )
     ).to(device)
     out = []
+    shared_trunk = None
+    if not trunk_varies_with_seed(net, settings):
+        t0 = _sync(device)
+        shared_trunk = run_trunk(net, feats, settings.seeds[0], settings, plan, device)
+        trunk_seconds = _sync(device) - t0
     for seed in settings.seeds:
-        coords, logits, distogram, seconds = predict_seed(net, feats, seed, settings, plan, device)
+        coords, logits, distogram, seconds = predict_seed(
+            net, feats, seed, settings, plan, device, shared_trunk
+        )
+        if shared_trunk is not None and seed == settings.seeds[0]:
+            seconds["trunk"] = trunk_seconds
         t0 = _sync(device)
         conf = confidence.summarize(
             logits["plddt_logits"],

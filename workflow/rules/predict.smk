@@ -47,6 +47,9 @@ rule predict_shard:
         samples=config["samples"],
         steps=config["steps"],
         cycles=config["cycles"],
+        trunk_per_seed=(
+            "--trunk-per-seed" if config["trunk_per_seed"] else "--no-trunk-per-seed"
+        ),
         device=config["device"],
         precision=config["precision"],
         pred_dir=lambda w: f"{RESULTS}/predictions",
@@ -60,7 +63,7 @@ rule predict_shard:
         "python scripts/predict.py --features $feats --checkpoint {params.checkpoint}"
         " --preset {params.preset} --out-dir {params.pred_dir} --failed-dir {params.failed_dir}"
         " --seeds {params.seeds} --samples {params.samples} --steps {params.steps}"
-        " --cycles {params.cycles} --device {params.device} --precision {params.precision}"
+        " --cycles {params.cycles} {params.trunk_per_seed} --device {params.device} --precision {params.precision}"
         " --reuse-unchanged --done {output.done} > {log} 2>&1"
 
 
