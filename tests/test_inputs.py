@@ -444,13 +444,10 @@ def test_modification_smiles_ion_and_glycan_structure(ccd) -> None:
     target = load_job_json(FIXTURES / "af3_complex.json", ccd=ccd)[0]
     s = structure_from_target(target, ccd)
     chain_a = slice(s.chain_res_start[0], s.chain_res_end[0])
-    assert (
-        s.res_name[chain_a][0] == "MSE"
-        and not s.res_is_standard[chain_a][0]
-        and s.res_is_standard[chain_a][1:].all()
-    )
-    mse = s.atom_name[s.res_atom_start[0] : s.res_atom_end[0]].tolist()
-    assert "SE" in mse and "OXT" not in mse
+    # the MSE modification is read as MET (AF3 supplement §2.1): a standard residue, SD for SE
+    assert s.res_name[chain_a][0] == "MET" and s.res_is_standard[chain_a].all()
+    met = s.atom_name[s.res_atom_start[0] : s.res_atom_end[0]].tolist()
+    assert "SD" in met and "SE" not in met and "OXT" not in met
     rna = slice(s.chain_res_start[2], s.chain_res_end[2])
     assert s.res_name[rna].tolist() == ["G", "G", "C", "PSU", "A", "G", "C", "C"]
     ligand_f = s.res_atom_start[s.chain_res_start[5]], s.res_atom_end[s.chain_res_start[5]]
