@@ -14,11 +14,11 @@ The input npz is either Foldline's features converted by tests/oracle/convert.py
 Protenix's own featurizer (tests/oracle/protenix_features.py; its `atom_array.*` entries are skipped).
 The network is Protenix's own, built from its config; the MSA module takes every row in the given order
 at inference, the triangle kernels run on the torch path and LayerNorm is torch's. Each output npz holds
-the trunk (`s_inputs`, `s`, `z`), the distogram logits of z, one denoising step (`x_noisy` at `sigma`, three
-levels, -> `x_denoised`) from that trunk, the confidence head's logits on `x_confidence` (the first
-denoised sample), and, for
-module-by-module parity, the inputs and outputs of the input embedder, template embedder, MSA module and
-first pairformer block on the last recycling cycle (`{module}.in.{name}`, `{module}.out[.{name}]`).
+the trunk (`s_inputs`, `s`, `z`), the distogram logits of z, one denoising step from that trunk
+(`x_noisy` at three levels `sigma` -> `x_denoised`), the confidence head's logits on `x_confidence` (the
+first denoised sample), and, for module-by-module parity, the inputs and outputs of the input embedder,
+template embedder, MSA module and first pairformer block on the last recycling cycle
+(`{module}.in.{name}`, `{module}.out[.{name}]`).
 
 Importing this module needs neither Protenix nor torch: Foldline's tests call `run_oracle` (which starts
 the oracle environment's interpreter) and read `SMALL_PRESET`.
