@@ -296,7 +296,7 @@ def make_jobs(args: argparse.Namespace) -> tuple[list[Job], list[str]]:
     given = {"max_file_mb": args.max_file_mb, "max_json_depth": args.json_depth}
     limits = InputLimits(**{key: value for key, value in given.items() if value is not None})
     try:
-        targets, errors = load_targets(args.inputs, allowed_roots=roots, ccd=None, check=False, limits=limits)
+        targets, errors = load_targets(args.inputs, allowed_roots=roots, limits=limits)
     except (TargetError, OSError) as err:  # the file itself is unusable
         targets, errors = [], [TargetError(args.target_id, _one_line(err))]
     jobs = [Job(name=t.target_id, out=out_path(t.target_id), target=t) for t in targets]

@@ -117,7 +117,7 @@ def read_target_table(
     from model.data.inputs import InputLimits, TargetError, load_targets, unexpected
 
     input_limits = InputLimits(max_file_mb=limits["input_file_mb"], max_json_depth=limits["json_depth"])
-    targets, errors = load_targets(inputs, allowed_roots=allowed_roots, check=False, limits=input_limits)
+    targets, errors = load_targets(inputs, allowed_roots=allowed_roots, limits=input_limits)
     invalid = {e.target_id: str(e) for e in errors}
     max_tokens = limits["tokens"] or token_limit(limits["device_memory_gib"])
     where = (

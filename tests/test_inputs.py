@@ -14,7 +14,7 @@ from conftest import MMCIF_DIR, SHARED_DATA, shared_entries
 
 from model.data.ccd import load_ccd
 from model.data.constants import DNA_RESIDUES, RNA_RESIDUES, THREE_TO_ONE_PROTEIN
-from model.data.from_target import structure_from_target, user_msas
+from model.data.from_target import check_target, check_targets, structure_from_target, user_msas
 from model.data.inputs import (
     CSV_COLUMNS,
     Entity,
@@ -215,7 +215,7 @@ def test_bad_input_gives_one_line_message(case, tmp_path: Path, ccd) -> None:
     expected = expected.replace("{root}", str(tmp_path.resolve()))
     (tmp_path / "broken.sdf").write_text("this is not a molecule\n")
     if kind == "csv":
-        targets, errors = load_targets(write_csv(tmp_path, payload), ccd=ccd)
+        targets, errors = check_targets(*load_targets(write_csv(tmp_path, payload)), ccd=ccd)
         assert targets == []
         messages = [str(e) for e in errors]
         assert len(messages) == len(payload)
@@ -223,7 +223,7 @@ def test_bad_input_gives_one_line_message(case, tmp_path: Path, ccd) -> None:
         path = tmp_path / "bad.json"
         path.write_text(payload if kind == "raw" else json.dumps(payload))
         with pytest.raises(TargetError) as raised:
-            load_job_json(path, ccd=ccd)
+            [check_target(t, ccd) for t in load_job_json(path)]
         messages = [str(raised.value)]
     assert messages[0] == expected
     assert all("\n" not in m for m in messages)
@@ -249,12 +249,12 @@ def test_at_least_twenty_kinds_of_bad_input() -> None:
 def test_unusable_targets_csv_raises(content: str, expected: str, tmp_path: Path, ccd) -> None:
     (tmp_path / "targets.csv").write_text(content)
     with pytest.raises(TargetError) as raised:
-        load_targets(tmp_path / "targets.csv", ccd=ccd)
+        check_targets(*load_targets(tmp_path / "targets.csv"), ccd=ccd)
     assert str(raised.value) == expected
 
 
 def test_mixed_csv_gives_every_good_target_and_every_bad_one(ccd) -> None:
-    targets, errors = load_targets(FIXTURES / "targets_mixed.csv", ccd=ccd)
+    targets, errors = check_targets(*load_targets(FIXTURES / "targets_mixed.csv"), ccd=ccd)
     with open(FIXTURES / "targets_mixed.csv") as handle:
         rows = [r for r in csv.DictReader(line for line in handle if not line.startswith("#"))]
     expected_good = {r["target_id"] for r in rows if r["target_id"].startswith("good")}
@@ -262,7 +262,10 @@ def test_mixed_csv_gives_every_good_target_and_every_bad_one(ccd) -> None:
     assert {t.target_id for t in targets} == expected_good
     # a row whose id is not a safe file name is reported under its row number (line 2 is the first row)
     bad_rows = [(n, r["target_id"]) for n, r in enumerate(rows, start=2) if r["target_id"] in expected_bad]
-    assert [e.target_id for e in errors] == [t if " " not in t else f"invalid@row-{n}" for n, t in bad_rows]
+    # (parse errors in row order, then the chemistry errors of check_targets)
+    assert sorted(e.target_id for e in errors) == sorted(
+        t if " " not in t else f"invalid@row-{n}" for n, t in bad_rows
+    )
     for error in errors:
         assert "\n" not in str(error) and str(error).startswith(f"target {error.target_id}: ")
     by_id = {t.target_id: t for t in targets}
@@ -287,8 +290,8 @@ def _same_structure(a, b) -> None:
 
 
 def test_af3_and_protenix_json_give_the_same_target_structure_and_features(ccd) -> None:
-    af3 = load_job_json(FIXTURES / "af3_complex.json", ccd=ccd)
-    protenix = load_job_json(FIXTURES / "protenix_complex.json", ccd=ccd)
+    af3 = [check_target(t, ccd) for t in load_job_json(FIXTURES / "af3_complex.json")]
+    protenix = [check_target(t, ccd) for t in load_job_json(FIXTURES / "protenix_complex.json")]
     assert len(af3) == len(protenix) == 1
     af3, protenix = af3[0], protenix[0]
     assert (af3.dialect, protenix.dialect) == ("alphafold3", "protenix")
@@ -320,7 +323,7 @@ def test_af3_and_protenix_json_give_the_same_target_structure_and_features(ccd) 
 
 
 def test_af3_entities_bonds_and_msa_paths(ccd) -> None:
-    target = load_job_json(FIXTURES / "af3_complex.json", ccd=ccd)[0]
+    target = check_target(load_job_json(FIXTURES / "af3_complex.json")[0], ccd)
     assert target.target_id == "complex_1" and target.seeds == (1, 2)
     protein = target.entities[0]
     assert protein.chain_ids == ("A", "B") and protein.modifications == ((1, "MSE"),)
@@ -333,11 +336,14 @@ def test_af3_entities_bonds_and_msa_paths(ccd) -> None:
 def test_af3_versions_and_job_lists(tmp_path: Path, ccd) -> None:
     for version in (1, 2, 3, 4):
         (tmp_path / "job.json").write_text(json.dumps(af3_job(version=version, name=f"v{version}")))
-        assert load_job_json(tmp_path / "job.json", ccd=ccd)[0].target_id == f"v{version}"
+        assert check_target(load_job_json(tmp_path / "job.json")[0], ccd).target_id == f"v{version}"
     jobs = [af3_job(name="first"), af3_job(name="second job", modelSeeds=[5])]
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    assert [t.target_id for t in load_job_json(tmp_path / "jobs.json", ccd=ccd)] == ["first", "second_job"]
-    picked = load_job_json(tmp_path / "jobs.json", target_id="second_job", ccd=ccd)
+    assert [t.target_id for t in load_job_json(tmp_path / "jobs.json")] == [
+        "first",
+        "second_job",
+    ]
+    picked = [check_target(t, ccd) for t in load_job_json(tmp_path / "jobs.json", target_id="second_job")]
     assert [t.seeds for t in picked] == [(5,)]
 
 
@@ -349,7 +355,7 @@ def test_chain_ids_follow_af3_and_protenix_order(tmp_path: Path, ccd) -> None:
         {"dnaSequence": {"sequence": "ACGT", "count": 1}},
     ]}]  # fmt: skip
     (tmp_path / "ids.json").write_text(json.dumps(job))
-    target = load_job_json(tmp_path / "ids.json", ccd=ccd)[0]
+    target = check_target(load_job_json(tmp_path / "ids.json")[0], ccd)
     assert [e.chain_ids for e in target.entities] == [("B", "C"), ("A",), ("D",)]
 
 
@@ -358,7 +364,7 @@ def test_inline_chains_syntax(tmp_path: Path, ccd) -> None:
     path = write_csv(
         tmp_path, [{"target_id": "inline", "chains": spec, "bonds": "C:1:O4-C:2:C1", "seeds": "7,8"}]
     )
-    (target,), errors = load_targets(path, ccd=ccd)
+    (target,), errors = check_targets(*load_targets(path), ccd=ccd)
     assert errors == []
     kinds = [(e.kind, e.chain_ids) for e in target.entities]
     assert kinds == [("protein", ("A", "B")), ("ligand", ("C",)), ("ligand", ("D",)), ("dna", ("E",)),
@@ -383,7 +389,7 @@ def test_protenix_bonds_pair_copies_and_resolve_smiles_atom_maps(tmp_path: Path,
         }
     ]
     (tmp_path / "pairs.json").write_text(json.dumps(job))
-    target = load_job_json(tmp_path / "pairs.json", ccd=ccd)[0]
+    target = check_target(load_job_json(tmp_path / "pairs.json")[0], ccd)
     assert target.bonds == ((("A", 3, "SG"), ("C", 1, "#1")), (("B", 3, "SG"), ("D", 1, "#1")))
     structure = structure_from_target(target, ccd)
     covalent = structure.bonds[structure.bond_type == "covale"]
@@ -401,7 +407,7 @@ def test_protenix_ligand_file(tmp_path: Path, ccd) -> None:
         {"ligand": {"ligand": f"FILE_{FIXTURES / 'proline.sdf'}", "count": 1}},
     ]}]  # fmt: skip
     (tmp_path / "file.json").write_text(json.dumps(job))
-    target = load_job_json(tmp_path / "file.json", allowed_roots=[tmp_path, FIXTURES], ccd=ccd)[0]
+    target = check_target(load_job_json(tmp_path / "file.json", allowed_roots=[tmp_path, FIXTURES])[0], ccd)
     structure = structure_from_target(target, ccd)
     mol_block = (FIXTURES / "proline.sdf").read_text().splitlines()
     n_atoms = int(mol_block[3][:3])
@@ -441,7 +447,7 @@ def test_polymer_atoms_match_the_pdb_entry(entry: str, kind: str, ccd) -> None:
 
 
 def test_modification_smiles_ion_and_glycan_structure(ccd) -> None:
-    target = load_job_json(FIXTURES / "af3_complex.json", ccd=ccd)[0]
+    target = check_target(load_job_json(FIXTURES / "af3_complex.json")[0], ccd)
     s = structure_from_target(target, ccd)
     chain_a = slice(s.chain_res_start[0], s.chain_res_end[0])
     # the MSE modification is read as MET (AF3 supplement §2.1): a standard residue, SD for SE
@@ -480,7 +486,7 @@ def test_user_ccd_defines_a_new_component(tmp_path: Path, ccd) -> None:
     renamed = re.sub(r"\bATP\b", "LIG-9", text)  # a custom name as AF3's docs suggest
     job = af3_job(version=3, sequences=[{"ligand": {"id": "A", "ccdCodes": ["LIG-9"]}}], userCCD=renamed)
     (tmp_path / "user.json").write_text(json.dumps(job))
-    target = load_job_json(tmp_path / "user.json", ccd=ccd)[0]
+    target = check_target(load_job_json(tmp_path / "user.json")[0], ccd)
     s = structure_from_target(target, ccd)
     assert s.res_name.tolist() == ["LIG-9"] and "LIG-9" in s.components
     assert s.num_atoms == ccd["ATP"].num_heavy_atoms
@@ -491,7 +497,7 @@ def test_user_ccd_defines_a_new_component(tmp_path: Path, ccd) -> None:
         version=3, sequences=[{"ligand": {"id": "A", "ccdCodes": ["LIG-9"]}}], userCCDPath="zz9.cif"
     )
     (tmp_path / "user_path.json").write_text(json.dumps(job))
-    by_path = load_job_json(tmp_path / "user_path.json", ccd=ccd)[0]
+    by_path = check_target(load_job_json(tmp_path / "user_path.json")[0], ccd)
     assert structure_from_target(by_path, ccd).num_atoms == s.num_atoms
 
 
@@ -509,7 +515,9 @@ def test_docs_examples_load(tmp_path: Path, repo_root: Path, ccd) -> None:
     (tmp_path / "jobs" / "kinase_af3.json").write_text(af3_text)
     (tmp_path / "jobs" / "kinase_protenix.json").write_text(protenix_text)
     (tmp_path / "targets.csv").write_text(csv_text)
-    targets, errors = load_targets(tmp_path / "targets.csv", allowed_roots=[tmp_path, FIXTURES], ccd=ccd)
+    targets, errors = check_targets(
+        *load_targets(tmp_path / "targets.csv", allowed_roots=[tmp_path, FIXTURES]), ccd=ccd
+    )
     assert errors == []
     rows = [line.split(",")[0] for line in csv_text.strip().splitlines()[1:]]
     assert [t.target_id for t in targets] == rows
@@ -521,8 +529,8 @@ def test_docs_examples_load(tmp_path: Path, repo_root: Path, ccd) -> None:
 
 def test_unchecked_targets_build_the_same_structure(ccd) -> None:
     """Without `check`, an AF3 single-atom ligand is still an ion chain when the structure is built."""
-    af3 = load_job_json(FIXTURES / "af3_complex.json", check=False)[0]
-    protenix = load_job_json(FIXTURES / "protenix_complex.json", check=False)[0]
+    af3 = load_job_json(FIXTURES / "af3_complex.json")[0]
+    protenix = load_job_json(FIXTURES / "protenix_complex.json")[0]
     assert af3.entities[5].kind == "ligand" and protenix.entities[5].kind == "ion"
     _same_structure(structure_from_target(af3, ccd), structure_from_target(protenix, ccd))
 
@@ -576,14 +584,14 @@ def test_target_errors_and_targets_pickle(ccd) -> None:
     again = pickle.loads(pickle.dumps(error))
     assert str(again) == str(error) == "target t: entity 2 (protein, chains B, C): sequence: bad letter"
     assert (again.field, again.entity, again.chains) == ("sequence", 2, ("B", "C"))
-    target = load_job_json(FIXTURES / "af3_complex.json", ccd=ccd)[0]
+    target = check_target(load_job_json(FIXTURES / "af3_complex.json")[0], ccd)
     assert pickle.loads(pickle.dumps(target)) == target
 
 
 def test_csv_with_excel_bom_crlf_and_comments(tmp_path: Path, ccd) -> None:
     text = "# exported from a spreadsheet\r\ntarget_id,chains,seeds\r\nA1,protein:MKTAY,5\r\n"
     (tmp_path / "targets.csv").write_bytes("\ufeff".encode() + text.encode())
-    targets, errors = load_targets(tmp_path / "targets.csv", ccd=ccd)
+    targets, errors = check_targets(*load_targets(tmp_path / "targets.csv"), ccd=ccd)
     assert errors == [] and [(t.target_id, t.seeds) for t in targets] == [("A1", (5,))]
 
 
@@ -600,7 +608,7 @@ def test_user_msas_text_paths_and_compressed_files(tmp_path: Path, ccd) -> None:
         {"protein": {"id": "D", "sequence": "MKTAY"}},
     ])  # fmt: skip
     (tmp_path / "msa.json").write_text(json.dumps(job))
-    msas = user_msas(load_job_json(tmp_path / "msa.json", ccd=ccd)[0])
+    msas = user_msas(check_target(load_job_json(tmp_path / "msa.json")[0], ccd))
     assert sorted(msas) == ["A", "B", "C"]  # D has none: it gets searched
     expected = [(line[1:], seq) for line, seq in zip(a3m.split()[::2], a3m.split()[1::2], strict=True)]
     assert msas["A"].unpaired == expected and msas["A"].paired == []
@@ -616,10 +624,10 @@ def test_alphafold_server_jobs_read_like_protenix(tmp_path: Path, ccd) -> None:
         {"ion": {"ion": "MG", "count": 2}},
     ]}  # fmt: skip
     (tmp_path / "server.json").write_text(json.dumps([job]))
-    server = load_job_json(tmp_path / "server.json", ccd=ccd)[0]
+    server = check_target(load_job_json(tmp_path / "server.json")[0], ccd)
     protenix_job = {k: v for k, v in job.items() if k not in ("dialect", "version")}
     (tmp_path / "protenix.json").write_text(json.dumps([protenix_job]))
-    protenix = load_job_json(tmp_path / "protenix.json", ccd=ccd)[0]
+    protenix = check_target(load_job_json(tmp_path / "protenix.json")[0], ccd)
     assert (server.dialect, protenix.dialect) == ("alphafoldserver", "protenix")
     assert server == protenix and server.target_id == "server_job" and server.seeds == ()
     assert [e.chain_ids for e in server.entities] == [("A", "B"), ("C",), ("D", "E")]

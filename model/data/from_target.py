@@ -366,6 +366,31 @@ def structure_from_target(target: Target, ccd: Ccd | None = None) -> Structure:
     )
 
 
+def check_target(target: Target, ccd: Ccd | None = None) -> Target:
+    """Check a target's chemistry by building its structure; returns it with single-atom ligands as ions.
+
+    Raises TargetError for unknown CCD codes, modifications of the wrong type, bad ions, SMILES that
+    RDKit rejects, unreadable ligand files and bonds to atoms that do not exist.
+    """
+    target = normalize_target(target, ccd)
+    structure_from_target(target, ccd)
+    return target
+
+
+def check_targets(
+    targets: list[Target], errors: list[TargetError], ccd: Ccd | None = None
+) -> tuple[list[Target], list[TargetError]]:
+    """`check_target` for each of `load_targets`' targets: the good ones, and `errors` plus one
+    TargetError per target whose chemistry fails, so that one bad ligand never stops the others."""
+    good, errors = [], list(errors)
+    for target in targets:
+        try:
+            good.append(check_target(target, ccd))
+        except TargetError as exc:
+            errors.append(exc)
+    return good, errors
+
+
 def user_msas(target: Target) -> dict[str, MsaInput]:
     """The MSAs the user gave (AF3 `unpairedMsa`/`pairedMsa`, text or path), per chain name.
 

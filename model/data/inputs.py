@@ -26,7 +26,6 @@ from typing import Any
 
 import gemmi
 
-from model.data.ccd import Ccd
 from model.data.constants import ONE_TO_CCD_DNA, ONE_TO_CCD_RNA, ONE_TO_THREE_PROTEIN, PROTEIN_ONE_LETTER
 
 ENTITY_KINDS = ("protein", "rna", "dna", "ligand", "ion")
@@ -921,21 +920,19 @@ def load_job_json(
     path: str | Path,
     target_id: str | None = None,
     allowed_roots: Iterable[str | Path] | None = None,
-    ccd: Ccd | None = None,
-    check: bool = True,
     limits: InputLimits = InputLimits(),
 ) -> list[Target]:
     """Targets of an AlphaFold 3 or Protenix job file (one job or a list); raises the first TargetError.
 
     `target_id` names the single job (or picks the job of that name from a list). Relative paths
     inside the file start at its folder; every path must lie under `allowed_roots` (default: the
-    file's folder). With `check`, the chemistry is checked against `ccd` (default `load_ccd()`).
+    file's folder). The chemistry is `model.data.from_target.check_target`'s job.
     """
     path = Path(path).resolve()
     targets, errors = _read_job_file(path, target_id, _roots(allowed_roots, path.parent), path.name, limits)
     if errors:
         raise errors[0]
-    return [check_target(t, ccd) for t in targets] if check else targets
+    return targets
 
 
 @dataclass(frozen=True)
@@ -1008,22 +1005,20 @@ def _csv_rows(csv_path: Path, file_ctx: _Ctx, limits: InputLimits) -> list[_CsvR
 def load_targets(
     csv_path: str | Path,
     allowed_roots: Iterable[str | Path] | None = None,
-    ccd: Ccd | None = None,
-    check: bool = True,
     limits: InputLimits = InputLimits(),
 ) -> tuple[list[Target], list[TargetError]]:
     """Good targets and one TargetError per bad row of a targets.csv (or a single JSON job file).
 
     Raises TargetError only when the file itself is unusable (missing, no header, an unknown column,
     no rows); anything wrong with a row, whatever it is, becomes that row's error. `allowed_roots`
-    defaults to the CSV's folder. With `check`, each target's chemistry is checked against `ccd`
-    (default `load_ccd()`), so that a bad ligand is reported here, not later in the workflow.
+    defaults to the CSV's folder. Only parses: `model.data.from_target.check_targets` checks the
+    chemistry (CCD codes, SMILES, bonds) by building each structure.
     """
     csv_path = Path(csv_path).resolve()
     roots = _roots(allowed_roots, csv_path.parent)
     if csv_path.suffix.lower() == ".json":
         targets, errors = _read_job_file(csv_path, None, roots, csv_path.name, limits)
-        return _check_all(targets, errors, ccd, check)
+        return targets, errors
     file_ctx = _Ctx(None, csv_path.parent, roots, csv_path.name)
     rows = _csv_rows(csv_path, file_ctx, limits)
     folded: dict[str, int] = {}
@@ -1046,7 +1041,7 @@ def load_targets(
                 raise ctx.error(
                     "target_id", f"duplicate target_id {target_id!r} (ids are compared case-insensitively)"
                 )
-            targets.append(_row_target(ctx, row, csv_path, roots, limits, ccd, check))
+            targets.append(_row_target(ctx, row, csv_path, roots, limits))
         except TargetError as exc:
             errors.append(exc)
         except Exception as exc:  # whatever the row holds, it fails alone
@@ -1060,8 +1055,6 @@ def _row_target(
     csv_path: Path,
     roots: tuple[Path, ...],
     limits: InputLimits,
-    ccd: Ccd | None,
-    check: bool,
 ) -> Target:
     values, target_id = row.values, ctx.target_id
     json_spec, chains_spec = (values.get("json") or "").strip(), (values.get("chains") or "").strip()
@@ -1080,31 +1073,4 @@ def _row_target(
         target = Target(target_id, entities, bonds, source=csv_path, dialect="csv")
     if (values.get("seeds") or "").strip():
         target = replace(target, seeds=_csv_seeds(ctx, values["seeds"]))
-    return check_target(target, ccd) if check else target
-
-
-def _check_all(
-    targets: list[Target], errors: list[TargetError], ccd: Ccd | None, check: bool
-) -> tuple[list, list]:
-    if not check:
-        return targets, errors
-    good = []
-    for target in targets:
-        try:
-            good.append(check_target(target, ccd))
-        except TargetError as exc:
-            errors.append(exc)
-    return good, errors
-
-
-def check_target(target: Target, ccd: Ccd | None = None) -> Target:
-    """Check a target's chemistry by building its structure; returns it with single-atom ligands as ions.
-
-    Raises TargetError for unknown CCD codes, modifications of the wrong type, bad ions, SMILES that
-    RDKit rejects, unreadable ligand files and bonds to atoms that do not exist.
-    """
-    from model.data.from_target import normalize_target, structure_from_target  # imports this module
-
-    target = normalize_target(target, ccd)
-    structure_from_target(target, ccd)
     return target
