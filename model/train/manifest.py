@@ -101,6 +101,21 @@ def list_entries(items: Iterable[str | Path]) -> tuple[dict[str, str], list[str]
     return dict(sorted(entries.items())), notes
 
 
+def entries_digest(entries: Mapping[str, str]) -> str:
+    """A digest of every entry's id, path, size and modification time ("missing" for a file gone):
+    the workflow reruns the manifest when it changes, without making 220,000 files rule inputs."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for entry, path in sorted(entries.items()):
+        try:
+            stamp = _file_stamp(path)
+        except OSError:
+            stamp = "missing"
+        digest.update(f"{entry}\t{path}\t{stamp}\n".encode())
+    return digest.hexdigest()
+
+
 def read_id_list(path: str | Path | None) -> set[str]:
     """Entry ids of an include/exclude list: one a line (or whitespace-separated), `#` comments,
     case-insensitive (PDB ids are lower-cased in file names)."""

@@ -25,11 +25,19 @@ TRAINING_LISTS = [
 
 
 @functools.cache
+def training_entries_digest() -> str:
+    """The checkpoint's rerun trigger: any entry added, removed or edited changes it (stat only)."""
+    from model.train.manifest import entries_digest
+
+    return entries_digest(TRAINING_ENTRIES)
+
+
+@functools.cache
 def _training_plan(manifest: str, stamp: int) -> SimpleNamespace:
     """What the kept entries of the manifest need: per entry its entities' store keys, the training
     search batches (molecule -> "train-xx" -> {sha: sequence}) and the feature shards (name -> entries).
     A manifest row that cannot be read is a note; the entry is left out."""
-    from model.search.store import msa_key
+    from model.search.store import msa_keyer
     from model.train.manifest import read_manifest
 
     rows, notes = read_manifest(manifest)
@@ -37,6 +45,7 @@ def _training_plan(manifest: str, stamp: int) -> SimpleNamespace:
         print(f"training manifest: {note}", file=sys.stderr)
     search = not config["training"]["msa_dir"]
     n_shards = config["training"]["feature_shards"]
+    keyers = {m: msa_keyer(m, config["databases"], config["search"]) for m in ("protein", "rna")}
     keys, batches, shards, known = {}, {}, {}, {}
     for entry, row in rows.items():
         if row.status != "ok" or entry not in TRAINING_ENTRIES:
@@ -47,7 +56,7 @@ def _training_plan(manifest: str, stamp: int) -> SimpleNamespace:
                 continue
             key = known.get((molecule, sequence))
             if key is None:
-                sha = msa_key(sequence, molecule, config["databases"], config["search"])
+                sha = keyers[molecule](sequence)
                 key = known[(molecule, sequence)] = f"{molecule}/{sha}"
                 batch = f"train-{_batch_of(sha)}"
                 batches.setdefault(molecule, {}).setdefault(batch, {})[sha] = sequence
@@ -70,30 +79,26 @@ def search_members(molecule: str, batch: str) -> dict:
     return SEARCH_BATCHES[molecule][batch]
 
 
-def training_shard_inputs(wildcards) -> list:
-    """A training shard waits for its members' mmCIFs (an edit reruns the shard) and the search
-    batches of their sequences."""
+def training_batch_files(wildcards) -> list:
+    """The records of every training search batch."""
     plan = training_plan()
-    members = plan.shards[wildcards.tshard]
-    records = {
-        training_batch_file(key) for entry in members for key in plan.keys[entry].values()
-    }
-    return [TRAINING_ENTRIES[entry] for entry in members] + sorted(records)
-
-
-def training_batch_file(key: str) -> str:
-    """The record of the training search batch that fills store entry "{molecule}/{sha}"."""
-    molecule, sha = key.split("/")
-    return str(Path(RESULTS, "msa", molecule, "batches", f"train-{_batch_of(sha)}.tsv"))
+    return [
+        str(Path(RESULTS, "msa", molecule, "batches", f"{batch}.tsv"))
+        for molecule, batches in sorted(plan.batches.items())
+        for batch in sorted(batches)
+    ]
 
 
 def training_shard_members(wildcards) -> dict:
-    """The shard's entries as build_training_shard.py reads them."""
+    """The shard's entries as build_training_shard.py reads them. The mmCIFs are not rule inputs (at
+    PDB scale 220,000 of them cost Snakemake ~2 minutes to plan): an edit changes the file's stamp in
+    the manifest, and so this parameter, which reruns the shard."""
     plan = training_plan()
     return {
         entry: {
             "mmcif": TRAINING_ENTRIES[entry],
             "release_date": plan.rows[entry].release_date,
+            "stamp": plan.rows[entry].stamp,  # an edited entry changes this, rerunning its shard
             "entities": plan.keys[entry],
         }
         for entry in plan.shards[wildcards.tshard]
