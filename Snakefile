@@ -4,12 +4,15 @@
 #   snakemake evaluate --config references=DIR        score the predictions against references
 # Configuration: config/config.yaml (documented in config/README.md); HPC guide: docs/workflow.md.
 
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The defaults, found from any working directory (--directory); --configfile files are laid over them.
+configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -171,13 +171,13 @@ def entry_msas(structure, entry: str, msa_dir: Path) -> dict[str, MsaInput]:
 
 
 def content_hash(job: Job, ccd_release: str, seed: int) -> str:
-    from model.data.features import FEATURIZER_VERSION
-
+    """What the features depend on: the featurizer's source, the CCD, the seed and the inputs' content
+    (file contents, never their paths: a moved project keeps its features)."""
     if job.mmcif is not None:
         source: list[bytes | str] = ["mmcif", job.mmcif.read_bytes()]
     else:
-        source = ["target", repr(job.target)]
-    head = [f"featurizer {FEATURIZER_VERSION}", ccd_release, f"seed {seed}"]
+        source = ["target", store.input_key(job.target)]
+    head = [f"featurizer {store.source_digest('data', 'search')}", ccd_release, f"seed {seed}"]
     return store.content_hash([*head, *source, *job.hash_parts])
 
 

@@ -22,7 +22,8 @@ end (the shard's Snakemake output). Outputs per target: see docs/outputs.md.
 
 `--reuse-unchanged` keeps a target's earlier prediction when its provenance.json (written last, so
 only a complete folder has one) records the same features content hash, weights, preset, network
-and settings, and this code version: editing one target of a shard re-predicts only that target.
+and settings, and the same prediction code (`predictor_sha256`): editing one target of a shard
+re-predicts only that target.
 Any target that is predicted again has its old folder removed first (no stale sample folders).
 """
 
@@ -63,26 +64,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--features", nargs="+", required=True, help="feature files (.h5), one per target")
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt, or 'none' for random weights")
+    # What the predict_shard rule passes from the config is required: config/config.yaml holds the defaults.
     p.add_argument(
-        "--preset",
-        default="base",
-        help="network preset (config/presets/NAME.yaml) when the checkpoint has none",
+        "--preset", required=True, help="network preset (name or YAML file) when the checkpoint has none"
     )
-    p.add_argument("--out-dir", default="results/predictions")
-    p.add_argument("--failed-dir", default="results/failed")
-    p.add_argument("--seeds", nargs="+", type=int, default=[1])
-    p.add_argument("--samples", type=int, default=5, help="diffusion samples per seed")
-    p.add_argument("--steps", type=int, default=0, help="diffusion steps (0: the network preset's)")
-    p.add_argument("--cycles", type=int, default=0, help="trunk recycles, N_cycle (0: the network preset's)")
+    p.add_argument("--out-dir", required=True, help="results/predictions")
+    p.add_argument("--failed-dir", required=True, help="results/failed")
+    p.add_argument("--seeds", nargs="+", type=int, required=True)
+    p.add_argument("--samples", type=int, required=True, help="diffusion samples per seed")
+    p.add_argument("--steps", type=int, required=True, help="diffusion steps (0: the network preset's)")
+    p.add_argument(
+        "--cycles", type=int, required=True, help="trunk recycles, N_cycle (0: the network preset's)"
+    )
     p.add_argument(
         "--trunk-per-seed",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        required=True,
         help="each seed its own trunk (own MSA row sample); --no-trunk-per-seed: one trunk per target",
     )
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N")
+    p.add_argument("--device", required=True, help="auto|cpu|cuda|cuda:N")
     p.add_argument(
-        "--precision", default="auto", choices=["auto", "fp32", "bf16"], help="sampler + confidence"
+        "--precision", required=True, choices=["auto", "fp32", "bf16"], help="sampler + confidence"
     )
     p.add_argument(
         "--trunk-precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 on CUDA"
@@ -145,6 +147,12 @@ class ComponentLookup:
         return self.ccd[code]
 
 
+def predictor_digest() -> str:
+    """The prediction code's identity (network, sampler, confidence, writers): its sources' sha256,
+    so a code change re-predicts and an unrelated commit does not."""
+    return store.source_digest("nn", "infer")
+
+
 def prediction_identity(path: Path, loaded: LoadedWeights, network_config, settings) -> dict:
     """What a prediction depends on, as its provenance.json records it (JSON-normalised)."""
     identity = {
@@ -153,7 +161,7 @@ def prediction_identity(path: Path, loaded: LoadedWeights, network_config, setti
         "preset": loaded.preset,
         "network_config": network_config,
         "settings": settings.as_dict(),
-        "code_version": store.code_version(),
+        "predictor_sha256": predictor_digest(),
     }
     return json.loads(json.dumps(identity))
 
@@ -168,7 +176,7 @@ def recorded_identity(folder: Path) -> dict | None:
             "preset": prov["preset"],
             "network_config": prov["network_config"],
             "settings": prov["settings"],
-            "code_version": prov["code_version"],
+            "predictor_sha256": prov["predictor_sha256"],
         }
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -217,6 +225,7 @@ def run_target(
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "torch_version": torch.__version__,
         "code_version": store.code_version(),
+        "predictor_sha256": predictor_digest(),
         "seconds": {str(s.seed): s.seconds for s in seeds} | {"total": time.perf_counter() - started},
         "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
     }

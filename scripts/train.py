@@ -7,7 +7,7 @@ after an interruption continues from last.pt. Under `torchrun --nproc_per_node N
 
 Example:
   python scripts/train.py --stage 0 --stages config/stages.yaml --preset tiny \
-      --features results/features/train --out-dir results/train/stage0 --steps 20 --device cpu
+      --features results/features/train --out-dir results/train/stage0 --steps 20 --seed 0 --device cpu
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--stage", required=True, help="stage index 0-3 (or stage0..stage3)")
-    p.add_argument("--stages", default="config/stages.yaml", help="stages YAML (the seed table)")
+    # What the train_stage rule passes from the config is required: config/config.yaml holds the defaults.
+    p.add_argument("--stages", required=True, help="stages YAML (the seed table)")
     p.add_argument(
-        "--preset", default="tiny", help="network preset (name or YAML path) when no checkpoint carries one"
+        "--preset", required=True, help="network preset (name or YAML path) when no checkpoint carries one"
     )
     p.add_argument(
         "--features",
@@ -44,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "Protenix checkpoint; the network is the one it carries or fits (--preset otherwise)",
     )
     p.add_argument("--out-dir", required=True, help="results/train/stage{K}")
-    p.add_argument("--steps", type=int, default=None, help="override the stage's number of optimizer steps")
+    p.add_argument("--steps", type=int, required=True, help="optimizer steps (0: the stage's own)")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -53,19 +54,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="override any stages.yaml key, e.g. --set train_crop_size=64 (repeatable)",
     )
-    p.add_argument("--seed", type=int, default=None, help="override the seed")
+    p.add_argument("--seed", type=int, required=True, help="the training seed")
     p.add_argument("--clusters", default=None, help="cluster TSV from `python -m model.train.clusters`")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda")  # fmt: skip
+    p.add_argument("--device", required=True, help="auto, cpu, cuda")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = list(args.overrides)
-    if args.steps is not None:
+    if args.steps:
         overrides.append(f"steps={args.steps}")
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
+    overrides.append(f"seed={args.seed}")
     cfg = resolve_stage(args.stages, args.stage.removeprefix("stage"), overrides)
     try:
         return train(
@@ -77,12 +77,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        sm = globals()["snakemake"]
-        argv = ["--stage", str(sm.wildcards.stage), "--stages", str(sm.input.stages),
-                "--features", str(sm.input.features), "--out-dir", str(Path(sm.output.checkpoint).parent),
-                "--preset", str(sm.params.get("preset", "tiny"))]  # fmt: skip
-        if sm.input.get("parent"):
-            argv += ["--init-checkpoint", str(sm.input.parent)]
-        sys.exit(main(argv))
     sys.exit(main())

@@ -103,7 +103,9 @@ def test_predict_script_loads_a_real_checkpoint_and_refuses_a_mismatch(tmp_path,
     dropped = sorted(state)[0]
     del state[dropped]
     bad = save_checkpoint(tmp_path / "bad.pt", {"model": state})
-    args = ["--features", str(tmp_path / "T1.h5"), "--preset", "tiny", "--device", "cpu"]
+    args = ["--features", str(tmp_path / "T1.h5"), "--preset", "tiny", "--device", "cpu",
+            "--out-dir", str(tmp_path / "pred"), "--seeds", "1", "--samples", "1", "--steps", "2",
+            "--cycles", "1", "--precision", "auto", "--trunk-per-seed"]  # fmt: skip
     assert script.main([*args, "--checkpoint", str(bad), "--failed-dir", str(tmp_path / "f")]) == 0
     err = capsys.readouterr().err
     assert "missing" in err and dropped in err
@@ -169,7 +171,8 @@ def _predict(tmp_path: Path, features: Path, checkpoint: Path | str, preset: str
     spec.loader.exec_module(script)
     argv = ["--features", str(features), "--checkpoint", str(checkpoint), "--preset", preset,
             "--out-dir", str(tmp_path / "pred"), "--failed-dir", str(tmp_path / "failed"),
-            "--samples", "1", "--steps", "2", "--cycles", "1", "--device", "cpu"]  # fmt: skip
+            "--seeds", "1", "--samples", "1", "--steps", "2", "--cycles", "1", "--device", "cpu",
+            "--precision", "auto", "--trunk-per-seed"]  # fmt: skip
     return script.main(argv), tmp_path
 
 

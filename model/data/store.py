@@ -18,10 +18,11 @@ Imports only numpy, h5py and torch: GPU nodes load features without the chemistr
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import h5py
@@ -69,6 +70,42 @@ def content_hash(parts: Iterable[bytes | str]) -> str:
         digest.update(len(data).to_bytes(8, "little"))
         digest.update(data)
     return digest.hexdigest()
+
+
+def input_key(value, file_key: Callable[[Path], str] | None = None) -> str:
+    """A canonical text of parsed inputs (dataclasses such as `model.data.inputs.Target`, tuples,
+    dicts, scalars) for cache keys: each file path becomes `file_key(path)` (default: the sha256 of its
+    bytes) and fields left out of equality (a target's source file, dialect) are left out, so that a
+    moved project folder keeps its keys."""
+    file_key = file_key or _file_content_key
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = (f for f in dataclasses.fields(value) if f.compare)
+        inner = ", ".join(f"{f.name}={input_key(getattr(value, f.name), file_key)}" for f in fields)
+        return f"{type(value).__name__}({inner})"
+    if isinstance(value, Path):
+        return file_key(value)
+    if isinstance(value, tuple | list):
+        return "(" + ", ".join(input_key(v, file_key) for v in value) + ")"
+    if isinstance(value, dict):
+        items = sorted((repr(k), input_key(v, file_key)) for k, v in value.items())
+        return "{" + ", ".join(f"{k}: {v}" for k, v in items) + "}"
+    return repr(value)
+
+
+def _file_content_key(path: Path) -> str:
+    if not path.is_file():
+        return f"missing:{path.name}"
+    with open(path, "rb") as f:
+        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+
+
+@functools.cache
+def source_digest(*subpackages: str) -> str:
+    """sha256 over the source files (*.py, by relative path) of these subpackages of `model`: a cache
+    key that changes with the code that made a file, with no version constant to bump by hand."""
+    root = Path(model.__file__).resolve().parent
+    files = sorted(f for sub in subpackages for f in (root / sub).rglob("*.py"))
+    return content_hash(part for f in files for part in (f.relative_to(root).as_posix(), f.read_bytes()))
 
 
 @functools.cache

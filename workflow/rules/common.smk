@@ -11,6 +11,8 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 REPO = Path(workflow.basedir).resolve()
+# The rules' scripts, named from the workflow folder so that any working directory works.
+SCRIPTS = REPO / "scripts"
 # Rule scripts import the library as `model` (the repository root) and the workflow's own helpers.
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO))
@@ -29,7 +31,36 @@ from make_shards import plan_shards, read_target_table  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
 
-RESULTS = "results"
+
+def _bundled_paths_from_workflow() -> None:
+    """Paths still equal to the bundled defaults of config/config.yaml (databases, examples, training
+    data, stages) name files of the workflow folder, found from any working directory; every other
+    relative path is the user's, relative to the working directory (--directory)."""
+    import yaml
+
+    bundled = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+    def from_workflow(value, default):
+        if value == default and not Path(value).is_absolute():
+            return os.path.relpath(REPO / value)
+        return value
+
+    config["inputs"] = from_workflow(config["inputs"], bundled["inputs"])
+    training, bundled_training = config["training"], bundled["training"]
+    training["stages"] = from_workflow(training["stages"], bundled_training["stages"])
+    training["entries"] = [
+        from_workflow(e, e) if e in bundled_training["entries"] else e
+        for e in training["entries"]
+    ]
+    for molecule in ("protein", "rna", "templates"):
+        paths = config["databases"][molecule]
+        for name, default in bundled["databases"][molecule].items():
+            paths[name] = from_workflow(paths[name], default)
+
+
+_bundled_paths_from_workflow()
+
+RESULTS = config["results"]
 LOGS = "logs"
 GPU_PARTITION = config.get("cluster", {}).get("gpu_partition", "gpu")
 TARGET_ID = r"[A-Za-z0-9_\-][A-Za-z0-9._\-]*"
@@ -348,13 +379,14 @@ def shard_manifest(wildcards) -> str:
 
 def shard_fingerprint(wildcards) -> str:
     """A digest of the shard's parsed targets: a changed target reruns its shard's featurization
-    (whose unchanged members are kept by their content hash), not every shard's."""
-    import hashlib
+    (whose unchanged members are kept by their content hash), not every shard's. Files count by
+    their path relative to the working directory (reading them all at every parse would cost too
+    much), so a project folder moved as a whole keeps its fingerprints."""
+    from model.data.store import content_hash, input_key
 
-    digest = hashlib.sha256()
-    for target_id in SHARDS[wildcards.shard]:
-        digest.update(repr(TARGETS[target_id]).encode())
-    return digest.hexdigest()
+    return content_hash(
+        input_key(TARGETS[t], os.path.relpath) for t in SHARDS[wildcards.shard]
+    )
 
 
 _remove_stale_records()

@@ -24,7 +24,7 @@ rule report_target:
     """The report page of one target."""
     input:
         done=lambda w: SHARD_DONE[w.target],
-        viewer="workflow/report/3Dmol-min.js",
+        viewer=REPO / "workflow" / "report" / "3Dmol-min.js",
     output:
         report(
             f"{RESULTS}/report/{{target}}.html",
@@ -52,7 +52,7 @@ rule report_target:
             else ""
         ),
     shell:
-        "python scripts/report.py target --target {wildcards.target} --predictions {params.predictions}"
+        "python {SCRIPTS}/report.py target --target {wildcards.target} --predictions {params.predictions}"
         " --viewer {input.viewer} --evaluation '{params.evaluation}' --failed {params.failed}"
         " --out {output} > {log} 2>&1"
 
@@ -75,5 +75,5 @@ rule report_training:
     params:
         metrics=lambda w, input: str(Path(input[0]).parent / "metrics.csv"),
     shell:
-        "python scripts/report.py training --metrics {params.metrics} --stage {wildcards.stage}"
+        "python {SCRIPTS}/report.py training --metrics {params.metrics} --stage {wildcards.stage}"
         " --out {output} > {log} 2>&1"

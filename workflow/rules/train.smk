@@ -47,11 +47,7 @@ rule train_stage:
         slurm_partition=GPU_PARTITION,
     params:
         preset=config["preset"],
-        steps=(
-            f"--steps {config['training']['steps']}"
-            if config["training"]["steps"]
-            else ""
-        ),
+        steps=config["training"]["steps"],
         init=lambda w, input: (
             f"--init-checkpoint {input.parent}" if input.parent else ""
         ),
@@ -61,10 +57,10 @@ rule train_stage:
         launcher=train_launcher(),
         out_dir=lambda w, output: str(Path(output.checkpoint).parent),
     shell:
-        "python scripts/gpu_slot.py --gpus {resources.gpu} -- "
-        "{params.launcher} scripts/train.py --stage {wildcards.stage} --stages {input.stages}"
+        "python {SCRIPTS}/gpu_slot.py --gpus {resources.gpu} -- "
+        "{params.launcher} {SCRIPTS}/train.py --stage {wildcards.stage} --stages {input.stages}"
         " --preset {params.preset} --features {input.features} {params.init}"
-        " --out-dir {params.out_dir} {params.steps} {params.overrides}"
+        " --out-dir {params.out_dir} --steps {params.steps} {params.overrides}"
         " --seed {params.seed} --device {params.device} > {log} 2>&1"
 
 
