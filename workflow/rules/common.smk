@@ -403,6 +403,9 @@ def parent_checkpoint(wildcards) -> list[str]:
 
 
 def train_launcher() -> str:
-    """`python`, or torchrun with one process per GPU of the job (DDP) when training.gpus > 1."""
-    gpus = config["training"]["gpus"]
+    """`python`, or torchrun with one process per GPU of the job (DDP) when training.gpus > 1; with
+    training.nodes > 1 scripts/launch_stage.sh (srun + torchrun c10d rendezvous under SLURM)."""
+    nodes, gpus = config["training"]["nodes"], config["training"]["gpus"]
+    if nodes > 1:
+        return f"bash scripts/launch_stage.sh {nodes} {gpus}"
     return "python" if gpus == 1 else f"torchrun --standalone --nproc_per_node {gpus}"

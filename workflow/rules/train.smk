@@ -43,8 +43,9 @@ rule train_stage:
         "../../envs/model.yaml"
     threads: 4
     resources:
-        gpu=config["training"]["gpus"],
+        gpu=config["training"]["gpus"] * config["training"]["nodes"],
         slurm_partition=GPU_PARTITION,
+        **TRAIN_NODE_RESOURCES,
     params:
         preset=config["preset"],
         steps=config["training"]["steps"],

@@ -17,6 +17,14 @@ def _list_training_entries():
 
 
 TRAINING_ENTRIES = _list_training_entries()
+# A stage on training.nodes > 1 nodes: the SLURM job runs its command itself (the plugin's `mpi` path:
+# no srun around it) with one task a node, for scripts/launch_stage.sh's srun + torchrun.
+TRAIN_NODE_RESOURCES = (
+    {"nodes": config["training"]["nodes"], "tasks": config["training"]["nodes"], "mpi": "srun",
+     "tasks_per_gpu": 0}  # fmt: skip
+    if config["training"]["nodes"] > 1
+    else {}
+)
 TRAINING_LISTS = [
     path
     for path in (config["training"]["include"], config["training"]["exclude"])
