@@ -407,5 +407,5 @@ def train_launcher() -> str:
     training.nodes > 1 scripts/launch_stage.sh (srun + torchrun c10d rendezvous under SLURM)."""
     nodes, gpus = config["training"]["nodes"], config["training"]["gpus"]
     if nodes > 1:
-        return f"bash scripts/launch_stage.sh {nodes} {gpus}"
+        return f"bash {SCRIPTS}/launch_stage.sh {nodes} {gpus}"
     return "python" if gpus == 1 else f"torchrun --standalone --nproc_per_node {gpus}"
