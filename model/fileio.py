@@ -1,8 +1,9 @@
-"""Atomic file writes (stdlib only): every output goes to a temp file in its own folder, then is
-renamed over the target, so a file that exists is complete, whatever kills the writer."""
+"""File helpers (stdlib only). Atomic writes: every output goes to a temp file in its own folder, then
+is renamed over the target, so a file that exists is complete, whatever kills the writer."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -46,3 +47,12 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

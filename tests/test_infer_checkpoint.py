@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from model.fileio import sha256_file
 from model.infer.checkpoint import (
     CheckpointError,
     fit_problems,
@@ -20,7 +21,7 @@ from model.infer.checkpoint import (
     load_network_weights,
     read_state_dict,
 )
-from model.train.checkpoint import rng_state, save_checkpoint, sha256_file
+from model.train.checkpoint import rng_state, save_checkpoint
 
 
 def small_net(width: int = 4) -> torch.nn.Module:

@@ -19,10 +19,11 @@ import torch
 from conftest import REPO
 from test_train_data import train_files  # noqa: F401 (session fixture shared with the data tests)
 
+from model.fileio import sha256_file
 from model.infer.checkpoint import read_state_dict
 from model.nn.network import Foldline, load_preset
 from model.train import data as D
-from model.train.checkpoint import load_checkpoint, sha256_file
+from model.train.checkpoint import load_checkpoint
 from model.train.loop import METRIC_COLUMNS, NONDETERMINISTIC_COLUMNS, TrainingLoss
 from model.train.stages import resolve_stage
 
@@ -209,3 +210,37 @@ def test_a_payload_checkpoint_never_runs_in_training(features, tmp_path, entry):
         last_line.startswith(f"train: checkpoint {path}: refused") and "weights_only=False" not in run.stderr
     )
     assert not (out / "checkpoint.pt").exists()
+
+
+def test_training_reads_sigma_data_from_the_network(features, monkeypatch):
+    """sigma_data has one home, the network config: the EDM loss weight, the training noise levels and
+    the mini-rollout's schedule use the network's value, and the stage recipe cannot set another."""
+    import model.train.loop as loop
+    from model.train.stages import StageConfigError
+
+    cfg = resolve_stage(STAGES, 0, SMALL)
+    assert "sigma_data" not in cfg
+    with pytest.raises(StageConfigError):
+        resolve_stage(STAGES, 0, [*SMALL, "sigma_data=8.0"])
+    seen = []
+
+    def recording(name, function):
+        def call(*args, **kwargs):
+            seen.append((name, kwargs.get("sigma_data", args[1] if len(args) > 1 else None)))
+            return function(*args, **kwargs)
+
+        return call
+
+    losses = loop.losses
+    monkeypatch.setattr(losses, "sample_noise_levels", recording("noise", losses.sample_noise_levels))
+    monkeypatch.setattr(losses, "edm_loss_weight", recording("edm", losses.edm_loss_weight))
+    monkeypatch.setattr(loop, "noise_schedule", recording("schedule", loop.noise_schedule))
+    entries = D.build_index(features)
+    D.exact_clusters(entries)
+    example = D.TrainDataset(entries, cfg)[0]
+    network = load_preset("tiny")
+    network.sigma_data = 7.5
+    torch.manual_seed(0)
+    loss, _ = TrainingLoss(Foldline(network), cfg)(example["feats"], example["aux"], 1, 11, None)
+    assert math.isfinite(loss.item())
+    assert sorted(set(seen)) == [("edm", 7.5), ("noise", 7.5), ("schedule", 7.5)]

@@ -443,3 +443,88 @@ def test_released_weights_predict_and_a_bad_checkpoint_fails_every_target(tmp_pa
         assert failures.count("\n") == 3 and damage in failures
         logs = "".join(p.read_text() for p in (workdir / "logs").rglob("*.log"))
         assert "weights_only=False" not in logs + run.stdout + run.stderr
+
+
+# --------------------------------------------------------------------------- one configuration, any folder
+def test_workflow_runs_from_another_directory_into_its_results_folder(tmp_path):
+    """`snakemake -s …/Snakefile --directory DIR` from a third folder: the defaults and the bundled
+    databases, examples and scripts are found from the workflow folder, outputs land in DIR/{results}."""
+    copy = make_workdir(tmp_path / "workflow", {"checkpoint": "none"})
+    run, elsewhere = tmp_path / "scratch" / "run", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    snakemake(elsewhere, "-s", str(copy / "Snakefile"), "--directory", str(run), "predict",
+              "--config", "results=out", "--cores", "2", timeout=900)  # fmt: skip
+    with open(run / "out" / "summary.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert sorted(r["target_id"] for r in rows) == ["dickerson_dodecamer", "trp_cage", "trp_cage_atp"]
+    assert (run / "out" / "predictions" / "trp_cage_atp" / "trp_cage_atp_model.cif").is_file()
+    assert not any((folder / "results").exists() for folder in (run, copy, elsewhere))
+
+
+def _script_options(command: str, script: str) -> list[list[str]]:
+    """The options (each with its values) a planned shell command passes to scripts/{script}."""
+    import shlex
+
+    words = shlex.split(command.split(f"scripts/{script}", 1)[1].split(" > ", 1)[0].replace("$feats", "x.h5"))
+    options: list[list[str]] = []
+    for word in words:
+        if word.startswith("--"):
+            options.append([word])
+        else:
+            options[-1].append(word)
+    return options
+
+
+@pytest.mark.parametrize(
+    ("script", "optional"),
+    [("predict.py", {"--reuse-unchanged", "--done"}), ("train.py", {"--init-checkpoint", "--set"})],
+)
+def test_scripts_require_every_option_their_rule_passes(workdir, script, optional):
+    """Scripts hold no defaults of their own for what the rules pass from the config: leaving out any
+    such option is an error, so config/config.yaml is the only place a default can come from."""
+    import importlib.util
+
+    out = snakemake(workdir, "--dry-run", "--printshellcmds", "predict").stdout
+    command = next(line for line in out.splitlines() if f"scripts/{script}" in line)
+    options = _script_options(command, script)
+    spec = importlib.util.spec_from_file_location(f"rule_script_{script[:-3]}", REPO / "scripts" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.parse_args([word for option in options for word in option])
+    required = [option for option in options if option[0] not in optional]
+    assert len(required) >= 7
+    for left_out in required:
+        argv = [word for option in options if option is not left_out for word in option]
+        with pytest.raises(SystemExit):
+            module.parse_args(argv)
+
+
+def _schema_paths(schema: dict, prefix: str = "") -> list[str]:
+    paths = []
+    for key, sub in schema.get("properties", {}).items():
+        paths.append(prefix + key)
+        paths += _schema_paths(sub, f"{prefix}{key}.")
+    return paths
+
+
+def test_config_yaml_is_the_one_source_of_defaults():
+    """The schema holds types only; config/config.yaml holds a value for every key it knows."""
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert "default:" not in (REPO / "workflow" / "schemas" / "config.schema.yaml").read_text()
+    missing = []
+    for path in _schema_paths(schema):
+        node = config
+        for key in path.split("."):
+            if not isinstance(node, dict) or key not in node:
+                missing.append(path)
+                break
+            node = node[key]
+    assert missing == []
+
+
+def test_a_preset_file_is_accepted_by_the_schema(workdir):
+    preset = str(REPO / "config" / "presets" / "tiny.yaml")
+    snakemake(workdir, "--dry-run", "predict", "--config", f"preset={preset}", "checkpoint=none")
+    bad = snakemake(workdir, "--dry-run", "predict", "--config", "preset=no_such_preset", check=False)
+    assert bad.returncode != 0 and "preset" in bad.stdout + bad.stderr

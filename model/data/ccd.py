@@ -9,11 +9,12 @@ first asked for; parsed components are cached.
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from model.fileio import sha256_file
 
 # Bond orders of _chem_comp_bond.value_order; aromatic bonds carry their Kekulé order in the CCD.
 _BOND_ORDERS = {"SING": 1, "DOUB": 2, "TRIP": 3, "QUAD": 4, "AROM": 1, "DELO": 1, "PI": 1, "POLY": 1}
@@ -137,14 +138,6 @@ def _biotite_ccd_path() -> Path:
     return Path(biotite.__file__).parent / "structure" / "info" / "components.bcif"
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @functools.cache
 def _builtin_source() -> _BcifSource:
     return _BcifSource(_biotite_ccd_path())
@@ -159,7 +152,7 @@ def _load_ccd_cached(path: str | None, mtime: float | None) -> Ccd:
     if path is None:
         return Ccd([builtin], base_release)
     user = _CifSource(Path(path))
-    return Ccd([user, builtin], f"{base_release}+user:{_file_sha256(Path(path))[:16]}")
+    return Ccd([user, builtin], f"{base_release}+user:{sha256_file(path)[:16]}")
 
 
 def load_ccd(path: str | Path | None = None) -> Ccd:

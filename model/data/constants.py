@@ -34,6 +34,8 @@ ONE_TO_CCD_DNA = {"A": "DA", "G": "DG", "C": "DC", "T": "DT"}
 MOL_PROTEIN, MOL_RNA, MOL_DNA, MOL_LIGAND = 0, 1, 2, 3
 MOL_TYPE_NAMES = ("protein", "rna", "dna", "ligand")
 CHAIN_TYPES = ("protein", "rna", "dna", "ligand", "ion", "branched")
+# The three atoms of a polymer token's frame (AF3 §4.3.2): backbone N, CA, C; sugar C1', C3', C4'.
+FRAME_ATOMS = {MOL_PROTEIN: ("N", "CA", "C"), MOL_RNA: ("C1'", "C3'", "C4'"), MOL_DNA: ("C1'", "C3'", "C4'")}
 
 # Reference-conformer encodings (AF3 Table 5).
 NUM_ELEMENTS = 128  # ref_element: atomic number, one-hot over 128

@@ -33,8 +33,7 @@ import math
 import numpy as np
 import torch
 
-from model.data.constants import DISTOGRAM_BINS, DISTOGRAM_MAX, DISTOGRAM_MIN, MOL_PROTEIN
-from model.train.data import FRAME_ATOMS
+from model.data.constants import DISTOGRAM_BINS, DISTOGRAM_MAX, DISTOGRAM_MIN, FRAME_ATOMS, MOL_PROTEIN
 
 # (number of bins, upper end of the binned range); bins are equal-width from 0.
 PLDDT_BINS, PLDDT_MAX = 50, 1.0

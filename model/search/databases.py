@@ -21,7 +21,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from model.fileio import atomic_path, write_text_atomic
+from model.fileio import atomic_path, sha256_file, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,6 @@ def sidecar_path(path: str | Path) -> Path:
 
 def _open_text(path: Path):
     return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _count_fasta(path: Path) -> tuple[int, int]:
@@ -121,7 +113,7 @@ def _compute_stats(path: str, size: int, head_tail_sha256: str) -> DatabaseStats
     n_seq, n_res = _count_fasta(Path(path))
     if n_seq == 0:
         raise DatabaseError(f"database {path}: no FASTA records")
-    return DatabaseStats(path, size, file_sha256(path), n_seq, n_res)
+    return DatabaseStats(path, size, sha256_file(path), n_seq, n_res)
 
 
 def split_fasta(path: str | Path, n_shards: int, out_dir: str | Path) -> list[Path]:
@@ -165,7 +157,7 @@ def download(url: str, dest: str | Path, sha256: str | None) -> Path:
     import urllib.request  # here: every search imports this module, few of them download
 
     dest = Path(dest)
-    if dest.is_file() and sha256 and file_sha256(dest) == sha256:
+    if dest.is_file() and sha256 and sha256_file(dest) == sha256:
         return dest
     with atomic_path(dest, suffix=".part") as tmp:
         with open(tmp, "wb") as out, urllib.request.urlopen(url) as response:  # noqa: S310
@@ -175,7 +167,7 @@ def download(url: str, dest: str | Path, sha256: str | None) -> Path:
             else:
                 shutil.copyfileobj(response, out, _HASH_CHUNK)
         if sha256:
-            found = file_sha256(tmp)
+            found = sha256_file(tmp)
             if found != sha256:
                 raise DatabaseError(
                     f"database {dest.name}: sha256 mismatch for {url}: got {found}, want {sha256}"

@@ -11,12 +11,11 @@ Standard library only: featurization jobs verify what they read without the sear
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from pathlib import Path
 
-from model.fileio import write_text_atomic
+from model.fileio import sha256_file, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +32,10 @@ def checksum_path(path: str | Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(2**20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def seal(path: str | Path) -> None:
     """Write the checksum of a finished store file: the last step of writing it."""
     path = Path(path)
-    write_text_atomic(checksum_path(path), f"{_sha256(path)}  {path.name}\n")
+    write_text_atomic(checksum_path(path), f"{sha256_file(path)}  {path.name}\n")
 
 
 def entry_problem(path: str | Path) -> str | None:
@@ -56,7 +47,7 @@ def entry_problem(path: str | Path) -> str | None:
         recorded = mark.read_text().split()[0]
     except (OSError, IndexError):
         return UNSEALED
-    return None if _sha256(path) == recorded else "corrupt (sha256 differs from its checksum)"
+    return None if sha256_file(path) == recorded else "corrupt (sha256 differs from its checksum)"
 
 
 def remove_entry(path: str | Path) -> None:

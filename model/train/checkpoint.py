@@ -6,99 +6,23 @@ Every checkpoint (`checkpoint.pt` at the end of a stage, `last.pt` for resume) h
 numbers), `sampler_position` (index of the next training example slot), `config` (the resolved stage
 config) and `network` (the resolved network config, `dataclasses.asdict` of a ModelConfig).
 
-Every checkpoint is read with `torch.load(weights_only=True)`: a file that holds anything but
-tensors and plain data (a pickled object whose `__reduce__` would run code) is refused with a
-one-line `CheckpointError` naming the file, as is a truncated or corrupt one.
+Every checkpoint is read by `model.infer.checkpoint.read_checkpoint` (`torch.load(weights_only=True)`
+after its zip checksums): anything but tensors and plain data is refused with a one-line
+`CheckpointError` naming the file, as is a truncated or corrupt file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import pickle
 import random
-import re
-import zipfile
-import zlib
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from model.fileio import atomic_path, write_text_atomic
-
-# Checkpoints written before RNG states were stored as tensors hold numpy arrays; these numpy types
-# rebuild arrays and scalars only, and are the only non-torch globals the loader allows.
-NUMPY_SAFE_GLOBALS = [
-    np.ndarray,
-    np.dtype,
-    np.dtypes.UInt32DType,
-    np.dtypes.Float64DType,
-    np.dtypes.Int64DType,
-    np._core.multiarray._reconstruct,
-    np._core.multiarray.scalar,
-]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable, unsafe, or does not fit the network."""
-
-
-def _load_failure(err: BaseException) -> str:
-    """Why torch.load refused a file, in one line, without torch's advice to disable weights_only."""
-    text = str(err)
-    blocked = re.search(r"GLOBAL (\S+)", text)
-    if blocked:
-        return (
-            f"refused: it holds a Python object ({blocked.group(1)}), not only tensors and plain data; "
-            "Foldline never runs code from a checkpoint"
-        )
-    if isinstance(err, pickle.UnpicklingError):
-        return "refused: it holds Python objects, not only tensors and plain data"
-    detail = text.strip().split(". ")[0].splitlines()[0] if text.strip() else ""
-    if "weights_only" in detail:
-        detail = ""
-    detail = f"{type(err).__name__}: {detail}" if detail else type(err).__name__
-    return f"cannot be read: truncated, corrupt or not a torch checkpoint ({detail})"
-
-
-def verify_archive(path: Path) -> None:
-    """Check the CRC-32 of every member of a zip-format torch checkpoint: torch.load itself does not,
-    so flipped bytes in the weights would load silently as other numbers."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
-        raise CheckpointError(f"checkpoint {path}: cannot be read: truncated or corrupt ({err})") from err
-    if bad is not None:
-        raise CheckpointError(f"checkpoint {path}: corrupt: checksum mismatch in {bad} (changed bytes)")
-
-
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """The object in a torch checkpoint file, loaded with `weights_only=True` (plus the numpy
-    types of older RNG states) after `verify_archive`. Raises CheckpointError with a one-line reason
-    naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path}: file not found")
-    if zipfile.is_zipfile(path):
-        verify_archive(path)
-    try:
-        with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # a pickle or zip error can be of many types; name the file and the cause
-        raise CheckpointError(f"checkpoint {path}: {_load_failure(err)}") from err
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from model.infer.checkpoint import CheckpointError, read_checkpoint
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:

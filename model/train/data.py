@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from model.data import crop as crops
-from model.data.constants import MOL_DNA, MOL_LIGAND, MOL_PROTEIN, MOL_RNA, RESTYPES, THREE_TO_ONE_PROTEIN
+from model.data.constants import FRAME_ATOMS, MOL_LIGAND, MOL_PROTEIN, RESTYPES, THREE_TO_ONE_PROTEIN
 from model.data.reference_frame import place_reference_spaces
 from model.data.store import load_features, load_meta, read_attrs
 
@@ -40,7 +40,6 @@ SYMMETRIC_ATOMS: dict[str, tuple[tuple[tuple[str, str], ...], ...]] = {
     "TYR": ((("CD1", "CD2"), ("CE1", "CE2")),),
     "ARG": ((("NH1", "NH2"),),),
 }
-FRAME_ATOMS = {MOL_PROTEIN: ("N", "CA", "C"), MOL_RNA: ("C1'", "C3'", "C4'"), MOL_DNA: ("C1'", "C3'", "C4'")}
 COLLINEAR_COS = math.cos(math.radians(25.0))  # ligand frames closer to a line than 25° are invalid
 
 

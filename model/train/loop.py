@@ -36,6 +36,7 @@ import torch.distributed as dist
 from model.data.constants import MOL_DNA, MOL_LIGAND, MOL_RNA
 from model.eval.dockq import complex_dockq
 from model.eval.lddt import lddt
+from model.fileio import sha256_file
 from model.infer.checkpoint import load_network_weights
 from model.nn.config import ModelConfig, config_from_dict
 from model.nn.network import Foldline, load_preset
@@ -47,7 +48,6 @@ from model.train.checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
-    sha256_file,
     write_json,
 )
 from model.train.ema import Ema
