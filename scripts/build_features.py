@@ -80,28 +80,18 @@ def _load_templates(path: Path) -> dict[str, np.ndarray]:
         return {name: data[name] for name in TEMPLATE_FEATURES if name in data}
 
 
-def _user_msa(job: Job, index: int, entity, field: str, text: str) -> list[tuple[str, str]]:
-    """A user MSA's rows; a malformed a3m is a TargetError naming the entity and the field."""
-    from model.data.inputs import TargetError
-    from model.data.msa import MsaError, a3m_to_arrays
-
-    try:
-        rows = parse_a3m(text)
-        if rows:
-            a3m_to_arrays([sequence for _, sequence in rows], entity.kind)
-    except MsaError as err:
-        raise TargetError(
-            job.name, str(err), field=field, entity=index + 1, kind=entity.kind, chains=entity.chain_ids
-        ) from None
-    return rows
+def _a3m_text(rows: list[tuple[str, str]]) -> str:
+    return "".join(f">{description}\n{sequence}\n" for description, sequence in rows)
 
 
 def attach_inputs(job: Job, manifest: dict, template_dir: Path | None) -> None:
-    """Per-chain MSAs and templates of a target: the entity's own (user MSA in the job), else the
-    manifest's searched a3m (and its UniProt hits, `.paired.a3m`, when the manifest says "pair");
-    templates from the manifest or {template_dir}/{molecule}/{sha}.npz. Store files are verified
-    against their checksums first (model.search.entries: a corrupt one is removed, so the next run
-    searches it)."""
+    """Per-chain MSAs and templates of a target. MSAs: the entity's own (AF3 `unpairedMsa`/`pairedMsa`,
+    model.data.from_target.user_msas), else the manifest's searched a3m (and its UniProt hits,
+    `.paired.a3m`, when the manifest says "pair"). Templates: the entity's own when it sets
+    `templates` (`[]`: none; from_target.user_templates), else the manifest's or
+    {template_dir}/{molecule}/{sha}.npz of its searched a3m. Store files are verified against their
+    checksums first (model.search.entries: a corrupt one is removed, so the next run searches it)."""
+    from model.data.from_target import user_msas, user_templates
     from model.search.entries import check_entry, read_entry
 
     chains = manifest.get("chains", {})
@@ -114,17 +104,12 @@ def attach_inputs(job: Job, manifest: dict, template_dir: Path | None) -> None:
             searched_paired[chain] = read_entry(
                 paired_msa_path(Path(entry if isinstance(entry, str) else entry["unpaired"]))
             )
-    for index, entity in enumerate(job.target.entities):
+    given_msas, given_templates = user_msas(job.target), user_templates(job.target)
+    for entity in job.target.entities:
         for chain in entity.chain_ids:
-            if entity.unpaired_msa is not None or entity.unpaired_msa_path is not None:
-                unpaired = entity.unpaired_msa
-                if unpaired is None:
-                    unpaired = Path(entity.unpaired_msa_path).read_text()
-                paired = entity.paired_msa
-                if paired is None and entity.paired_msa_path is not None:
-                    paired = Path(entity.paired_msa_path).read_text()
-                unpaired_records = _user_msa(job, index, entity, "unpairedMsa", unpaired or "")
-                paired_records = _user_msa(job, index, entity, "pairedMsa", paired or "")
+            if chain in given_msas:
+                msa = given_msas[chain]
+                unpaired, paired = _a3m_text(msa.unpaired), _a3m_text(msa.paired)
             else:
                 unpaired = paired = None
                 if chain in chains:
@@ -133,10 +118,17 @@ def attach_inputs(job: Job, manifest: dict, template_dir: Path | None) -> None:
                     unpaired = read_entry(entry["unpaired"]) if entry.get("unpaired") else None
                     paired = read_entry(entry["paired"]) if entry.get("paired") else None
                     paired = searched_paired.get(chain, paired)
-                unpaired_records, paired_records = parse_a3m(unpaired or ""), parse_a3m(paired or "")
+                msa = MsaInput(parse_a3m(unpaired or ""), parse_a3m(paired or ""))
             if unpaired or paired:
-                job.msas[chain] = MsaInput(unpaired_records, paired_records)
+                job.msas[chain] = msa
                 job.hash_parts += [f"msa:{chain}", unpaired or "", paired or ""]
+            if chain in given_templates:
+                job.templates[chain] = given_templates[chain]
+                job.hash_parts += [f"templates:{chain}"]
+                job.hash_parts += [
+                    given_templates[chain][name].tobytes() for name in sorted(given_templates[chain])
+                ]
+                continue
             template_path = manifest.get("templates", {}).get(chain)
             if template_path is None and template_dir is not None and chain in chains:
                 a3m = chains[chain] if isinstance(chains[chain], str) else chains[chain].get("unpaired", "")

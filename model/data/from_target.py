@@ -12,7 +12,6 @@ pairs (`covale`); at each end of a bonded pair one CCD leaving atom next to the 
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import lzma
 import tempfile
@@ -24,8 +23,8 @@ import numpy as np
 
 from model.data.ccd import Ccd, Component, load_ccd
 from model.data.conformers import component_from_file, component_from_smiles
-from model.data.inputs import Entity, Target, TargetError
-from model.data.msa import MsaInput
+from model.data.inputs import Entity, Target, TargetError, read_input_text
+from model.data.msa import MsaInput, a3m_to_arrays, parse_msa
 from model.data.structure import POLYMER_LINK, SELENOMETHIONINE, STANDARD_RESIDUES, Structure
 from model.fileio import write_text_atomic
 
@@ -392,25 +391,75 @@ def check_targets(
 
 
 def user_msas(target: Target) -> dict[str, MsaInput]:
-    """The MSAs the user gave (AF3 `unpairedMsa`/`pairedMsa`, text or path), per chain name.
+    """The MSAs the user gave (AF3 `unpairedMsa`/`pairedMsa` text or `*Path` file), per chain name:
+    a3m or Stockholm (`model.data.msa.parse_msa`), a file plain, gzip or xz. The one reader of user
+    MSAs: the featurize-shard job (scripts/build_features.py) reads them through it.
 
     Chains without any are absent (they get searched, or a query-only MSA). A given empty string
-    means "no MSA" and yields an empty `MsaInput`.
+    means "no MSA" and yields an empty `MsaInput`. A file that cannot be read or an alignment whose
+    rows differ in width is a TargetError naming the entity and the field.
     """
     out = {}
-    for entity in target.entities:
+    for index, entity in enumerate(target.entities):
         given = (entity.unpaired_msa, entity.unpaired_msa_path, entity.paired_msa, entity.paired_msa_path)
         if all(v is None for v in given):
             continue
-        unpaired = _read_text(entity.unpaired_msa_path) if entity.unpaired_msa_path else entity.unpaired_msa
-        paired = _read_text(entity.paired_msa_path) if entity.paired_msa_path else entity.paired_msa
-        msa = MsaInput.from_text(unpaired or "", paired or "")
+        unpaired = _user_msa_rows(
+            target, index, entity, "unpairedMsa", entity.unpaired_msa_path, entity.unpaired_msa
+        )
+        paired = _user_msa_rows(target, index, entity, "pairedMsa", entity.paired_msa_path, entity.paired_msa)
+        msa = MsaInput(unpaired, paired)
         out.update({chain: msa for chain in entity.chain_ids})
     return out
 
 
-def _read_text(path: Path) -> str:
-    """A text file, plain or compressed with gzip or xz (as AF3 accepts for `*Path` inputs)."""
-    opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
-    with opener(path, "rt") as handle:
-        return handle.read()
+def _user_msa_rows(
+    target: Target, index: int, entity: Entity, field: str, path: Path | None, text: str | None
+) -> list[tuple[str, str]]:
+    if path is not None:
+        field += "Path"
+    try:
+        rows = parse_msa(read_input_text(path) if path is not None else text or "")
+        if rows:  # every row one residue per query column (AF3 input.md, "Multiple Sequence Alignment")
+            a3m_to_arrays([sequence for _, sequence in rows], entity.kind)
+    except (OSError, EOFError, lzma.LZMAError, ValueError) as err:  # MsaError and UnicodeDecodeError too
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise _entity_error(target, index, entity, field, reason) from None
+    return rows
+
+
+def user_templates(target: Target) -> dict[str, dict[str, np.ndarray]]:
+    """The templates the user gave (AF3 `templates`: `mmcif` or `mmcifPath`, plain, gzip or xz, with
+    0-based `queryIndices` -> `templateIndices`), per chain of every entity that sets the field, as
+    [K, L, ...] arrays in the template search's format (model.search.templates: the same reader and
+    feature code, without the search's filters, as AF3 takes user templates as given). `[]` gives
+    K = 0: no template (and no template search, workflow/rules/common.smk).
+    """
+    # here, not at the top: the template code imports pyhmmer, which building a structure never needs
+    from model.search.templates import stack_templates, template_chain, template_features
+
+    out = {}
+    for index, entity in enumerate(target.entities):
+        if entity.templates is None:
+            continue
+        length = len(entity.sequence or "")
+        features = []
+        for i, template in enumerate(entity.templates):
+            field = f"templates[{i}]"
+            path = Path(template["mmcifPath"]) if "mmcifPath" in template else None
+            try:
+                text = read_input_text(path) if path is not None else template["mmcif"]
+                block = gemmi.cif.read_string(text).sole_block()
+                chain = template_chain(block, None, path.name if path is not None else field)
+            except (OSError, EOFError, lzma.LZMAError, ValueError, RuntimeError) as err:
+                reason = " ".join(str(err).split()) or type(err).__name__
+                raise _entity_error(target, index, entity, field, reason) from None
+            mapping = dict(zip(template["queryIndices"], template["templateIndices"], strict=True))
+            last = max(mapping.values(), default=-1)
+            if last >= len(chain.res_names):
+                reason = f"index {last} is past the template chain's {len(chain.res_names)} residues"
+                raise _entity_error(target, index, entity, f"{field}.templateIndices", reason)
+            features.append(template_features(length, mapping, chain))
+        arrays = stack_templates(length, features)
+        out.update({chain: arrays for chain in entity.chain_ids})
+    return out

@@ -17,7 +17,9 @@ bad target never stops the others.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
+import lzma
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -405,8 +407,16 @@ def _brief(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:120]
 
 
+def read_input_text(path: Path) -> str:
+    """A text input file, plain or compressed with gzip or xz (as AF3 reads `*Path` inputs)."""
+    opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
+    with opener(path, "rt", encoding="utf-8") as handle:
+        return handle.read()
+
+
 def _template_residues(ctx: _Ctx, field: str, text: str) -> int:
-    """Residues of a template's (first) chain; the mmCIF must parse and hold atoms."""
+    """Residues of a template's (first) chain, unresolved ones included (its entity_poly_seq, as
+    AF3's `templateIndices` count them); the mmCIF must parse and hold atoms."""
     try:
         document = gemmi.cif.read_string(text)
         structure = gemmi.make_structure_from_block(document[0])
@@ -414,7 +424,9 @@ def _template_residues(ctx: _Ctx, field: str, text: str) -> int:
         raise ctx.error(field, f"not a readable mmCIF ({_brief(exc)})") from None
     if len(structure) == 0 or len(structure[0]) == 0 or len(structure[0][0]) == 0:
         raise ctx.error(field, "the mmCIF holds no atoms")
-    return len(structure[0][0])
+    structure.setup_entities()
+    entity = structure.get_entity_of(structure[0][0].get_polymer())
+    return len(entity.full_sequence) if entity is not None and entity.full_sequence else len(structure[0][0])
 
 
 def _af3_templates(ctx: _Ctx, value: Any, length: int) -> tuple[dict, ...] | None:
@@ -441,7 +453,11 @@ def _af3_templates(ctx: _Ctx, value: Any, length: int) -> tuple[dict, ...] | Non
         if "mmcifPath" in template:
             path = ctx.path(f"{field}.mmcifPath", template["mmcifPath"])
             template["mmcifPath"] = str(path)
-            residues = _template_residues(ctx, f"{field}.mmcifPath", path.read_text(errors="replace"))
+            try:
+                text = read_input_text(path)
+            except (OSError, EOFError, lzma.LZMAError, UnicodeDecodeError) as exc:
+                raise ctx.error(f"{field}.mmcifPath", f"cannot read {path.name} ({_brief(exc)})") from None
+            residues = _template_residues(ctx, f"{field}.mmcifPath", text)
         elif isinstance(template["mmcif"], str):
             residues = _template_residues(ctx, f"{field}.mmcif", template["mmcif"])
         else:

@@ -92,6 +92,55 @@ def parse_a3m(text: str) -> list[tuple[str, str]]:
     return [(description, "".join(parts)) for description, parts in records]
 
 
+def stockholm_to_a3m(text: str) -> list[tuple[str, str]]:
+    """(description, a3m row) per sequence of a Stockholm alignment, in file order, the query (first
+    sequence) first.
+
+    As AF3's `convert_stockholm_to_a3m` (jackhmmer/nhmmer output, AF3 supplement §2.2): the match
+    columns are those where the query has a residue; elsewhere a residue is an insertion (lower
+    case) and a gap is dropped. In match columns `-` and `.` are gaps. Interleaved blocks are joined
+    by name; a `#=GS <name> DE <text>` line gives the row's description after its name (the species
+    a paired row names is read from it, `species_id`).
+    """
+    aligned: dict[str, list[str]] = {}
+    described: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("#=GS "):
+            parts = stripped.split(maxsplit=3)
+            if len(parts) == 4 and parts[2] == "DE":
+                described[parts[1]] = parts[3]
+        elif stripped and not stripped.startswith(("#", "//")):
+            parts = stripped.split()
+            if len(parts) != 2:
+                raise MsaError(f"Stockholm: line {number} is not `name aligned-sequence`: {stripped[:40]!r}")
+            aligned.setdefault(parts[0], []).append(parts[1])
+    if not aligned:
+        return []
+    columns = {name: "".join(parts) for name, parts in aligned.items()}
+    query = next(iter(columns.values()))
+    match = [char not in "-." for char in query]
+    rows = []
+    for name, sequence in columns.items():
+        if len(sequence) != len(query):
+            raise MsaError(f"Stockholm: {name} has {len(sequence)} columns, the query has {len(query)}")
+        row = "".join(
+            ("-" if char in "-." else char.upper()) if is_match else char.lower()
+            for char, is_match in zip(sequence, match, strict=True)
+            if is_match or char not in "-."
+        )
+        rows.append((f"{name} {described[name]}" if name in described else name, row))
+    return rows
+
+
+def parse_msa(text: str) -> list[tuple[str, str]]:
+    """(description, a3m row) per record of an MSA in either format AF3 reads for `unpairedMsa` and
+    `pairedMsa`: Stockholm (the text starts with `# STOCKHOLM`) or a3m."""
+    if text.lstrip().startswith("# STOCKHOLM"):
+        return stockholm_to_a3m(text)
+    return parse_a3m(text)
+
+
 def a3m_to_arrays(sequences: list[str], molecule: str) -> tuple[np.ndarray, np.ndarray]:
     """Aligned a3m sequences -> (msa [M, L] int32 restype indices, deletions [M, L] float32).
 

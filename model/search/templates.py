@@ -87,7 +87,7 @@ class TemplateHit:
 class TemplateChain:
     """What a hit's mmCIF gives: its release date and, per seqres position, residue and atoms."""
 
-    release_date: datetime.date
+    release_date: datetime.date | None  # None: a user template (AF3 `templates`), never date-filtered
     res_names: list[str]  # [L_seqres] CCD codes from entity_poly_seq
     coords: dict[str, np.ndarray] = field(default_factory=dict)  # atom -> [L_seqres, 3] (NaN = absent)
 
@@ -227,36 +227,55 @@ def release_date(block: gemmi.cif.Block) -> datetime.date | None:
 
 
 def read_template_chain(path: Path, auth_chain: str) -> TemplateChain:
-    """Residues (entity_poly_seq order) and N/CA/C/CB coordinates of one author chain."""
-    doc = gemmi.cif.read(str(path))
-    block = doc.sole_block()
+    """Residues (entity_poly_seq order) and N/CA/C/CB coordinates of one author chain of a template
+    hit's mmCIF, with its release date (the search filters by it)."""
+    block = gemmi.cif.read(str(path)).sole_block()
     date = release_date(block)
     if date is None:
         raise ValueError(f"template {path.name}: no release date")
+    return template_chain(block, auth_chain, path.name, date)
+
+
+def template_chain(
+    block: gemmi.cif.Block, auth_chain: str | None, name: str, date: datetime.date | None = None
+) -> TemplateChain:
+    """Residues and N/CA/C/CB coordinates of author chain `auth_chain` of an mmCIF block, or of its
+    only polymer chain (None: an AF3 user template is a single-chain mmCIF). Residue k is entity_poly_seq
+    position k+1, unresolved ones included, as AF3's `templateIndices` count them; a file without
+    entity_poly_seq counts its chain's residues in file order."""
     structure = gemmi.make_structure_from_block(block)
     structure.setup_entities()
     structure.remove_alternative_conformations()
     model = structure[0]
+    if auth_chain is None:
+        polymers = sorted(
+            {ch.name for ch in model for res in ch if res.entity_type == gemmi.EntityType.Polymer}
+        )
+        if len(polymers) != 1:
+            raise ValueError(f"template {name}: expected one polymer chain, found {len(polymers)}")
+        auth_chain = polymers[0]
     chain_residues = [res for ch in model if ch.name == auth_chain for res in ch]
     if not chain_residues:
-        raise ValueError(f"template {path.name}: no chain {auth_chain}")
+        raise ValueError(f"template {name}: no chain {auth_chain}")
     polymer = next((r for r in chain_residues if r.entity_type == gemmi.EntityType.Polymer), None)
-    entity = structure.get_entity_of(model.get_subchain(polymer.subchain)) if polymer is not None else None
-    if entity is None or not entity.full_sequence:
-        raise ValueError(f"template {path.name}: chain {auth_chain} has no polymer sequence")
-    res_names = [gemmi.Entity.first_mon(mon) for mon in entity.full_sequence]
+    if polymer is None:
+        raise ValueError(f"template {name}: chain {auth_chain} has no polymer sequence")
+    residues = [res for res in chain_residues if res.subchain == polymer.subchain]
+    entity = structure.get_entity_of(model.get_subchain(polymer.subchain))
+    if entity is not None and entity.full_sequence:
+        res_names = [gemmi.Entity.first_mon(mon) for mon in entity.full_sequence]
+        positions = [res.label_seq - 1 if res.label_seq is not None else -1 for res in residues]
+    else:
+        res_names = [res.name for res in residues]
+        positions = list(range(len(residues)))
     coords = {atom: np.full((len(res_names), 3), np.nan, dtype=np.float32) for atom in ("N", "CA", "C", "CB")}
-    for res in chain_residues:
-        if (
-            res.subchain != polymer.subchain
-            or res.label_seq is None
-            or not 0 < res.label_seq <= len(res_names)
-        ):
+    for res, position in zip(residues, positions, strict=True):
+        if not 0 <= position < len(res_names):
             continue
         for atom in coords:
             found = res.find_atom(atom, "*")
             if found is not None:
-                coords[atom][res.label_seq - 1] = found.pos.tolist()
+                coords[atom][position] = found.pos.tolist()
     return TemplateChain(date, res_names, coords)
 
 
@@ -272,14 +291,17 @@ def _restype(res_name: str) -> int:
     return UNKNOWN_PROTEIN
 
 
-def template_features(query_length: int, hit: TemplateHit, chain: TemplateChain) -> dict[str, np.ndarray]:
-    """One template's arrays at the query's columns (template-group names, no K dimension)."""
+def template_features(
+    query_length: int, query_to_hit: dict[int, int], chain: TemplateChain
+) -> dict[str, np.ndarray]:
+    """One template's arrays at the query's columns (template-group names, no K dimension): query
+    column q takes template residue query_to_hit[q] (0-based), as AF3 maps a hit or a user template."""
     restype = np.full(query_length, GAP, dtype=np.int32)
     backbone = np.zeros((query_length, 3, 3), dtype=np.float32)
     backbone_mask = np.zeros(query_length, dtype=bool)
     pseudo_beta = np.zeros((query_length, 3), dtype=np.float32)
     pseudo_beta_mask = np.zeros(query_length, dtype=bool)
-    for q, h in hit.query_to_hit.items():
+    for q, h in query_to_hit.items():
         name = chain.res_names[h]
         restype[q] = _restype(name)
         atoms = np.stack([chain.coords[a][h] for a in ("N", "CA", "C")])
@@ -344,7 +366,7 @@ def select_templates(
                 len(chain.res_names),
             )
             continue
-        feats = template_features(len(query), hit, chain)
+        feats = template_features(len(query), hit.query_to_hit, chain)
         if not (feats["template_backbone_mask"].any() or feats["template_pseudo_beta_mask"].any()):
             continue  # no resolved aligned residue
         signature = feats["template_restype"].tobytes()
