@@ -43,7 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from model.infer.predict import PredictSettings, make_plan, predict_features, resolve_device  # noqa: E402
+from model.device import resolve_device  # noqa: E402
+from model.infer.predict import PredictSettings, make_plan, predict_features  # noqa: E402
 from model.nn.config import PRESET_DIR, load_preset  # noqa: E402
 from model.nn.diffusion import DiffusionModule  # noqa: E402
 from model.nn.network import Foldline, TrunkOutput  # noqa: E402

@@ -27,7 +27,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from model.data.constants import CHAIN_TYPES, MOL_TYPE_NAMES, RESTYPES  # noqa: E402
-from model.infer.predict import PredictSettings, predict_features, resolve_device  # noqa: E402
+from model.device import resolve_device  # noqa: E402
+from model.infer.predict import PredictSettings, predict_features  # noqa: E402
 
 # Element symbols by atomic number, enough for synthetic targets (others print as "X").
 ELEMENTS = {1: "H", 6: "C", 7: "N", 8: "O", 9: "F", 15: "P", 16: "S", 17: "CL", 34: "SE"}

@@ -30,13 +30,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from model.device import resolve_device  # noqa: E402
 from model.eval.lddt import lddt  # noqa: E402
 from model.nn.network import Foldline  # noqa: E402
 from model.nn.sampler import sample_diffusion  # noqa: E402
 from model.nn.synthetic import synthetic_features  # noqa: E402
 from model.train import data as train_data  # noqa: E402
 from model.train.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from model.train.loop import TrainingLoss, autocast_dtype, network_config, resolve_device  # noqa: E402
+from model.train.loop import TrainingLoss, autocast_dtype, network_config  # noqa: E402
 from model.train.schedule import make_optimizer, make_scheduler  # noqa: E402
 from model.train.stages import resolve_stage  # noqa: E402
 

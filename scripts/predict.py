@@ -45,8 +45,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from model.data import store  # noqa: E402
+from model.device import resolve_device  # noqa: E402
 from model.infer.checkpoint import CheckpointError, LoadedWeights, load_network_weights  # noqa: E402
-from model.infer.predict import PredictSettings, predict_features, resolve_device  # noqa: E402
+from model.infer.predict import PredictSettings, predict_features  # noqa: E402
 
 
 def chunk_arg(value: str) -> int | str | None:

@@ -289,3 +289,17 @@ def test_trunk_per_seed_switch_with_msa_rows_sampled_per_seed():
     assert np.array_equal(per_seed[1].coords, second_alone.coords)
     assert np.array_equal(shared[0].coords, per_seed[0].coords)
     assert not np.array_equal(shared[1].coords, per_seed[1].coords)
+
+
+def test_device_names_resolve_or_fail_at_start_up():
+    import torch
+
+    from model.device import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(RuntimeError, match="cuda:"):
+        resolve_device(f"cuda:{visible}")  # one past the last card this process sees
+    if visible:
+        assert resolve_device(f"cuda:{visible - 1}") == torch.device("cuda", visible - 1)

@@ -76,17 +76,6 @@ class SeedPrediction:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """The torch device for `device`: auto = CUDA when available, else CPU; an error when CUDA is
-    asked for but absent."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device}: CUDA requested but not available")
-    return dev
-
-
 def make_plan(n_token: int, settings: PredictSettings, device: torch.device) -> PrecisionPlan:
     """The precision rule and chunk sizes for this target under these settings."""
     return choose_precision(

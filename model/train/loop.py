@@ -34,6 +34,7 @@ import torch
 import torch.distributed as dist
 
 from model.data.constants import MOL_DNA, MOL_LIGAND, MOL_RNA
+from model.device import resolve_device
 from model.eval.dockq import complex_dockq
 from model.eval.lddt import lddt
 from model.fileio import sha256_file
@@ -72,14 +73,6 @@ def example_seed(seed: int, stage_index: int, slot: int) -> int:
 def n_cycle_for_step(seed: int, stage_index: int, step: int, n_max: int) -> int:
     """N_cycle ~ Uniform{1..n_max}, the same on every process of a step."""
     return int(np.random.default_rng([int(seed), int(stage_index), int(step), 2]).integers(1, n_max + 1))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r}: CUDA is not available on this machine")
-    return torch.device(name)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
