@@ -93,10 +93,8 @@ class Foldline(nn.Module):
         device = feats["restype"].device
         if dtype is None:
             dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        # The embeddings run once per call, at O(N_atom) cost or that of one pair linear: FP32. (The
-        # input embedder in BF16 put 0.4 % error on s_inputs, which reached z through z_init.) The
-        # residual streams stay FP32 too (BF16 block updates are promoted when added), so only block
-        # internals run in BF16.
+        # FP32 here: the embeddings run once per call and feed z_init, so their rounding would reach every
+        # block; residual streams stay FP32 too and only block internals run in BF16.
         with precision(device, torch.float32):
             s_inputs = self.input_embedder(feats)
             s_init = self.linear_no_bias_sinit(s_inputs)
