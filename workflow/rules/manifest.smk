@@ -72,6 +72,7 @@ rule build_training_shard:
     """Featurize one shard of training entries with ground truth, MSAs and templates (AF3 §2.4, §2.8)."""
     input:
         f"{RESULTS}/msa/training_searches.tsv",
+        lambda w: training_manifest_input(),
     output:
         status=f"{RESULTS}/features/train/shards/{{tshard}}.tsv",
     log:

@@ -2,7 +2,8 @@
 #
 #   search_protein    wildcards batch (two hex digits: the keys' first two; SEARCH_BATCHES in common.smk;
 #                     "train-" and two digits for training entries' sequences, manifest.smk)
-#                     input  the .foldline.json sidecars of the protein and template databases
+#                     input  the .foldline.json sidecars of the protein and template databases (training
+#                            batches: and the manifest their members come from)
 #                     output results/msa/protein/batches/{batch}.tsv: sha<TAB>sequence of every member,
 #                            written last, once every member is in the store:
 #                              results/msa/protein/{sha}.a3m         unpaired MSA (query first)
@@ -29,7 +30,7 @@ localrules:
 rule search_protein:
     """jackhmmer of a batch of unique protein sequences against their databases, then templates."""
     input:
-        SEARCH_SIDECARS["protein"],
+        lambda w: search_inputs("protein", w.batch),
     output:
         f"{RESULTS}/msa/protein/batches/{{batch}}.tsv",
     log:
@@ -53,7 +54,7 @@ rule search_protein:
 rule search_rna:
     """nhmmer of a batch of unique RNA sequences against their databases."""
     input:
-        SEARCH_SIDECARS["rna"],
+        lambda w: search_inputs("rna", w.batch),
     output:
         f"{RESULTS}/msa/rna/batches/{{batch}}.tsv",
     log:

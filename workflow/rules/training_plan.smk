@@ -87,6 +87,20 @@ def search_members(molecule: str, batch: str) -> dict:
     return SEARCH_BATCHES[molecule][batch]
 
 
+def training_manifest_input() -> str:
+    """The manifest as an input of the jobs whose parameters come from it (Snakemake requires it, and
+    a cluster job reads it). Ancient: a rewritten manifest reruns only the jobs whose parameters
+    changed (a batch's members, a shard's entries and their stamps), not all of them."""
+    return ancient(checkpoints.training_manifest.get().output[0])
+
+
+def search_inputs(molecule: str, batch: str) -> list:
+    """A search batch's inputs: its databases' sidecars; a training batch also the manifest."""
+    if batch.startswith("train-"):
+        return [*SEARCH_SIDECARS[molecule], training_manifest_input()]
+    return SEARCH_SIDECARS[molecule]
+
+
 def training_batch_files(wildcards) -> list:
     """The records of every training search batch."""
     plan = training_plan()
