@@ -3,10 +3,11 @@
 
 Per member (params.members: {sha: sequence}): results/msa/{molecule}/{sha}.a3m and .paired.a3m
 (scripts/search_msa.py's batch mode: each database is read once for all members; entries already in
-the store are skipped), then for proteins results/templates/protein/{sha}.npz from that MSA
-(scripts/search_templates.py's batch mode: pdb_seqres is read once; files already there are kept).
-The output, `sha<TAB>sequence` per member, is written last, so it exists only when every member is in
-the store. `snakemake` object: params.molecule, params.members, params.results, output[0], threads,
+the store are skipped), then for the protein members of params.templates
+results/templates/protein/{sha}.npz from that MSA (scripts/search_templates.py's batch mode:
+pdb_seqres is read once; files already there are kept). The output, `sha<TAB>sequence` per member,
+is written last, so it exists only when every member is in the store. `snakemake` object:
+params.molecule, params.members, params.templates (proteins), params.results, output[0], threads,
 log, config.
 """
 
@@ -34,10 +35,12 @@ search_msa.run_batch(
     sm.threads,
 )
 if molecule == "protein":
+    wanted = set(sm.params.templates)  # the members some chain wants searched templates for
     search_templates.run_batch(
         [
             (msa_path(results, molecule, sha), template_path(results, molecule, sha), None)
             for sha, _ in members
+            if sha in wanted
         ],
         Path(databases["templates"]["seqres"]),
         Path(databases["templates"]["mmcif_dir"]),

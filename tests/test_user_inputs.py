@@ -172,3 +172,34 @@ def test_user_template_fills_the_template_features_at_its_mapped_indices(script,
         and not feats["none"]["template_backbone_mask"].any()
     )
     assert feats["searched"]["template_pseudo_beta_mask"][0].all()  # absent: the store's templates
+
+
+def test_templates_empty_list_plans_no_template_search(tmp_path: Path) -> None:
+    """Through the workflow: a chain whose AF3 job says `"templates": []` has its MSA searched but no
+    template search (its store key is not among the batch's template members, no npz is written), and
+    its features hold no real template; a chain that leaves `templates` unset is searched for both."""
+    from test_workflow_helpers import make_workdir, snakemake
+
+    work = tmp_path / "work"
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    without, with_search = "NLYIQWLKDGGPSSGRPPPS", "MKTAYIAKQRQISFVKSHFSRQ"
+    for name, sequence, extra in (("none", without, {"templates": []}), ("searched", with_search, {})):
+        job = {"dialect": "alphafold3", "version": 3, "name": name, "modelSeeds": [1],
+               "sequences": [protein(sequence, **extra)]}  # fmt: skip
+        (jobs / f"{name}.json").write_text(json.dumps(job))
+    (jobs / "targets.csv").write_text("target_id,json\nnone,none.json\nsearched,searched.json\n")
+    make_workdir(work, {"inputs": str(jobs / "targets.csv"), "allowed_roots": [str(jobs)]})
+    snakemake(work, "results/features.ok", "--cores", "2")  # `features` without the training entries
+    results = work / "results"
+    searched = dict(
+        line.split("\t")[::-1]
+        for record in (results / "msa" / "protein" / "batches").glob("[0-9a-f][0-9a-f].tsv")
+        for line in record.read_text().splitlines()
+    )
+    assert set(searched) == {without, with_search}  # both MSAs searched
+    assert (results / "msa" / "protein" / f"{searched[without]}.a3m").is_file()
+    assert not (results / "templates" / "protein" / f"{searched[without]}.npz").exists()
+    assert (results / "templates" / "protein" / f"{searched[with_search]}.npz").is_file()
+    features = store.load_features(results / "features" / "none.h5")
+    assert not features["template_pseudo_beta_mask"].any() and not features["template_backbone_mask"].any()

@@ -129,7 +129,7 @@ def _msa_queries(targets):
     """
     from model.search.store import msa_key
 
-    queries, per_target, known = {}, {}, {}
+    queries, per_target, known, with_templates = {}, {}, {}, set()
     for target_id, target in targets.items():
         keys = {}
         for entity in target.entities:
@@ -146,14 +146,18 @@ def _msa_queries(targets):
                 )
                 key = known[(molecule, entity.sequence)] = f"{molecule}/{sha}"
                 queries[key] = entity.sequence
+            # AF3: `templates` given ([] too) = no template search
+            if molecule == "protein" and entity.templates is None:
+                with_templates.add(key)
             for chain_id in entity.chain_ids:
                 keys[chain_id] = key
         per_target[target_id] = keys
-    return queries, per_target
+    return queries, per_target, with_templates
 
 
-# "{molecule}/{sha}" -> sequence, and target -> {chain: key}
-MSA_QUERIES, TARGET_MSA_KEYS = _msa_queries(TARGETS)
+# "{molecule}/{sha}" -> sequence, target -> {chain: key}, and the protein keys whose search makes
+# templates (some chain of them leaves AF3's `templates` unset)
+MSA_QUERIES, TARGET_MSA_KEYS, TEMPLATE_SEARCH_KEYS = _msa_queries(TARGETS)
 
 
 def _search_batches(queries):
@@ -176,6 +180,16 @@ def _batch_of(sha: str) -> str:
 
 # molecule -> batch ("00".."ff") -> {sha: sequence}
 SEARCH_BATCHES = _search_batches(MSA_QUERIES)
+
+
+def template_search_shas(batch: str) -> list[str]:
+    """The members of a protein search batch whose template search is wanted: all of a
+    training batch (its entries' templates come from the store), those in
+    TEMPLATE_SEARCH_KEYS of a prediction batch."""
+    members = search_members("protein", batch)
+    if batch.startswith("train-"):
+        return sorted(members)
+    return sorted(sha for sha in members if f"protein/{sha}" in TEMPLATE_SEARCH_KEYS)
 
 
 def search_batch_file(key: str) -> str:
@@ -248,7 +262,7 @@ def _stale_records() -> list:
     a record removed takes every existing record after it along (a shard's .done, the run's tables).
     """
     from model.search.entries import batch_record_path, checksum_path
-    from model.search.store import entry_files
+    from model.search.store import entry_files, template_path
 
     stale, gone = [], set()
     for molecule, batches in SEARCH_BATCHES.items():
@@ -260,6 +274,10 @@ def _stale_records() -> list:
                 if record.is_file()
                 for path in entry_files(RESULTS, molecule, sha)
                 if _changed_since(checksum_path(path), path)
+                and (
+                    path != template_path(RESULTS, molecule, sha)
+                    or f"{molecule}/{sha}" in TEMPLATE_SEARCH_KEYS
+                )
             ]
             if changed:
                 stale.append(

@@ -8,7 +8,9 @@
 #                            written last, once every member is in the store:
 #                              results/msa/protein/{sha}.a3m         unpaired MSA (query first)
 #                              results/msa/protein/{sha}.paired.a3m  UniProt rows for species pairing
-#                              results/templates/protein/{sha}.npz   template features [K, L, ...]
+#                              results/templates/protein/{sha}.npz   template features [K, L, ...], for
+#                                the members of params.templates only (a chain with AF3 `templates`
+#                                given, `[]` included, asks for no template search)
 #   search_rna        the same for RNA: results/msa/rna/batches/{batch}.tsv, results/msa/rna/{sha}.a3m
 #                     and .paired.a3m (the query only)
 #   templates         target: template features of every protein sequence of every target
@@ -46,6 +48,7 @@ rule search_protein:
     params:
         molecule="protein",
         members=lambda w: search_members("protein", w.batch),
+        templates=lambda w: template_search_shas(w.batch),
         results=lambda w: RESULTS,
     script:
         "../../scripts/search_batch.py"
