@@ -84,9 +84,9 @@ def _read_targets(csv_path: Path):
     """Parse and size every target (scripts/make_shards.py read_target_table): a bad target, whatever
     is wrong with it, becomes its one-line note; only an unusable table stops the run.
 
-    Only the syntax of each target is checked here (check=False): building every target's structure
-    to check its chemistry costs ~6 ms a target, and Snakemake parses the workflow again in every
-    cluster job. A chemistry error (unknown CCD code, bond to a missing atom) fails that target in
+    Only the syntax of each target is checked here (load_targets parses only): building every
+    target's structure to check its chemistry costs ~6 ms a target, and Snakemake parses the workflow
+    again in every cluster job. A chemistry error (unknown CCD code, bond to a missing atom) fails that target in
     build_features instead, with the same one-line message.
     """
     from model.data.inputs import TargetError
