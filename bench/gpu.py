@@ -55,7 +55,7 @@ from model.nn.pairformer import (  # noqa: E402
     set_triangle_attention_kernel,
 )
 from model.nn.primitives import FLEX_KERNEL, precision  # noqa: E402
-from model.nn.sampler import sample_diffusion  # noqa: E402
+from model.nn.sampler import noise_schedule, sample_diffusion  # noqa: E402
 from model.nn.synthetic import randomize_parameters, synthetic_features  # noqa: E402
 
 DENOISERS = ("eager", "graph", "eager+tf32", "graph+tf32")
@@ -194,8 +194,9 @@ def check_denoiser_paths(cfg, n: int, device: torch.device, n_step: int = 4) -> 
             cond = module.prepare(feats, trunk, DTYPES[dtype])
             sampler_gen = torch.Generator(device=device).manual_seed(4)
             coords[dtype, denoiser] = sample_diffusion(
-                lambda x, sigma, cond=cond: module.denoise(x, sigma, cond), n_atom, 2, n_step, sampler_gen
-            )
+                lambda x, sigma, cond=cond: module.denoise(x, sigma, cond), n_atom, 2, n_step, sampler_gen,
+                schedule=noise_schedule(n_step, sigma_data=module.sigma_data),
+            )  # fmt: skip
         if "graph" in denoiser and not any(g.graph is not None for g in cond.graphs.values()):
             records.append({"check": "denoiser CUDA graph captured", "dtype": dtype, "ok": False})
             print(f"FAIL denoiser CUDA graph [{dtype}]: nothing was captured (see the log line)")

@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.nn.network import Foldline, load_preset  # noqa: E402
-from model.nn.sampler import sample_diffusion  # noqa: E402
+from model.nn.sampler import noise_schedule, sample_diffusion  # noqa: E402
 from model.nn.synthetic import synthetic_features  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -94,6 +94,7 @@ def run_once(net: Foldline, feats: dict, args: argparse.Namespace, device: torch
             args.samples,
             args.steps,
             gen,
+            schedule=noise_schedule(args.steps, sigma_data=net.cfg.sigma_data),
             device=device,
         )
 

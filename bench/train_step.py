@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.device import resolve_device  # noqa: E402
 from model.eval.lddt import lddt  # noqa: E402
 from model.nn.network import Foldline  # noqa: E402
-from model.nn.sampler import sample_diffusion  # noqa: E402
+from model.nn.sampler import noise_schedule, sample_diffusion  # noqa: E402
 from model.nn.synthetic import synthetic_features  # noqa: E402
 from model.train import data as train_data  # noqa: E402
 from model.train.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
@@ -176,7 +176,10 @@ def evaluate(net, feats, cfg, args, amp, device) -> float:
     cond = net.diffusion.prepare(feats, trunk, dtype)
     gen = torch.Generator(device=device).manual_seed(0)
     n_atom = feats["atom_pos"].shape[0]
-    x = sample_diffusion(lambda x, s: net.diffusion.denoise(x, s, cond), n_atom, 1, args.sample_steps, gen)
+    schedule = noise_schedule(args.sample_steps, sigma_data=net.cfg.sigma_data)
+    x = sample_diffusion(
+        lambda x, s: net.diffusion.denoise(x, s, cond), n_atom, 1, args.sample_steps, gen, schedule=schedule
+    )
     net.train()
     return float(lddt(x[0], feats["atom_pos"], feats["atom_resolved"]))
 

@@ -13,7 +13,7 @@ from model.nn.sampler import centre_random_augmentation, noise_schedule, random_
 
 
 def test_noise_schedule_endpoints_and_formula():
-    s = noise_schedule(200)
+    s = noise_schedule(200, sigma_data=16.0)
     assert s.shape == (201,)
     assert math.isclose(float(s[0]), 16 * 160, rel_tol=1e-5)
     assert math.isclose(float(s[-1]), 16 * 4e-4, rel_tol=1e-4)
@@ -61,7 +61,11 @@ def _oracle(ref: torch.Tensor, calls: list):
 
 def test_sampler_is_deterministic_for_a_seed_and_seeds_differ():
     ref = torch.randn(25, 3) * 8
-    run = [sample_diffusion(_oracle(ref, []), 25, 3, 20, torch.Generator().manual_seed(s)) for s in (7, 7, 8)]
+    schedule = noise_schedule(20, sigma_data=16.0)
+    run = [
+        sample_diffusion(_oracle(ref, []), 25, 3, 20, torch.Generator().manual_seed(s), schedule=schedule)
+        for s in (7, 7, 8)
+    ]
     assert torch.equal(run[0], run[1])
     assert not torch.allclose(run[0], run[2])
     # samples within one batch differ too
@@ -73,12 +77,13 @@ def test_sampler_converges_to_the_denoised_structure_and_passes_t_hat():
     calls: list = []
     n_step = 50
     out = sample_diffusion(
-        _oracle(ref, calls), 30, 2, n_step, torch.Generator().manual_seed(3), step_scale=1.0
-    )
+        _oracle(ref, calls), 30, 2, n_step, torch.Generator().manual_seed(3), step_scale=1.0,
+        schedule=noise_schedule(n_step, sigma_data=16.0),
+    )  # fmt: skip
     assert out.shape == (2, 30, 3) and out.dtype == torch.float32
     assert float(rmsd(out, ref.expand_as(out)).max()) < 0.05
     assert len(calls) == n_step and calls[0].shape == (2,)
-    c = noise_schedule(n_step)
+    c = noise_schedule(n_step, sigma_data=16.0)
     # step 1: c_1 > gamma_min so t_hat = c_0 * (1 + gamma_0); last step: no churn, t_hat = c_{T-1}
     assert math.isclose(float(calls[0][0]), float(c[0]) * 1.8, rel_tol=1e-5)
     assert math.isclose(float(calls[-1][0]), float(c[-2]), rel_tol=1e-5)
@@ -86,7 +91,8 @@ def test_sampler_converges_to_the_denoised_structure_and_passes_t_hat():
 
 def test_default_sampler_settings_reach_a_valid_structure():
     ref = torch.randn(20, 3) * 8
-    out = sample_diffusion(_oracle(ref, []), 20, 2, 30, torch.Generator().manual_seed(4))
+    schedule = noise_schedule(30, sigma_data=16.0)
+    out = sample_diffusion(_oracle(ref, []), 20, 2, 30, torch.Generator().manual_seed(4), schedule=schedule)
     assert torch.isfinite(out).all()
     assert float(rmsd(out, ref.expand_as(out)).max()) < 1.0
 
@@ -170,12 +176,12 @@ def test_protenix_presets_sample_as_protenix_does(tmp_path):
         assert got == pytest.approx(want), name
         assert inf.schedule_ends_at_zero and inf.ranking == "protenix"
     for n_step, levels in zip((5, 200), oracle["schedules"], strict=True):
-        ours = noise_schedule(n_step, ends_at_zero=True)
+        ours = noise_schedule(n_step, sigma_data=16.0, ends_at_zero=True)
         torch.testing.assert_close(ours, torch.tensor(levels), rtol=1e-5, atol=0.0)  # theirs: float32 sums
     for cfg, req, theirs in zip((mini, base), runs, oracle["samples"], strict=True):
         inf = cfg.inference
         schedule = noise_schedule(
-            req["N_step"], inf.s_max, inf.s_min, inf.rho, cfg.sigma_data, ends_at_zero=True
+            req["N_step"], inf.s_max, inf.s_min, inf.rho, sigma_data=cfg.sigma_data, ends_at_zero=True
         )
         x = sample_diffusion(
             _equivariant_denoiser(req["pull"]), req["N_atom"], req["N_sample"], req["N_step"],
@@ -226,11 +232,13 @@ def test_every_step_gives_the_denoiser_one_static_batch():
         shapes.append((tuple(x_noisy.shape), x_noisy.dtype, tuple(sigma.shape), sigma.dtype))
         return weighted_rigid_align(ref.expand_as(x_noisy), x_noisy, torch.ones(x_noisy.shape[:-1]))
 
-    reference = sample_diffusion(denoise, 12, 3, 6, torch.Generator().manual_seed(5))
+    schedule = noise_schedule(6, sigma_data=16.0)
+    reference = sample_diffusion(denoise, 12, 3, 6, torch.Generator().manual_seed(5), schedule=schedule)
     assert shapes == [((3, 12, 3), torch.float32, (3,), torch.float32)] * 6
     static = torch.empty(3, 12, 3)
 
     def replayed(x_noisy, sigma):
         return static.copy_(denoise(x_noisy, sigma))  # the same buffer every step
 
-    assert torch.equal(sample_diffusion(replayed, 12, 3, 6, torch.Generator().manual_seed(5)), reference)
+    replay = sample_diffusion(replayed, 12, 3, 6, torch.Generator().manual_seed(5), schedule=schedule)
+    assert torch.equal(replay, reference)

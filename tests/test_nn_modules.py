@@ -650,7 +650,7 @@ def test_tf32_matmuls_is_scoped_to_its_block():
 @needs_cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cuda_graph_denoiser_replays_the_eager_step_without_host_syncs(feats, dtype):
-    from model.nn.sampler import sample_diffusion
+    from model.nn.sampler import noise_schedule, sample_diffusion
 
     module, cond, _ = _diffusion_inputs(TINY, feats, dtype, "cuda")
     n_atom = feats["ref_pos"].shape[0]
@@ -666,7 +666,10 @@ def test_cuda_graph_denoiser_replays_the_eager_step_without_host_syncs(feats, dt
         for graph in (False, True):
             module.cuda_graph = graph
             gen = torch.Generator(device="cuda").manual_seed(5)
-            coords[graph] = sample_diffusion(lambda x, s: module.denoise(x, s, cond), n_atom, 3, 5, gen)
+            schedule = noise_schedule(5, sigma_data=module.sigma_data)
+            coords[graph] = sample_diffusion(
+                lambda x, s: module.denoise(x, s, cond), n_atom, 3, 5, gen, schedule=schedule
+            )
         replayed = module.denoise(x, sigma, cond)  # a replay of the captured [3, A, 3] graph
     assert len(cond.graphs) == 1 and next(iter(cond.graphs.values())).graph is not None
     assert rel_err(replayed, eager) < 1e-5

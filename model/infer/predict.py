@@ -154,7 +154,7 @@ def predict_seed(
     n_atom = int(feats["atom_to_token"].shape[0])
     sampling = settings.sampling
     schedule = noise_schedule(
-        settings.n_step, sampling.s_max, sampling.s_min, sampling.rho, net.cfg.sigma_data,
+        settings.n_step, sampling.s_max, sampling.s_min, sampling.rho, sigma_data=net.cfg.sigma_data,
         ends_at_zero=sampling.schedule_ends_at_zero,
     )  # fmt: skip
     coords = sample_diffusion(

@@ -21,14 +21,16 @@ def noise_schedule(
     s_max: float = 160.0,
     s_min: float = 4e-4,
     rho: float = 7.0,
-    sigma_data: float = 16.0,
+    *,
+    sigma_data: float,
     device: torch.device | str | None = None,
     ends_at_zero: bool = False,
 ) -> torch.Tensor:
     """Noise levels c_0 > c_1 > ... > c_T (AF3 §3.7.1, the EDM schedule scaled by sigma_data).
 
     c_tau = sigma_data * (s_max^(1/rho) + tau/T * (s_min^(1/rho) - s_max^(1/rho)))^rho;
-    `ends_at_zero` sets c_T = 0 (the schedule Protenix's released weights sample with).
+    `sigma_data` is the network's (`ModelConfig.sigma_data`, its one home); `ends_at_zero` sets c_T = 0
+    (the schedule Protenix's released weights sample with).
 
     Returns: [n_step + 1] float32, in Å.
     """
@@ -99,7 +101,8 @@ def sample_diffusion(
     gamma_min: float = 1.0,
     noise_scale: float = 1.003,
     step_scale: float = 1.5,
-    schedule: torch.Tensor | None = None,
+    *,
+    schedule: torch.Tensor,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """SampleDiffusion (AF3 Alg 18): start from c_0 * N(0, I) and integrate the EDM sampler with
@@ -107,7 +110,7 @@ def sample_diffusion(
 
     denoise_fn(x_noisy [S, A, 3], sigma [S]) -> x_denoised [S, A, 3]; all samples go in one batch.
     atom_mask: [A] bool, real atoms (padding excluded from the centre); None = all atoms.
-    schedule: [n_step + 1] noise levels; None = `noise_schedule(n_step)`.
+    schedule: [n_step + 1] noise levels, `noise_schedule` with the denoiser's network's sigma_data.
     Random draws come from `generator` (on the generator's device) and are moved to `device`
     (default: the generator's device).
 
@@ -117,8 +120,6 @@ def sample_diffusion(
     Returns: [n_sample, n_atom, 3] float32.
     """
     device = torch.device(device) if device is not None else generator.device
-    if schedule is None:
-        schedule = noise_schedule(n_step)
     if schedule.shape != (n_step + 1,):
         raise ValueError(
             f"sample_diffusion: schedule has shape {tuple(schedule.shape)}, want ({n_step + 1},)"
