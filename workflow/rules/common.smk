@@ -11,14 +11,14 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 REPO = Path(workflow.basedir).resolve()
-# The rules' scripts, named from the workflow folder so that any working directory works.
-SCRIPTS = REPO / "scripts"
 # Rule scripts import the library as `model` (the repository root) and the workflow's own helpers.
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO))
 # `python` in a rule is the interpreter running Snakemake (e.g. the project's .venv) unless a conda
-# environment (--sdm conda) puts its own first.
+# environment (--sdm conda) puts its own first. Rules name their scripts $FOLDLINE_WORKFLOW/scripts/…,
+# so that any working directory (--directory) works.
 os.environ.update(
+    FOLDLINE_WORKFLOW=str(REPO),
     PYTHONPATH=os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p
     ),
@@ -425,5 +425,5 @@ def train_launcher() -> str:
     training.nodes > 1 scripts/launch_stage.sh (srun + torchrun c10d rendezvous under SLURM)."""
     nodes, gpus = config["training"]["nodes"], config["training"]["gpus"]
     if nodes > 1:
-        return f"bash {SCRIPTS}/launch_stage.sh {nodes} {gpus}"
+        return f"bash $FOLDLINE_WORKFLOW/scripts/launch_stage.sh {nodes} {gpus}"
     return "python" if gpus == 1 else f"torchrun --standalone --nproc_per_node {gpus}"

@@ -39,7 +39,7 @@ rule evaluate_target:
     params:
         predictions=lambda w: f"{RESULTS}/predictions/{w.target}",
     shell:
-        "python {SCRIPTS}/evaluate.py target --target {wildcards.target}"
+        "python $FOLDLINE_WORKFLOW/scripts/evaluate.py target --target {wildcards.target}"
         " --predictions {params.predictions} --reference '{input.reference}' --out {output}"
         " > {log} 2>&1"
 
@@ -59,4 +59,4 @@ rule evaluation_table:
     conda:
         "../../envs/model.yaml"
     shell:
-        "python {SCRIPTS}/evaluate.py table --out {output} {input} > {log} 2>&1"
+        "python $FOLDLINE_WORKFLOW/scripts/evaluate.py table --out {output} {input} > {log} 2>&1"

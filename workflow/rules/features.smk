@@ -51,7 +51,7 @@ rule build_features:
             )
         ),
     shell:
-        "python {SCRIPTS}/build_features.py --inputs {params.inputs} {params.roots}"
+        "python $FOLDLINE_WORKFLOW/scripts/build_features.py --inputs {params.inputs} {params.roots}"
         " --shard {params.shard:q} --template-dir {params.template_dir} --ccd '{params.ccd}'"
         " --out-dir {params.out_dir} --failed-dir {params.failed_dir} --seed {params.seed}"
         " {params.limits} --status {output.status} > {log} 2>&1"
@@ -95,4 +95,4 @@ rule check_features:
     conda:
         "../../envs/model.yaml"
     shell:
-        "python {SCRIPTS}/summarize.py --check {input} --ok {output} 2>&1 | tee {log} >&2"
+        "python $FOLDLINE_WORKFLOW/scripts/summarize.py --check {input} --ok {output} 2>&1 | tee {log} >&2"

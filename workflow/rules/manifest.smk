@@ -49,7 +49,7 @@ checkpoint training_manifest:
         include=config["training"]["include"],
         exclude=config["training"]["exclude"],
     shell:
-        "python {SCRIPTS}/training_manifest.py --entries {params.entries} --stages {input.stages}"
+        "python $FOLDLINE_WORKFLOW/scripts/training_manifest.py --entries {params.entries} --stages {input.stages}"
         " --include '{params.include}' --exclude '{params.exclude}' --workers {threads}"
         " --out {output} > {log} 2>&1"
 

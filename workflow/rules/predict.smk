@@ -59,8 +59,8 @@ rule predict_shard:
         # unchanged keeps its prediction (--reuse-unchanged), so editing one target re-predicts only it
         "feats=$(awk -F '\\t' '$2 == \"ok\" {{print $3}}' {input.status}); "
         'if [ -z "$feats" ]; then touch {output.done}; exit 0; fi; '
-        "python {SCRIPTS}/gpu_slot.py --gpus {resources.gpu} -- "
-        "python {SCRIPTS}/predict.py --features $feats --checkpoint {params.checkpoint}"
+        "python $FOLDLINE_WORKFLOW/scripts/gpu_slot.py --gpus {resources.gpu} -- "
+        "python $FOLDLINE_WORKFLOW/scripts/predict.py --features $feats --checkpoint {params.checkpoint}"
         " --preset {params.preset} --out-dir {params.pred_dir} --failed-dir {params.failed_dir}"
         " --seeds {params.seeds} --samples {params.samples} --steps {params.steps}"
         " --cycles {params.cycles} {params.trunk_per_seed} --device {params.device} --precision {params.precision}"
@@ -110,4 +110,4 @@ rule check_failures:
     conda:
         "../../envs/model.yaml"
     shell:
-        "python {SCRIPTS}/summarize.py --check {input} --ok {output} 2>&1 | tee {log} >&2"
+        "python $FOLDLINE_WORKFLOW/scripts/summarize.py --check {input} --ok {output} 2>&1 | tee {log} >&2"

@@ -52,7 +52,7 @@ rule report_target:
             else ""
         ),
     shell:
-        "python {SCRIPTS}/report.py target --target {wildcards.target} --predictions {params.predictions}"
+        "python $FOLDLINE_WORKFLOW/scripts/report.py target --target {wildcards.target} --predictions {params.predictions}"
         " --viewer {input.viewer} --evaluation '{params.evaluation}' --failed {params.failed}"
         " --out {output} > {log} 2>&1"
 
@@ -75,5 +75,5 @@ rule report_training:
     params:
         metrics=lambda w, input: str(Path(input[0]).parent / "metrics.csv"),
     shell:
-        "python {SCRIPTS}/report.py training --metrics {params.metrics} --stage {wildcards.stage}"
+        "python $FOLDLINE_WORKFLOW/scripts/report.py training --metrics {params.metrics} --stage {wildcards.stage}"
         " --out {output} > {log} 2>&1"

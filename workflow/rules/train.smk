@@ -58,8 +58,8 @@ rule train_stage:
         launcher=train_launcher(),
         out_dir=lambda w, output: str(Path(output.checkpoint).parent),
     shell:
-        "python {SCRIPTS}/gpu_slot.py --gpus {resources.gpu} -- "
-        "{params.launcher} {SCRIPTS}/train.py --stage {wildcards.stage} --stages {input.stages}"
+        "python $FOLDLINE_WORKFLOW/scripts/gpu_slot.py --gpus {resources.gpu} -- "
+        "{params.launcher} $FOLDLINE_WORKFLOW/scripts/train.py --stage {wildcards.stage} --stages {input.stages}"
         " --preset {params.preset} --features {input.features} {params.init}"
         " --out-dir {params.out_dir} --steps {params.steps} {params.overrides}"
         " --seed {params.seed} --device {params.device} > {log} 2>&1"
