@@ -7,6 +7,7 @@ Prediction target(s), from a targets.csv or an AF3/Protenix job JSON:
 One shard of the workflow (the `build_features` rule; the shard's targets and their searched MSAs as
 inline JSON {target: {"chains": {chain: a3m}, "pair": bool}}, "pair" = pair the chains by species):
     build_features.py --inputs targets.csv --shard '{...}' --template-dir results/templates
+        [--template-mmcif-dir pdb_mmcif --template-max-date 2021-09-30 --max-templates 4]
         --out-dir results/features --failed-dir results/failed --status results/features/shards/S.tsv
 Training entries (with ground truth; MSAs from --msa-dir in the Protenix layout, optional):
     build_features.py --mmcif 102m.cif.gz [more.cif ...] [--msa-dir ../shared/data/msa]
@@ -23,6 +24,7 @@ output[0], params.*).
 
 # no `from __future__ import annotations`: Snakemake's `script:` prepends a preamble to this file
 import argparse
+import datetime
 import json
 import multiprocessing
 import signal
@@ -84,11 +86,14 @@ def _a3m_text(rows: list[tuple[str, str]]) -> str:
     return "".join(f">{description}\n{sequence}\n" for description, sequence in rows)
 
 
-def attach_inputs(job: Job, manifest: dict, template_dir: Path | None) -> None:
+def attach_inputs(
+    job: Job, manifest: dict, template_dir: Path | None, template_hits: dict | None = None
+) -> None:
     """Per-chain MSAs and templates of a target. MSAs: the entity's own (AF3 `unpairedMsa`/`pairedMsa`,
     model.data.from_target.user_msas), else the manifest's searched a3m (and its UniProt hits,
     `.paired.a3m`, when the manifest says "pair"). Templates: the entity's own when it sets
-    `templates` (`[]`: none; from_target.user_templates), else the manifest's or
+    `templates` (`[]`: none) or `templatesPath` (a template search's hits, made templates with
+    `template_hits`, user_templates' keyword arguments; from_target.user_templates), else the manifest's or
     {template_dir}/{molecule}/{sha}.npz of its searched a3m. Store files are verified against their
     checksums first (model.search.entries: a corrupt one is removed, so the next run searches it)."""
     from model.data.from_target import user_msas, user_templates
@@ -104,7 +109,7 @@ def attach_inputs(job: Job, manifest: dict, template_dir: Path | None) -> None:
             searched_paired[chain] = read_entry(
                 paired_msa_path(Path(entry if isinstance(entry, str) else entry["unpaired"]))
             )
-    given_msas, given_templates = user_msas(job.target), user_templates(job.target)
+    given_msas, given_templates = user_msas(job.target), user_templates(job.target, **(template_hits or {}))
     for entity in job.target.entities:
         for chain in entity.chain_ids:
             if chain in given_msas:
@@ -302,11 +307,18 @@ def make_jobs(args: argparse.Namespace) -> tuple[list[Job], list[str]]:
                 for name in wanted]  # fmt: skip
     single_manifest = _read_manifest(args.msa_manifest)
     template_dir = Path(args.template_dir) if args.template_dir else None
+    template_hits = None
+    if args.template_mmcif_dir:
+        template_hits = {
+            "hit_mmcif_dir": Path(args.template_mmcif_dir),
+            "max_date": datetime.date.fromisoformat(args.template_max_date),
+            "max_templates": args.max_templates,
+        }
     for job in jobs:
         if job.error is None:
             manifest = args.shard[job.name] if args.shard else single_manifest
             try:
-                attach_inputs(job, manifest, template_dir)
+                attach_inputs(job, manifest, template_dir, template_hits)
             except TargetError as err:
                 job.error = str(err)
             except (OSError, ValueError, KeyError) as err:
@@ -330,6 +342,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--msa-dir", help="training entries: {msa-dir}/{entry}_{entity|chain}/*.a3m")
     parser.add_argument("--template-dir", help="template features per sequence: {molecule}/{sha}.npz")
+    parser.add_argument(
+        "--template-mmcif-dir",
+        help="mmCIFs of the template hits a job's templatesPath names (config databases)",
+    )
+    parser.add_argument("--template-max-date", help="latest release date of those templates (config search)")
+    parser.add_argument(
+        "--max-templates", type=int, help="templates kept from templatesPath hits (config search)"
+    )
     parser.add_argument("--allowed-root", action="append", default=[], help="root that input paths may use")
     parser.add_argument("--ccd", default="", help="user components.cif over the built-in CCD ('' = none)")
     out = parser.add_mutually_exclusive_group(required=True)
@@ -350,6 +370,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.out and (args.mmcif and len(args.mmcif) > 1 or args.inputs and not args.target_id):
         parser.error("--out needs exactly one target (--target-id) or one --mmcif; use --out-dir")
+    if args.template_mmcif_dir and (args.template_max_date is None or args.max_templates is None):
+        parser.error("--template-mmcif-dir needs --template-max-date and --max-templates")
     if args.shard is not None and (args.target_id or args.msa_manifest or not args.inputs):
         parser.error("--shard names the targets and MSAs: no --target-id/--msa-manifest; needs --inputs")
     return args

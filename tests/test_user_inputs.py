@@ -34,12 +34,16 @@ def script():
     return module
 
 
-def featurize_shard(script, tmp_path: Path, jobs: dict[str, list[dict]], shard: dict | None = None) -> dict:
-    """Write each AF3 job (name -> sequences) and a targets.csv naming them, run the shard job on
-    them all, return {target: features | failure note}."""
+def featurize_shard(
+    script, tmp_path: Path, jobs: dict[str, list], shard: dict | None = None, extra: tuple[str, ...] = ()
+) -> dict:
+    """Write each job (name -> AF3 `sequences`, or a whole Protenix job list) and a targets.csv naming
+    them, run the shard job on them all, return {target: features | failure note}."""
     rows = ["target_id,json"]
     for name, sequences in jobs.items():
         job = {"dialect": "alphafold3", "version": 3, "name": name, "modelSeeds": [1], "sequences": sequences}
+        if "name" in sequences[0]:
+            job = sequences
         (tmp_path / f"{name}.json").write_text(json.dumps(job))
         rows.append(f"{name},{name}.json")
     (tmp_path / "targets.csv").write_text("\n".join(rows) + "\n")
@@ -54,7 +58,7 @@ def featurize_shard(script, tmp_path: Path, jobs: dict[str, list[dict]], shard: 
         "--failed-dir",
         str(failed),
     ]
-    assert script.main([*argv, "--status", str(tmp_path / "status.tsv")]) == 0
+    assert script.main([*argv, *extra, "--status", str(tmp_path / "status.tsv")]) == 0
     return {
         name: store.load_features(out / f"{name}.h5")
         if (out / f"{name}.h5").is_file()
@@ -174,10 +178,44 @@ def test_user_template_fills_the_template_features_at_its_mapped_indices(script,
     assert feats["searched"]["template_pseudo_beta_mask"][0].all()  # absent: the store's templates
 
 
+def test_protenix_templates_path_hits_become_templates_with_the_search_filters(
+    script, tmp_path: Path
+) -> None:
+    """Protenix `templatesPath`: a template search's hits (hmmsearch a3m) are made templates from the
+    template mmCIF folder with the search's filters; a release date past the cutoff drops the hit."""
+    template, names, beta = single_chain_template()
+    query = "W" + template[1:20] + "W" + template[21:]  # not an exact copy of the template (AF3 filter)
+    # the hit covers template residues 3..40 (1-based) at the same query columns
+    row = "--" + template[2:40] + "-" * (len(template) - 40)
+    (tmp_path / "hits.a3m").write_text(
+        f">5y2e_A/3-40 [subseq from] mol:protein length:{len(template)}\n{row}\n"
+    )
+    job = [{"name": "hits", "sequences": [{"proteinChain": {"sequence": query, "count": 1,
+                                                             "templatesPath": "hits.a3m"}}]}]  # fmt: skip
+    database = ("--template-mmcif-dir", str(TEMPLATE_MMCIF.parent), "--max-templates", "4")
+    given = featurize_shard(
+        script, tmp_path, {"hits": job}, extra=(*database, "--template-max-date", "2100-01-01")
+    )
+    restype = given["hits"]["template_restype"][0].numpy()
+    mask = given["hits"]["template_pseudo_beta_mask"][0].numpy()
+    for q in range(2, 40):
+        assert restype[q] == C.RESTYPE_INDEX[names[q]] and mask[q] == (q in beta), q
+        if mask[q]:
+            np.testing.assert_allclose(
+                given["hits"]["template_pseudo_beta"][0, q].numpy(), beta[q], atol=1e-3
+            )
+    assert (restype[:2] == C.GAP).all() and (restype[40:] == C.GAP).all()
+    dated = featurize_shard(
+        script, tmp_path, {"hits": job}, extra=(*database, "--template-max-date", "1990-01-01")
+    )
+    assert not dated["hits"]["template_pseudo_beta_mask"].any()
+
+
 def test_templates_empty_list_plans_no_template_search(tmp_path: Path) -> None:
     """Through the workflow: a chain whose AF3 job says `"templates": []` has its MSA searched but no
     template search (its store key is not among the batch's template members, no npz is written), and
-    its features hold no real template; a chain that leaves `templates` unset is searched for both."""
+    its features hold no real template; so has one whose Protenix job gives `templatesPath`; a chain
+    that leaves `templates` unset is searched for both."""
     from test_workflow_helpers import make_workdir, snakemake
 
     work = tmp_path / "work"
@@ -188,7 +226,14 @@ def test_templates_empty_list_plans_no_template_search(tmp_path: Path) -> None:
         job = {"dialect": "alphafold3", "version": 3, "name": name, "modelSeeds": [1],
                "sequences": [protein(sequence, **extra)]}  # fmt: skip
         (jobs / f"{name}.json").write_text(json.dumps(job))
-    (jobs / "targets.csv").write_text("target_id,json\nnone,none.json\nsearched,searched.json\n")
+    given_hits = "MEFVAKLFKFFKDLLGKFLGNN"  # Protenix templatesPath: the hits of a search already run
+    (jobs / "hits.a3m").write_text(f">5y2e_A/1-22 mol:protein length:47\n{given_hits}\n")
+    job = [{"name": "hits", "sequences": [{"proteinChain": {"sequence": given_hits, "count": 1,
+                                                             "templatesPath": "hits.a3m"}}]}]  # fmt: skip
+    (jobs / "hits.json").write_text(json.dumps(job))
+    (jobs / "targets.csv").write_text(
+        "target_id,json\nnone,none.json\nsearched,searched.json\nhits,hits.json\n"
+    )
     make_workdir(work, {"inputs": str(jobs / "targets.csv"), "allowed_roots": [str(jobs)]})
     snakemake(work, "results/features.ok", "--cores", "2")  # `features` without the training entries
     results = work / "results"
@@ -197,9 +242,11 @@ def test_templates_empty_list_plans_no_template_search(tmp_path: Path) -> None:
         for record in (results / "msa" / "protein" / "batches").glob("[0-9a-f][0-9a-f].tsv")
         for line in record.read_text().splitlines()
     )
-    assert set(searched) == {without, with_search}  # both MSAs searched
+    assert set(searched) == {without, with_search, given_hits}  # every MSA searched
     assert (results / "msa" / "protein" / f"{searched[without]}.a3m").is_file()
     assert not (results / "templates" / "protein" / f"{searched[without]}.npz").exists()
+    assert not (results / "templates" / "protein" / f"{searched[given_hits]}.npz").exists()
+    assert (results / "features" / "hits.h5").is_file()
     assert (results / "templates" / "protein" / f"{searched[with_search]}.npz").is_file()
     features = store.load_features(results / "features" / "none.h5")
     assert not features["template_pseudo_beta_mask"].any() and not features["template_backbone_mask"].any()

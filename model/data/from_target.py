@@ -12,6 +12,7 @@ pairs (`covale`); at each end of a bonded pair one CCD leaving atom next to the 
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import lzma
 import tempfile
@@ -428,23 +429,54 @@ def _user_msa_rows(
     return rows
 
 
-def user_templates(target: Target) -> dict[str, dict[str, np.ndarray]]:
-    """The templates the user gave (AF3 `templates`: `mmcif` or `mmcifPath`, plain, gzip or xz, with
-    0-based `queryIndices` -> `templateIndices`), per chain of every entity that sets the field, as
-    [K, L, ...] arrays in the template search's format (model.search.templates: the same reader and
-    feature code, without the search's filters, as AF3 takes user templates as given). `[]` gives
-    K = 0: no template (and no template search, workflow/rules/common.smk).
+def user_templates(
+    target: Target,
+    hit_mmcif_dir: Path | None = None,
+    max_date: datetime.date | None = None,
+    max_templates: int = 4,
+) -> dict[str, dict[str, np.ndarray]]:
+    """The templates the user gave, per chain of every entity that gives any, as [K, L, ...] arrays in
+    the template search's format (model.search.templates: the same reader and feature code):
+
+    - AF3 `templates`: `mmcif` or `mmcifPath` (plain, gzip or xz) with 0-based `queryIndices` ->
+      `templateIndices`, taken as given (AF3 applies no filter to them). `[]` gives K = 0: no template
+      (and no template search, workflow/rules/common.smk).
+    - Protenix `templatesPath`: a template search's hits as a3m (hmmsearch against pdb_seqres), made
+      templates from `hit_mmcif_dir` with the search's own filters (`select_templates`: release date
+      up to `max_date`, AF3 supplement §2.4), the first `max_templates` kept.
     """
     # here, not at the top: the template code imports pyhmmer, which building a structure never needs
-    from model.search.templates import stack_templates, template_chain, template_features
+    from model.search.templates import (
+        TemplateSettings,
+        hits_from_a3m,
+        select_templates,
+        stack_templates,
+        template_chain,
+        template_features,
+    )
 
     out = {}
     for index, entity in enumerate(target.entities):
-        if entity.templates is None:
+        if entity.templates is None and entity.templates_path is None:
             continue
         length = len(entity.sequence or "")
         features = []
-        for i, template in enumerate(entity.templates):
+        if entity.templates is not None and entity.templates_path is not None:
+            raise _entity_error(
+                target, index, entity, "templatesPath", "give templates or templatesPath, not both"
+            )
+        if entity.templates_path is not None:
+            if hit_mmcif_dir is None or max_date is None:
+                reason = "needs the template mmCIF folder and date (build_features --template-mmcif-dir)"
+                raise _entity_error(target, index, entity, "templatesPath", reason)
+            try:
+                hits = hits_from_a3m(parse_msa(read_input_text(entity.templates_path)), length)
+            except (OSError, EOFError, lzma.LZMAError, ValueError) as err:
+                reason = " ".join(str(err).split()) or type(err).__name__
+                raise _entity_error(target, index, entity, "templatesPath", reason) from None
+            settings = TemplateSettings(max_templates=max_templates)
+            _, features = select_templates(entity.sequence, hits, hit_mmcif_dir, max_date, settings)
+        for i, template in enumerate(entity.templates or ()):
             field = f"templates[{i}]"
             path = Path(template["mmcifPath"]) if "mmcifPath" in template else None
             try:

@@ -205,6 +205,48 @@ def _template_hits(hits: plan7.TopHits) -> list[TemplateHit]:
     return found
 
 
+_A3M_HIT = re.compile(r"^(?P<name>\S+?)/(?P<start>\d+)-(?P<end>\d+)$")
+
+
+def hits_from_a3m(rows: list[Row], query_length: int) -> list[TemplateHit]:
+    """The template hits of a template search saved as a3m (hmmsearch against pdb_seqres, as AF3 and
+    Protenix write it: rows named `{pdb_id}_{chain}/{start}-{end}` and described `mol:protein
+    length:N`, aligned to the query's columns), in file order (the search's E-value order). Rows
+    that name no pdb_seqres chain (a query row) are skipped. The E-values are not in the file (NaN)."""
+    hits = []
+    for i, (description, row) in enumerate(rows):
+        words = description.split()
+        found = _A3M_HIT.match(words[0]) if words else None
+        name = _HIT_NAME.match(found["name"]) if found else None
+        if name is None or "mol:protein" not in description:
+            continue
+        mapping, q, h = {}, 0, int(found["start"]) - 1
+        for char in row:
+            if char.islower():  # residue inserted in the hit
+                h += 1
+            elif char == "-":  # query column with no hit residue
+                q += 1
+            else:
+                mapping[q] = h
+                q, h = q + 1, h + 1
+        if q != query_length:
+            raise ValueError(
+                f"template hit {i} ({words[0]}) covers {q} query columns, the query has {query_length}"
+            )
+        length = _HIT_LENGTH.search(description)
+        hits.append(
+            TemplateHit(
+                pdb_id=name["pdb_id"].lower(),
+                chain=name["chain"],
+                evalue=float("nan"),
+                full_length=int(length.group(1)) if length else -1,
+                query_to_hit=mapping,
+                matching_sequence="".join(c for c in row if c != "-").upper(),
+            )
+        )
+    return hits
+
+
 def find_mmcif(mmcif_dir: str | Path, pdb_id: str) -> Path | None:
     """`{id}.cif[.gz]` flat or in the PDB mirror's `{id[1:3]}/` folders, any case; None if absent."""
     mmcif_dir = Path(mmcif_dir)

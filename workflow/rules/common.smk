@@ -146,8 +146,10 @@ def _msa_queries(targets):
                 )
                 key = known[(molecule, entity.sequence)] = f"{molecule}/{sha}"
                 queries[key] = entity.sequence
-            # AF3: `templates` given ([] too) = no template search
-            if molecule == "protein" and entity.templates is None:
+            # AF3: `templates` given ([] too) = no template search; Protenix `templatesPath`
+            # gives the hits of one
+            given = entity.templates is not None or entity.templates_path is not None
+            if molecule == "protein" and not given:
                 with_templates.add(key)
             for chain_id in entity.chain_ids:
                 keys[chain_id] = key

@@ -42,6 +42,12 @@ rule build_features:
         out_dir=lambda w: f"{RESULTS}/features",
         failed_dir=lambda w: f"{RESULTS}/failed",
         template_dir=lambda w: f"{RESULTS}/templates",
+        # what turns a job's templatesPath hits into templates, as the template search does
+        template_hits=(
+            f"--template-mmcif-dir '{config['databases']['templates']['mmcif_dir']}'"
+            f" --template-max-date {config['search']['template_max_date']}"
+            f" --max-templates {config['search']['max_templates']}"
+        ),
         limits=" ".join(
             f"--{key} {config['limits'][name]}"
             for key, name in (
@@ -52,7 +58,8 @@ rule build_features:
         ),
     shell:
         "python $FOLDLINE_WORKFLOW/scripts/build_features.py --inputs {params.inputs} {params.roots}"
-        " --shard {params.shard:q} --template-dir {params.template_dir} --ccd '{params.ccd}'"
+        " --shard {params.shard:q} --template-dir {params.template_dir} {params.template_hits}"
+        " --ccd '{params.ccd}'"
         " --out-dir {params.out_dir} --failed-dir {params.failed_dir} --seed {params.seed}"
         " {params.limits} --status {output.status} > {log} 2>&1"
 
