@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import re
+import sys
 from pathlib import Path
 
 import gemmi
 import numpy as np
 import pytest
-from conftest import MMCIF_DIR, SHARED_DATA, shared_entries
+from conftest import MMCIF_DIR, REPO, SHARED_DATA, shared_entries
 
 from model.data.ccd import load_ccd
 from model.data.constants import DNA_RESIDUES, RNA_RESIDUES, THREE_TO_ONE_PROTEIN
@@ -311,15 +312,33 @@ def test_af3_and_protenix_json_give_the_same_target_structure_and_features(ccd) 
         "branched",
     ]
 
-    features = pytest.importorskip("model.data.features")
-    f_af3 = features.featurize(s_af3, ccd, msas=user_msas(af3), seed=0)
-    f_px = features.featurize(s_px, ccd, msas=user_msas(protenix), seed=0)
-    for part_af3, part_px in zip(f_af3[:2], f_px[:2], strict=True):
-        assert part_af3.keys() == part_px.keys()
-        for name in part_af3:
-            np.testing.assert_array_equal(part_af3[name], part_px[name], err_msg=name)
-    query_only = features.featurize(s_af3, ccd, seed=0).features["msa"].shape[0]
-    assert f_af3.features["msa"].shape[0] > query_only  # the user MSA was used
+
+def test_af3_and_protenix_json_give_the_same_features_through_the_shard_job(tmp_path: Path) -> None:
+    """Both jobs featurized by the featurize-shard job (scripts/build_features.py as the rule runs
+    it), their MSAs read from the job (AF3 `*MsaPath`, Protenix `precomputed_msa_dir`)."""
+    import importlib.util
+
+    from model.data import store
+
+    spec = importlib.util.spec_from_file_location("build_features", REPO / "scripts" / "build_features.py")
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script
+    spec.loader.exec_module(script)
+    csv_path = tmp_path / "targets.csv"
+    csv_path.write_text(
+        f"target_id,json\naf3,{FIXTURES / 'af3_complex.json'}\npx,{FIXTURES / 'protenix_complex.json'}\n"
+    )
+    shard = json.dumps({name: {"chains": {}, "pair": False} for name in ("af3", "px")})
+    out, failed, status = tmp_path / "features", tmp_path / "failed", tmp_path / "status.tsv"
+    argv = ["--inputs", str(csv_path), "--allowed-root", str(FIXTURES), "--shard", shard, "--ccd", ""]
+    argv += ["--out-dir", str(out), "--failed-dir", str(failed), "--status", str(status)]
+    assert script.main(argv) == 0
+    f_af3, f_px = store.load_features(out / "af3.h5"), store.load_features(out / "px.h5")
+    assert f_af3.keys() == f_px.keys()
+    for name in f_af3:
+        np.testing.assert_array_equal(f_af3[name].numpy(), f_px[name].numpy(), err_msg=name)
+    unpaired = (FIXTURES / "msa/protein_a/non_pairing.a3m").read_text().count(">")
+    assert f_af3["msa"].shape[0] > unpaired  # the query, then the user MSA's rows (not the query alone)
 
 
 def test_af3_entities_bonds_and_msa_paths(ccd) -> None:
