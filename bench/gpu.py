@@ -29,7 +29,6 @@ import argparse
 import gc
 import importlib.util
 import json
-import os
 import sys
 import tempfile
 import time
@@ -44,6 +43,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from model.device import resolve_device  # noqa: E402
+from model.fileio import write_json  # noqa: E402
 from model.infer.predict import PredictSettings, make_plan, predict_features  # noqa: E402
 from model.nn.config import PRESET_DIR, load_preset  # noqa: E402
 from model.nn.diffusion import DiffusionModule  # noqa: E402
@@ -338,14 +338,6 @@ def profile_trunk(net: Foldline, n_token: int, device: torch.device, rows: int =
     table = averages.table(sort_by=sort_by, row_limit=rows)
     print(f"\nprofile: one trunk cycle at {n_token} tokens, {seconds:.3f} s (under the profiler)\n{table}")
     return {"n_token": n_token, "seconds": seconds, "sort_by": sort_by, "table": table}
-
-
-def write_json(path: Path, results: dict) -> None:
-    """Atomically (temp file + rename), so a run cut short still leaves what it measured."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(path)
 
 
 def predicted_seconds(done: list[dict], n_token: int, variant: str) -> float | None:

@@ -4,11 +4,14 @@ is renamed over the target, so a file that exists is complete, whatever kills th
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def _umask() -> int:
@@ -56,3 +59,44 @@ def sha256_file(path: str | Path) -> str:
         while block := handle.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
+
+
+def one_line(text: str) -> str:
+    """`text` on one line: every run of whitespace, line breaks included, becomes one space."""
+    return " ".join(text.split())
+
+
+def error_line(err: BaseException) -> str:
+    """An exception in one line: its message, led by its type's name unless it is a ValueError,
+    KeyError or OSError, whose messages (Foldline's input and file errors) say what went wrong."""
+    text = one_line(str(err)) or type(err).__name__
+    return text if isinstance(err, ValueError | KeyError | OSError) else f"{type(err).__name__}: {text}"
+
+
+def write_failure(failed_dir: str | Path, target: str, reason: str) -> str:
+    """Write the target's failure note, `{failed_dir}/{target}.txt` (DESIGN.md, Failures), atomically;
+    returns its one line, which starts `target {target}: `."""
+    line = one_line(reason)
+    if not line.startswith(f"target {target}"):
+        line = f"target {target}: {line}"
+    write_text_atomic(Path(failed_dir) / f"{target}.txt", line + "\n")
+    return line
+
+
+def write_json(path: str | Path, obj: dict, indent: int | None = 1, sort_keys: bool = False) -> Path:
+    """Atomic JSON: numpy arrays and scalars become lists and numbers, NaN becomes null (as AF3 writes
+    it), and anything else JSON has no type for (a Path) its str."""
+    text = json.dumps(_plain(obj), indent=indent, sort_keys=sort_keys, default=str)
+    return write_text_atomic(path, text + "\n")
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars, without importing numpy here
+        return _plain(obj.tolist())
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj

@@ -41,7 +41,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's `model` 
 
 from model.data import store  # noqa: E402
 from model.data.msa import MsaInput, parse_a3m  # noqa: E402
-from model.fileio import write_text_atomic  # noqa: E402
+from model.fileio import error_line, write_failure, write_text_atomic  # noqa: E402
 
 
 @dataclass
@@ -59,11 +59,6 @@ class Job:
     hash_parts: list[bytes | str] = field(default_factory=list)
     # training shards: (msas, templates) per chain name from the parsed structure (its entities' store files)
     structure_inputs: Callable | None = None
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if isinstance(err, ValueError | KeyError | OSError) else f"{type(err).__name__}: {text}"
 
 
 def _read_manifest(path: Path | None) -> dict:
@@ -216,18 +211,16 @@ def build(
             }
         store.write_features(job.out, result.features, result.meta, attrs, compress=compress)
     except Exception as err:  # any failure is this target's, written down; the others go on
-        return fail(job, failed_dir, _one_line(err))
+        return fail(job, failed_dir, error_line(err))
     failed.unlink(missing_ok=True)
     return "ok", str(job.out)
 
 
 def fail(job: Job, failed_dir: Path, reason: str) -> tuple[str, str]:
     """Write the job's failure note (one line naming the target) in place of its h5."""
-    if not reason.startswith(f"target {job.name}"):
-        reason = f"target {job.name}: {reason}"
-    write_text_atomic(failed_dir / f"{job.name}.txt", reason + "\n")
+    line = write_failure(failed_dir, job.name, reason)
     job.out.unlink(missing_ok=True)
-    return "failed", reason
+    return "failed", line
 
 
 def _build_in_worker(send, job: Job, args: tuple) -> None:
@@ -295,7 +288,7 @@ def make_jobs(args: argparse.Namespace) -> tuple[list[Job], list[str]]:
     try:
         targets, errors = load_targets(args.inputs, allowed_roots=roots, limits=limits)
     except (TargetError, OSError) as err:  # the file itself is unusable
-        targets, errors = [], [TargetError(args.target_id, _one_line(err))]
+        targets, errors = [], [TargetError(args.target_id, error_line(err))]
     jobs = [Job(name=t.target_id, out=out_path(t.target_id), target=t) for t in targets]
     jobs += [Job(name=e.target_id, out=out_path(e.target_id), error=str(e)) for e in errors if e.target_id]
     unnamed = [str(e) for e in errors if not e.target_id]
@@ -322,7 +315,7 @@ def make_jobs(args: argparse.Namespace) -> tuple[list[Job], list[str]]:
             except TargetError as err:
                 job.error = str(err)
             except (OSError, ValueError, KeyError) as err:
-                job.error = f"target {job.name}: MSA/template input: {_one_line(err)}"
+                job.error = f"target {job.name}: MSA/template input: {error_line(err)}"
     return jobs, unnamed
 
 

@@ -23,7 +23,7 @@ import build_features  # first: it makes the repository's `model` importable
 import search_templates
 
 from model.data.msa import MsaInput
-from model.fileio import write_text_atomic
+from model.fileio import error_line, write_text_atomic
 from model.search.entries import read_entry
 from model.search.store import msa_path, paired_msa_path
 
@@ -103,7 +103,7 @@ def run_shard(
                         job.hash_parts.append(npz.read_bytes())
                     entity_inputs[entity] = (MsaInput.from_text(unpaired, paired), templates)
             except (OSError, ValueError) as err:
-                job.error = f"target {job.name}: MSA/template input: {build_features._one_line(err)}"
+                job.error = f"target {job.name}: MSA/template input: {error_line(err)}"
             job.structure_inputs = _chain_inputs(entity_inputs)
     from model.data.ccd import load_ccd
 

@@ -46,6 +46,7 @@ if str(REPO) not in sys.path:
 
 from model.data import store  # noqa: E402
 from model.device import resolve_device  # noqa: E402
+from model.fileio import error_line, write_failure  # noqa: E402
 from model.infer.checkpoint import CheckpointError, LoadedWeights, load_network_weights  # noqa: E402
 from model.infer.predict import PredictSettings, predict_features  # noqa: E402
 
@@ -114,17 +115,6 @@ def target_name(path: Path) -> str:
         return path.stem
 
 
-def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else ""
-
-
-def write_failure(failed_dir: Path, target: str, reason: str) -> None:
-    from model.infer.writer import write_text
-
-    write_text(failed_dir / f"{target}.txt", reason.strip().replace("\n", " ") + "\n")
-
-
 class ComponentLookup:
     """Chemical components by CCD code for ligand bond orders; loads the CCD on first use and
     answers None when it cannot (no biotite, unknown code): orders are then written as unknown."""
@@ -141,7 +131,7 @@ class ComponentLookup:
 
                 self.ccd = load_ccd(self.path or None)
             except Exception as err:  # optional extra: never fail a target for it
-                print(f"predict: no CCD for bond orders ({first_line(err)})", file=sys.stderr)
+                print(f"predict: no CCD for bond orders ({error_line(err)})", file=sys.stderr)
                 self.failed = True
         if self.ccd is None or code not in self.ccd:
             return None
@@ -251,7 +241,7 @@ def fail_shard(args: argparse.Namespace, reason: str) -> int:
     for f in args.features:
         target = target_name(Path(f))
         shutil.rmtree(Path(args.out_dir) / target, ignore_errors=True)  # no earlier prediction survives
-        write_failure(failed_dir, target, f"{target}: {reason}")
+        write_failure(failed_dir, target, reason)
     print(f"predict: FAILED every target of the shard: {reason}", file=sys.stderr)
     if args.done:
         Path(args.done).parent.mkdir(parents=True, exist_ok=True)
@@ -271,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         loaded = load_network_weights(args.checkpoint, args.preset)
     except CheckpointError as err:
-        return fail_shard(args, first_line(err))
+        return fail_shard(args, error_line(err))
     cfg = loaded.config
     settings = PredictSettings.for_network(
         cfg,
@@ -315,10 +305,9 @@ def main(argv: list[str] | None = None) -> int:
             (failed_dir / f"{target}.txt").unlink(missing_ok=True)
             print(f"predict: {target}: wrote {folder}")
         except Exception as err:  # one bad target (input, OOM, ...) must not stop the shard
-            reason = f"{target}: {type(err).__name__}: {first_line(err)}"
             traceback.print_exc()
             shutil.rmtree(Path(args.out_dir) / target, ignore_errors=True)  # no half-written target folder
-            write_failure(failed_dir, target, reason)
+            reason = write_failure(failed_dir, target, error_line(err))
             failures.append(reason)
             print(f"predict: FAILED {reason}", file=sys.stderr)
         finally:

@@ -22,7 +22,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository's `model` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.fileio import write_text_atomic  # noqa: E402
+from model.fileio import write_json  # noqa: E402
 from model.search.a3m import write_a3m  # noqa: E402
 from model.search.pairing import paired_rows  # noqa: E402
 
@@ -40,7 +40,7 @@ def run(manifest_in: Path, out: Path, paired_dir: Path) -> None:
         write_a3m(path, records)
         result[chain]["paired"] = str(path)
         logging.info("%s: chain %s paired, %d rows", manifest_in, chain, len(records))
-    write_text_atomic(out, json.dumps({**manifest, "chains": result}, indent=1) + "\n")
+    write_json(out, {**manifest, "chains": result})
 
 
 def main() -> None:

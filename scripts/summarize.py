@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from model.fileio import write_text_atomic
+from model.fileio import one_line, write_failure, write_json, write_text_atomic
 
 SUMMARY_COLUMNS = (
     "target_id",
@@ -44,10 +44,6 @@ def _tsv(columns: tuple[str, ...], rows: list[dict]) -> str:
     for row in rows:
         writer.writerow({c: row.get(c, "") for c in columns})
     return buf.getvalue()
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def best_prediction(pred_dir: Path) -> dict | None:
@@ -94,15 +90,15 @@ def target_row(
     predict)."""
     row = {"target_id": target_id, "tokens": tokens.get(target_id, "")}
     if target_id in invalid:
-        return row | {"status": "failed", "stage": "input", "reason": _one_line(invalid[target_id])}
+        return row | {"status": "failed", "stage": "input", "reason": one_line(invalid[target_id])}
     state, detail = statuses.get(target_id, ("failed", "no features status was written"))
     if state != "ok":
-        return row | {"status": "failed", "stage": "features", "reason": _one_line(detail)}
+        return row | {"status": "failed", "stage": "features", "reason": one_line(detail)}
     if until == "features":
         return row | {"status": "ok", "stage": "features"}
     failed = results / "failed" / f"{target_id}.txt"
     if failed.is_file():
-        return row | {"status": "failed", "stage": "predict", "reason": _one_line(failed.read_text())}
+        return row | {"status": "failed", "stage": "predict", "reason": one_line(failed.read_text())}
     best = best_prediction(results / "predictions" / target_id)
     if best is None:
         return row | {"status": "failed", "stage": "predict", "reason": "no predictions were written"}
@@ -127,7 +123,7 @@ def summarize(
     from model.data.store import code_version, content_hash
 
     for target_id, message in sorted(invalid.items()):
-        write_text_atomic(results / "failed" / f"{target_id}.txt", _one_line(message) + "\n")
+        write_failure(results / "failed", target_id, message)
     statuses = read_statuses(status_files)
     rows = [
         target_row(t, results, invalid, tokens, statuses, until) for t in sorted(set(targets) | set(invalid))
@@ -145,7 +141,7 @@ def summarize(
         "targets": len(rows),
         "failed": len(failures),
     }
-    write_text_atomic(out_provenance, json.dumps(provenance, indent=1, sort_keys=True) + "\n")
+    write_json(out_provenance, provenance, sort_keys=True)
     return failures
 
 

@@ -27,7 +27,7 @@ from model.data.conformers import component_from_file, component_from_smiles
 from model.data.inputs import Entity, Target, TargetError, read_input_text
 from model.data.msa import MsaInput, a3m_to_arrays, parse_msa
 from model.data.structure import POLYMER_LINK, SELENOMETHIONINE, STANDARD_RESIDUES, Structure
-from model.fileio import write_text_atomic
+from model.fileio import one_line, write_text_atomic
 
 
 class _Lookup:
@@ -424,7 +424,7 @@ def _user_msa_rows(
         if rows:  # every row one residue per query column (AF3 input.md, "Multiple Sequence Alignment")
             a3m_to_arrays([sequence for _, sequence in rows], entity.kind)
     except (OSError, EOFError, lzma.LZMAError, ValueError) as err:  # MsaError and UnicodeDecodeError too
-        reason = " ".join(str(err).split()) or type(err).__name__
+        reason = one_line(str(err)) or type(err).__name__
         raise _entity_error(target, index, entity, field, reason) from None
     return rows
 
@@ -472,7 +472,7 @@ def user_templates(
             try:
                 hits = hits_from_a3m(parse_msa(read_input_text(entity.templates_path)), length)
             except (OSError, EOFError, lzma.LZMAError, ValueError) as err:
-                reason = " ".join(str(err).split()) or type(err).__name__
+                reason = one_line(str(err)) or type(err).__name__
                 raise _entity_error(target, index, entity, "templatesPath", reason) from None
             settings = TemplateSettings(max_templates=max_templates)
             _, features = select_templates(entity.sequence, hits, hit_mmcif_dir, max_date, settings)
@@ -484,7 +484,7 @@ def user_templates(
                 block = gemmi.cif.read_string(text).sole_block()
                 chain = template_chain(block, None, path.name if path is not None else field)
             except (OSError, EOFError, lzma.LZMAError, ValueError, RuntimeError) as err:
-                reason = " ".join(str(err).split()) or type(err).__name__
+                reason = one_line(str(err)) or type(err).__name__
                 raise _entity_error(target, index, entity, field, reason) from None
             mapping = dict(zip(template["queryIndices"], template["templateIndices"], strict=True))
             last = max(mapping.values(), default=-1)

@@ -32,7 +32,7 @@ from model.eval.ligand import pocket_aligned_rmsd, posebusters_checks
 from model.eval.rmsd import rmsd
 from model.eval.structures import NUCLEIC, ChainPair, MatchedAtoms, map_chains, matched_atoms, read_chains
 from model.eval.tmscore import tm_scores
-from model.fileio import write_text_atomic
+from model.fileio import write_json, write_text_atomic
 
 TABLE_COLUMNS = (
     "target_id",
@@ -273,7 +273,7 @@ def write_table(results: list[dict], path: Path) -> None:
 
 def write_result(result: dict, path: Path) -> None:
     """results/evaluation/{target}.json (atomic; NaN never appears, missing values are null)."""
-    write_text_atomic(path, json.dumps(result, indent=1, sort_keys=False) + "\n")
+    write_json(path, result)
 
 
 def evaluation_table(result_files: list[Path], out: Path) -> None:

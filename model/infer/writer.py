@@ -22,7 +22,6 @@ Uses gemmi (and matplotlib, optionally RDKit); the GPU timing path never imports
 from __future__ import annotations
 
 import io
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from pathlib import Path
 import gemmi
 import numpy as np
 
-from model.fileio import write_bytes_atomic, write_text_atomic
+from model.fileio import write_bytes_atomic, write_json, write_text_atomic
 from model.infer.interface import interface_confidences
 
 POLYMER_TYPE = {
@@ -134,31 +133,6 @@ class TargetLayout:
                 seen = set()
             seen.add(str(self.atom_name[a]))
         return [(c, r, n, np.asarray(idx)) for c, r, n, idx in out]
-
-
-def write_text(path: str | Path, text: str) -> None:
-    write_text_atomic(path, text)
-
-
-def write_json(path: str | Path, obj: dict, indent: int | None = 1) -> None:
-    """Atomic JSON; NaN becomes null (AF3 does the same)."""
-    write_text(path, json.dumps(_jsonable(obj), indent=indent) + "\n")
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        return None if math.isnan(float(obj)) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
 
 
 def build_structure(
@@ -322,7 +296,7 @@ def mmcif_text(layout: TargetLayout, coords: np.ndarray, atom_plddts: np.ndarray
 def write_mmcif(
     path: str | Path, layout: TargetLayout, coords: np.ndarray, atom_plddts: np.ndarray, name: str
 ):
-    write_text(path, mmcif_text(layout, coords, atom_plddts, name))
+    write_text_atomic(path, mmcif_text(layout, coords, atom_plddts, name))
 
 
 def _round(values: np.ndarray, decimals: int, lo: float | None = None, hi: float | None = None) -> np.ndarray:
@@ -463,7 +437,7 @@ def write_target(
                 if ctype in ("ligand", "ion") and np.any(layout.atom_chain == c):
                     sdf = ligand_sdf(layout, coords[k], c)
                     if sdf is not None:
-                        write_text(sub / f"ligand-{layout.chain_name[c]}.sdf", sdf)
+                        write_text_atomic(sub / f"ligand-{layout.chain_name[c]}.sdf", sdf)
             # Rank on the value ranking_scores.csv holds, first wins ties, so readers of the CSV agree.
             score = round(float(conf["ranking_score"][k]), 4)
             rows.append((seed, k, score))

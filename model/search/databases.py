@@ -21,7 +21,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from model.fileio import atomic_path, sha256_file, write_text_atomic
+from model.fileio import atomic_path, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def prepare_database(path: str | Path, write_sidecar: bool = False) -> DatabaseS
     stats = _compute_stats(str(path.resolve()), identity["size"], identity["head_tail_sha256"])
     if write_sidecar:
         record = {**asdict(stats), "path": path.name, "identity": identity}
-        write_text_atomic(side, json.dumps(record, indent=1) + "\n")
+        write_json(side, record)
     return stats
 
 

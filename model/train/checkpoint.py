@@ -13,7 +13,6 @@ after its zip checksums): anything but tensors and plain data is refused with a 
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.fileio import atomic_path, write_text_atomic
+from model.fileio import atomic_path
 from model.infer.checkpoint import CheckpointError, read_checkpoint
 
 
@@ -43,11 +42,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"checkpoint {path}: no 'model' weights (not a Foldline checkpoint)")
     return state
-
-
-def write_json(path: str | Path, obj: dict) -> Path:
-    """Atomic pretty-printed JSON."""
-    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def rng_state() -> dict:

@@ -141,9 +141,9 @@ def build_index(paths: list[str | Path]) -> list[Entry]:
 
 
 def save_index(entries: list[Entry], path: str | Path) -> None:
-    from model.train.checkpoint import write_json
+    from model.fileio import write_json
 
-    write_json(path, {"entries": [asdict(e) for e in entries]})
+    write_json(path, {"entries": [asdict(e) for e in entries]}, indent=2, sort_keys=True)
 
 
 def load_index(path: str | Path) -> list[Entry]:

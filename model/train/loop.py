@@ -37,7 +37,7 @@ from model.data.constants import MOL_DNA, MOL_LIGAND, MOL_RNA
 from model.device import resolve_device
 from model.eval.dockq import complex_dockq
 from model.eval.lddt import lddt
-from model.fileio import sha256_file
+from model.fileio import sha256_file, write_json
 from model.infer.checkpoint import load_network_weights
 from model.nn.config import ModelConfig, config_from_dict
 from model.nn.network import Foldline, load_preset
@@ -49,7 +49,6 @@ from model.train.checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
-    write_json,
 )
 from model.train.ema import Ema
 from model.train.permutation import permute_ground_truth
@@ -500,7 +499,7 @@ def train(
             "torch": torch.__version__, "entries": [e.target_id for e in entries],
             "validation_entries": [e.target_id for e in val_entries], "filtered_out": dropped,
             "clusters": cluster_method,
-        })  # fmt: skip
+        }, indent=2, sort_keys=True)  # fmt: skip
     metrics.close()
     return 0
 
