@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.train.checkpoint import CheckpointError  # noqa: E402
+from model.infer.checkpoint import CheckpointError  # noqa: E402
 from model.train.loop import train  # noqa: E402
 from model.train.stages import resolve_stage  # noqa: E402
 

@@ -10,13 +10,8 @@ import torch
 from conftest import REPO
 
 from model.fileio import sha256_file
-from model.train.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from model.infer.checkpoint import CheckpointError
+from model.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from model.train.ema import Ema
 from model.train.schedule import af3_lr_factor, make_optimizer, make_scheduler
 from model.train.stages import resolve_stage
