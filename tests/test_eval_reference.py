@@ -351,3 +351,20 @@ def test_lddt_breakdown_in_chunks_equals_the_plain_lddt():
         float(lddt(x_pred, x_true, mask, cutoff, pair_select=ligand_rows)), abs=1e-6
     )
     assert bool(lddt_pair_mask(x_true, mask, cutoff, pair_select=across).any())
+
+
+def test_reference_column_of_the_targets_table(tmp_path):
+    """Without `references`, evaluate reads the targets table's own `reference` column (a BOM too)."""
+    from model.data.inputs import load_targets
+    from model.eval.references import reference_table
+
+    (tmp_path / "refs").mkdir()
+    (tmp_path / "refs" / "trp.cif.gz").symlink_to(MMCIF_DIR / "1l2y.cif.gz")
+    table = tmp_path / "targets.csv"
+    table.write_bytes(
+        "\ufefftarget_id,chains,reference\r\ntrp,protein:NLYIQWLKDGGPSSGRPPPS,refs/trp.cif.gz\r\n"
+        "ubq,protein:MQIFVKTLTGK,\r\n".encode()
+    )
+    targets, errors = load_targets(table)
+    assert [t.target_id for t in targets] == ["trp", "ubq"] and not errors
+    assert reference_table(table) == {"trp": tmp_path / "refs" / "trp.cif.gz"}

@@ -50,7 +50,7 @@ CCD_CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,31}")  # user CCD codes may
 MAX_SEED = 2**32 - 1
 LIGAND_FILE_SUFFIXES = (".sdf", ".mol", ".mol2", ".pdb")
 # The columns of targets.csv (workflow/schemas/targets.schema.yaml documents them).
-CSV_COLUMNS = ("target_id", "json", "chains", "seeds", "bonds")
+CSV_COLUMNS = ("target_id", "json", "chains", "seeds", "bonds", "reference")
 
 
 def invalid_row_id(row: int) -> str:

@@ -2,7 +2,8 @@
 
 `references` (config key) is either a folder holding `{target_id}.cif` (or .cif.gz, .mmcif,
 .pdb, .pdb.gz, .ent, .ent.gz), or a CSV table with the columns `target_id,reference`, reference
-paths relative to the table's folder.
+paths relative to the table's folder; with no `references`, the `reference` column of the targets
+table itself.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def reference_table(references: str | Path) -> dict[str, Path]:
                 if path.name.lower().endswith(suffix) and path.is_file():
                     found.setdefault(path.name[: -len(suffix)], path)
     elif root.is_file():
-        with root.open(newline="") as handle:
+        with root.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
             for row in csv.DictReader(line for line in handle if not line.lstrip().startswith("#")):
                 target, ref = (row.get("target_id") or "").strip(), (row.get("reference") or "").strip()
                 if target and ref and (root.parent / ref).is_file():

@@ -189,7 +189,7 @@ TABLE_CASES: list[tuple[str, bytes, str | None]] = [
     ("comments_and_blank_lines", ("# a screen\n" + HEADER + "\n\n# good ones\n" + "\n".join(GOOD_ROWS) + "\n\n").encode(), None),
     ("few_columns", b"target_id,chains\ngood_a,protein:MKTAYIAKQR\ngood_b,dna:ACGT\n", None),
     ("no_header", ("\n".join(GOOD_ROWS) + "\n").encode(), "targets.csv: no header: the first line must name the columns, e.g. target_id,chains"),
-    ("unknown_column", b"target_id,chain\ngood_a,protein:MKT\n", "targets.csv: unknown column 'chain' (columns: target_id, json, chains, seeds, bonds)"),
+    ("unknown_column", b"target_id,chain\ngood_a,protein:MKT\n", "targets.csv: unknown column 'chain' (columns: target_id, json, chains, seeds, bonds, reference)"),
     ("no_target_id_column", b"name,chains\ngood_a,protein:MKT\n", "targets.csv: no target_id column (columns: name, chains)"),
     ("no_json_or_chains_column", b"target_id,seeds\ngood_a,1\n", "targets.csv: needs a json or a chains column"),
     ("duplicate_column", b"target_id,chains,chains\ngood_a,protein:MKT,protein:MKT\n", "targets.csv: a column is named twice"),

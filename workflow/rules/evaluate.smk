@@ -1,12 +1,15 @@
 # Evaluation: every predicted target against its reference structure (config `references`: a
-# folder of {target}.cif files or a target_id,reference table; model/eval/references.py) ->
+# folder of {target}.cif files or a target_id,reference table, else the targets table's `reference`
+# column; model/eval/references.py) ->
 # results/evaluation/{target}.json -> results/evaluation.tsv. Metrics: docs/outputs.md.
 from model.eval.references import reference_table
 
 REFERENCES = {
     target: str(path)
     for target, path in (
-        reference_table(config["references"]) if config["references"] else {}
+        reference_table(config["references"] or config["inputs"])
+        if config["references"] or str(config["inputs"]).lower().endswith(".csv")
+        else {}
     ).items()
 }
 # The done flag of the prediction shard that holds each target.
