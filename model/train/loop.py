@@ -345,6 +345,8 @@ def train(
     """Run (or resume) one stage. Returns the exit code: 0 done, 128 + signal when pre-empted."""
     out_dir = Path(out_dir)
     ddp, device = init_distributed(device_name)
+    if device.type == "cpu":  # without it, multithreaded CPU training gave run-to-run different weights
+        torch.use_deterministic_algorithms(True)
     if ddp.main:
         out_dir.mkdir(parents=True, exist_ok=True)
     seed, stage_index = int(cfg["seed"]), int(cfg["stage_index"])
