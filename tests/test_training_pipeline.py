@@ -31,7 +31,7 @@ ENTRIES = ("102m", "1igy")  # myoglobin (hits in the miniature UniRef90); IgG he
 TARGET = "results/features/train/training_set.txt"
 
 
-def _databases(root: Path) -> dict:
+def miniature_databases(root: Path) -> dict:
     """The miniature protein databases (AF3's, with the shared queries' real hits as UniRef90), copied:
     their statistics sidecars are written beside them."""
     root.mkdir()
@@ -60,7 +60,7 @@ def workflow(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for entry in ENTRIES:  # plain text, so that a test can edit one by hand
         (entries / f"{entry}.cif").write_bytes(gzip.decompress((MMCIF_DIR / f"{entry}.cif.gz").read_bytes()))
     workdir = make_workdir(
-        root / "wf", {"databases": _databases(root / "db"), "training": {"entries": [str(entries)]}}
+        root / "wf", {"databases": miniature_databases(root / "db"), "training": {"entries": [str(entries)]}}
     )
     snakemake(workdir, "-c2", TARGET, timeout=900)
     return workdir

@@ -2,20 +2,27 @@
 
 `snakemake --profile slurm train_stage3` then `predict` with the tiny preset and tiny step counts in a
 scratch copy of the workflow; GPU rules must run in the gpu partition with CUDA_VISIBLE_DEVICES set;
-a second run has nothing to do; editing one target plans only that target's jobs.
+the training features hold searched MSAs and templates; a second run has nothing to do; editing one
+target plans only that target's jobs; a stage on training.nodes 2 runs through srun + torchrun (two
+tasks on the one node standing in for two nodes) and gives the losses of one process accumulating 2.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import h5py
 import pytest
+import yaml
+from conftest import MMCIF_DIR
+from test_training_pipeline import miniature_databases
 from test_workflow_helpers import REPO, make_workdir, planned_jobs, snakemake
 
 START_SLURM = REPO.parent / "shared" / "slurm" / "start-slurm.sh"
@@ -40,7 +47,7 @@ SLURM_ARGS = (
     "--slurm-init-seconds-before-status-checks", "2",
     "--set-threads", "train_stage=1", "predict_shard=1", "search_protein=1", "search_rna=1",
     "--set-resources", "train_stage:mem_mb=3000", "predict_shard:mem_mb=3000", "build_features:mem_mb=2000",
-    "build_training_features:mem_mb=2000", "search_protein:mem_mb=1000", "search_rna:mem_mb=1000",
+    "build_training_shard:mem_mb=2000", "search_protein:mem_mb=1000", "search_rna:mem_mb=1000",
     "prepare_database:mem_mb=500",
     "--",
 )  # fmt: skip
@@ -60,7 +67,11 @@ def cluster() -> None:
 
 @pytest.fixture(scope="module")
 def workdir(cluster, tmp_path_factory) -> Path:
-    return make_workdir(tmp_path_factory.mktemp("slurm"), CONFIG)
+    """Training on 102m (hits in the miniature UniRef90) and 1igy (templates from 1ncb)."""
+    root = tmp_path_factory.mktemp("slurm")
+    training = {**CONFIG["training"], "entries": [str(MMCIF_DIR / f"{e}.cif.gz") for e in ("102m", "1igy")]}
+    config = {**CONFIG, "training": training, "databases": miniature_databases(root / "db")}
+    return make_workdir(root / "wf", config)
 
 
 def _slurm_jobs(workdir: Path) -> dict[str, list[tuple[str, str]]]:
@@ -98,8 +109,15 @@ def test_train_stage3_runs_the_four_stages_on_gpu_nodes(workdir):
         provenance = (workdir / f"results/train/stage{k}/provenance.json").read_text()
         assert f"results/train/stage{k - 1}/checkpoint.pt" in provenance
     # CPU rules went to the default partition
-    for job_id, _ in _slurm_jobs(workdir)["build_training_features"]:
+    for job_id, _ in _slurm_jobs(workdir)["build_training_shard"]:
         assert _sacct(job_id) == ("cpu", "COMPLETED")
+    # the stages trained on features with searched MSA rows and templates
+    features = [Path(p) for p in (workdir / "results/features/train/training_set.txt").read_text().split()]
+    assert sorted(p.stem for p in features) == ["102m", "1igy"]
+    with h5py.File(workdir / features[0].parent / "102m.h5") as f:
+        assert f["msa/msa"].shape[0] > 50
+    with h5py.File(workdir / features[0].parent / "1igy.h5") as f:
+        assert f["template/template_pseudo_beta_mask"][:].any(axis=1).sum() > 0
 
 
 def test_predict_writes_every_target_then_has_nothing_to_do(workdir):
@@ -143,3 +161,32 @@ def test_editing_one_target_plans_only_its_jobs(workdir):
         "search_protein", "build_features", "predict_shard", "summarize", "check_failures", "predict"
     }  # fmt: skip
     assert plan["trp_cage_atp"] != plan["trp_cage"] != plan["dickerson_dodecamer"]
+
+
+def _losses(workdir: Path) -> list[dict]:
+    with (workdir / "results/train/stage0/metrics.csv").open() as fh:
+        return [
+            {k: float(r[k]) for k in ("loss", "diffusion", "distogram", "grad_norm")}
+            for r in csv.DictReader(fh)
+        ]
+
+
+def test_two_node_stage_through_srun_and_torchrun_matches_accumulation(cluster, tmp_path):
+    """training.nodes 2: scripts/launch_stage.sh under SLURM (srun, two torchrun agents meeting by c10d
+    rendezvous; two tasks on the one node stand in for two nodes; gloo on CPU) gives the losses of one
+    process with grad_accum_steps 2."""
+    training = {**CONFIG["training"], "steps": 2, "entries": ["data/training/2lwu.cif.gz"]}
+    two = make_workdir(tmp_path / "nodes", {**CONFIG, "training": {**training, "nodes": 2}})
+    resources = [a for a in SLURM_ARGS if a != "--"]
+    snakemake(two, *resources, "train_stage:nodes=1", "--", "results/train/stage0/checkpoint.pt", timeout=900)
+    ((job_id, _),) = _slurm_jobs(two)["train_stage"]
+    assert _sacct(job_id) == ("gpu", "COMPLETED")
+    assert json.loads((two / "results/train/stage0/provenance.json").read_text())["world_size"] == 2
+    demo = yaml.safe_load((REPO / "config/examples/demo.yaml").read_text())["training"]["set"]
+    one = make_workdir(
+        tmp_path / "one", {**CONFIG, "training": {**training, "set": [*demo, "grad_accum_steps=2"]}}
+    )
+    snakemake(one, "-c2", "results/train/stage0/checkpoint.pt", timeout=900)
+    for row_two, row_one in zip(_losses(two), _losses(one), strict=True):
+        for column, value in row_one.items():
+            assert math.isclose(row_two[column], value, rel_tol=1e-4), (column, row_two, row_one)
