@@ -171,6 +171,7 @@ def _losses(workdir: Path) -> list[dict]:
         ]
 
 
+@pytest.mark.slow  # two more workflow runs (~2 min on a quiet 2-core machine, 267 s loaded)
 def test_two_node_stage_through_srun_and_torchrun_matches_accumulation(cluster, tmp_path):
     """training.nodes 2: scripts/launch_stage.sh under SLURM (srun, two torchrun agents meeting by c10d
     rendezvous; two tasks on the one node stand in for two nodes; gloo on CPU) gives the losses of one
