@@ -424,7 +424,8 @@ def parent_checkpoint(wildcards) -> list[str]:
 
 def train_launcher() -> str:
     """`python`, or torchrun with one process per GPU of the job (DDP) when training.gpus > 1; with
-    training.nodes > 1 scripts/launch_stage.sh (srun + torchrun c10d rendezvous under SLURM)."""
+    training.nodes > 1 scripts/launch_stage.sh (srun + torchrun c10d rendezvous under SLURM).
+    """
     nodes, gpus = config["training"]["nodes"], config["training"]["gpus"]
     if nodes > 1:
         return f"bash $FOLDLINE_WORKFLOW/scripts/launch_stage.sh {nodes} {gpus}"

@@ -43,9 +43,9 @@ rule train_stage:
         "../../envs/model.yaml"
     threads: 4
     resources:
+        **TRAIN_NODE_RESOURCES,
         gpu=config["training"]["gpus"] * config["training"]["nodes"],
         slurm_partition=GPU_PARTITION,
-        **TRAIN_NODE_RESOURCES,
     params:
         preset=config["preset"],
         steps=config["training"]["steps"],

@@ -53,7 +53,10 @@ def _training_plan(manifest: str, stamp: int) -> SimpleNamespace:
         print(f"training manifest: {note}", file=sys.stderr)
     search = not config["training"]["msa_dir"]
     n_shards = config["training"]["feature_shards"]
-    keyers = {m: msa_keyer(m, config["databases"], config["search"]) for m in ("protein", "rna")}
+    keyers = {
+        m: msa_keyer(m, config["databases"], config["search"])
+        for m in ("protein", "rna")
+    }
     keys, batches, shards, known = {}, {}, {}, {}
     for entry, row in rows.items():
         if row.status != "ok" or entry not in TRAINING_ENTRIES:
@@ -120,7 +123,8 @@ def training_shard_members(wildcards) -> dict:
         entry: {
             "mmcif": TRAINING_ENTRIES[entry],
             "release_date": plan.rows[entry].release_date,
-            "stamp": plan.rows[entry].stamp,  # an edited entry changes this, rerunning its shard
+            # an edited entry changes its stamp, and so this parameter: its shard reruns
+            "stamp": plan.rows[entry].stamp,
             "entities": plan.keys[entry],
         }
         for entry in plan.shards[wildcards.tshard]
