@@ -25,7 +25,7 @@ from test_workflow_helpers import make_workdir, snakemake
 from model.data.msa import parse_a3m
 from model.search.store import msa_key
 from model.search.templates import DAYS_BEFORE_QUERY_DATE, release_date
-from model.train.manifest import read_manifest
+from model.train.manifest import build_manifest, list_entries, read_manifest, write_manifest
 
 ENTRIES = ("102m", "1igy")  # myoglobin (hits in the miniature UniRef90); IgG heteromer (templates: 1ncb)
 TARGET = "results/features/train/training_set.txt"
@@ -139,3 +139,20 @@ def test_precomputed_msa_dir_is_used_instead_of_search(tmp_path: Path) -> None:
         # the precomputed files' 98 unpaired and 771 paired rows (less the repeated queries and rows
         # beyond the paired cap); a search of the miniature databases finds under 100
         assert 500 < f["msa/msa"].shape[0] <= rows
+
+
+def test_manifest_filters_real_headers_and_reads_bad_rows_as_notes(tmp_path: Path) -> None:
+    entries, notes = list_entries([MMCIF_DIR / "3zee.cif.gz", MMCIF_DIR / "7gsa.cif.gz", tmp_path / "gone"])
+    assert sorted(entries) == ["3zee", "7gsa"] and notes == [
+        f"training.entries: {tmp_path / 'gone'}: no such file or folder"
+    ]
+    filters = {"max_resolution": 6.0, "release_date_cutoff": "2021-09-30", "max_chains": 300}
+    rows = {row.entry: row for row in build_manifest(entries, filters)}
+    assert rows["3zee"].status == "filtered: resolution 6.1 A > 6.0 A"  # cryo-EM at 6.1 A
+    assert rows["7gsa"].status == "filtered: released 2024-01-24, after the cutoff 2021-09-30"
+    manifest = tmp_path / "manifest.tsv"
+    write_manifest(manifest, rows.values())
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join([*lines, "broken\trow"]) + "\n")
+    read, problems = read_manifest(manifest)
+    assert read == rows and len(problems) == 1 and "line 4" in problems[0]
