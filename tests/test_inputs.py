@@ -243,7 +243,8 @@ def test_at_least_twenty_kinds_of_bad_input() -> None:
         ("target_id,seeds\nT,1\n", "targets.csv: needs a json or a chains column"),
         (
             "target_id,sequence\nT,MK\n",
-            "targets.csv: unknown column 'sequence' (columns: target_id, json, chains, seeds, bonds, reference)",
+            "targets.csv: unknown column 'sequence' "
+            "(columns: target_id, json, chains, seeds, bonds, reference)",
         ),
     ],
 )
