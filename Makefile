@@ -16,13 +16,15 @@ $(VENV)/.installed: pyproject.toml
 
 # Test oracles and tools outside the Python pins: HMMER's binaries (search tests) and Chromium (the report
 # test) from Debian; the DockQ package (DockQ tests), which declares numpy<2 but builds and runs against
-# the pinned numpy 2.4, so it is compiled here without pip's resolver (its other needs pinned by hand).
+# the pinned numpy 2.4, so it is compiled here without pip's resolver (its other needs pinned by hand)
+# and never from pip's cache, which may hold a build against numpy 1.
 DOCKQ_DEPS := cython==3.3.1 biopython==1.88 parallelbar==2.5 tqdm==4.70.1
 sysdeps: env
 	@command -v jackhmmer >/dev/null && command -v chromium >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq hmmer chromium >/dev/null; }
 	@$(PY) -c "import DockQ.DockQ" 2>/dev/null || { $(PY) -m pip install --quiet $(DOCKQ_DEPS) && \
-		$(PY) -m pip install --quiet --no-deps --no-build-isolation dockq==2.1.3; }
+		$(PY) -m pip install --quiet --no-deps --no-build-isolation --no-cache-dir --force-reinstall \
+			dockq==2.1.3 && $(PY) -c "import DockQ.DockQ"; }
 
 # Protenix 2.0.0 in its own environment: the oracle of the feature-parity tests (docs/network.md).
 # Its CCD cache is built offline from the CCD Foldline reads (tests/oracle/export_ccd.py) with Protenix's
