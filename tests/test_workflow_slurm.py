@@ -156,9 +156,11 @@ def test_editing_one_target_plans_only_its_jobs(workdir):
     # the edited target's own jobs (its shard's features and prediction, the new sequence's search) ...
     assert by_rule["build_features"] == by_rule["predict_shard"] == {f"shard={plan['trp_cage']}"}
     assert len(by_rule["search_protein"]) == 1
+    assert by_rule["report_target"] == {"target=trp_cage"}  # its report page
     # ... plus the run-wide tables, and nothing of the other targets
     assert set(by_rule) == {
-        "search_protein", "build_features", "predict_shard", "summarize", "check_failures", "predict"
+        "search_protein", "build_features", "predict_shard", "report_target", "summarize", "check_failures",
+        "predict",
     }  # fmt: skip
     assert plan["trp_cage_atp"] != plan["trp_cage"] != plan["dickerson_dodecamer"]
 
