@@ -3,8 +3,10 @@ is renamed over the target, so a file that exists is complete, whatever kills th
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import lzma
 import math
 import os
 import tempfile
@@ -100,3 +102,11 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, float) and math.isnan(obj):
         return None
     return obj
+
+
+def read_input_text(path: str | Path) -> str:
+    """A text input file, plain or compressed with gzip or xz (as AF3 reads `*Path` inputs)."""
+    path = Path(path)
+    opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
+    with opener(path, "rt", encoding="utf-8") as handle:
+        return handle.read()

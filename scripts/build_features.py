@@ -140,24 +140,29 @@ def attach_inputs(
                 job.hash_parts += [f"templates:{chain}", Path(template_path).read_bytes()]
 
 
+MSA_SUFFIXES = ("", ".gz", ".xz")
+
+
 def entry_msa_files(msa_dir: Path, entry: str) -> list[Path]:
-    """The a3m files of a training entry in the Protenix layout, sorted."""
-    return sorted(msa_dir.glob(f"{entry}_*/*.a3m"))
+    """The a3m files of a training entry in the Protenix layout (plain or compressed), sorted."""
+    return sorted(p for s in MSA_SUFFIXES for p in msa_dir.glob(f"{entry}_*/*.a3m{s}"))
 
 
 def entry_msas(structure, entry: str, msa_dir: Path) -> dict[str, MsaInput]:
     """Per polymer chain: {msa_dir}/{entry}_{entity id or author chain}/non_pairing.a3m (unpaired)
-    and pairing.a3m (paired), as the shared data and Protenix lay them out."""
+    and pairing.a3m (paired), each plain, .gz or .xz, as the shared data and Protenix lay them out."""
     out = {}
     for chain, name in enumerate(structure.chain_name.tolist()):
         if structure.chain_type[chain] not in ("protein", "rna", "dna"):
             continue
         for key in (structure.chain_entity_id[chain], structure.chain_auth_name[chain]):
             folder = msa_dir / f"{entry}_{key}"
-            unpaired, paired = folder / "non_pairing.a3m", folder / "pairing.a3m"
-            if unpaired.is_file() or paired.is_file():
-                out[name] = MsaInput.from_files(unpaired if unpaired.is_file() else None,
-                                                paired if paired.is_file() else None)  # fmt: skip
+            unpaired, paired = (
+                next((f for s in MSA_SUFFIXES if (f := folder / f"{stem}.a3m{s}").is_file()), None)
+                for stem in ("non_pairing", "pairing")
+            )
+            if unpaired or paired:
+                out[name] = MsaInput.from_files(unpaired, paired)
                 break
     return out
 

@@ -3,8 +3,10 @@ truth, determinism, the store round trip and scripts/build_features.py."""
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
+import lzma
 import subprocess
 import sys
 from pathlib import Path
@@ -596,6 +598,15 @@ def test_script_mmcif_entry_has_truth_and_msa_dir(tmp_path: Path, script, capsys
     with_msa = store.load_features(out)
     assert with_msa["msa"].shape[0] > 100 and store.read_attrs(out)["content_hash"] != first_hash
     np.testing.assert_array_equal(with_msa["atom_pos"].numpy(), plain["atom_pos"].numpy())
+    # the same folder compressed (gzip and xz) gives the same MSA
+    packed = tmp_path / "msa" / "102m_1"
+    packed.mkdir(parents=True)
+    source = SHARED_DATA / "msa" / "102m_1"
+    (packed / "non_pairing.a3m.gz").write_bytes(gzip.compress((source / "non_pairing.a3m").read_bytes()))
+    (packed / "pairing.a3m.xz").write_bytes(lzma.compress((source / "pairing.a3m").read_bytes()))
+    assert script.main([*args, "--msa-dir", str(tmp_path / "msa")]) == 0
+    for name in ("msa", "deletion_matrix", "profile"):
+        np.testing.assert_array_equal(store.load_features(out)[name].numpy(), with_msa[name].numpy())
 
 
 def test_script_as_snakemake_rule_script(tmp_path: Path) -> None:

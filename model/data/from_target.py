@@ -24,10 +24,10 @@ import numpy as np
 
 from model.data.ccd import Ccd, Component, load_ccd
 from model.data.conformers import component_from_file, component_from_smiles
-from model.data.inputs import Entity, Target, TargetError, read_input_text
+from model.data.inputs import Entity, Target, TargetError
 from model.data.msa import MsaInput, a3m_to_arrays, parse_msa
 from model.data.structure import POLYMER_LINK, SELENOMETHIONINE, STANDARD_RESIDUES, Structure
-from model.fileio import one_line, write_text_atomic
+from model.fileio import one_line, read_input_text, write_text_atomic
 
 
 class _Lookup:

@@ -17,7 +17,6 @@ bad target never stops the others.
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import lzma
 import re
@@ -29,6 +28,7 @@ from typing import Any
 import gemmi
 
 from model.data.constants import ONE_TO_CCD_DNA, ONE_TO_CCD_RNA, ONE_TO_THREE_PROTEIN, PROTEIN_ONE_LETTER
+from model.fileio import read_input_text
 
 ENTITY_KINDS = ("protein", "rna", "dna", "ligand", "ion")
 POLYMER_KINDS = ("protein", "rna", "dna")
@@ -405,13 +405,6 @@ def _af3_msa(ctx: _Ctx, data: dict, key: str) -> tuple[str | None, Path | None]:
 def _brief(exc: BaseException) -> str:
     """A parser's message on one line, cut short (gemmi quotes the offending text)."""
     return " ".join(str(exc).split())[:120]
-
-
-def read_input_text(path: Path) -> str:
-    """A text input file, plain or compressed with gzip or xz (as AF3 reads `*Path` inputs)."""
-    opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
-    with opener(path, "rt", encoding="utf-8") as handle:
-        return handle.read()
 
 
 def _template_residues(ctx: _Ctx, field: str, text: str) -> int:

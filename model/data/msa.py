@@ -42,6 +42,7 @@ from model.data.constants import (
     UNKNOWN_PROTEIN,
     UNKNOWN_RNA,
 )
+from model.fileio import read_input_text
 
 POLYMER_TYPES = ("protein", "rna", "dna")
 # Protenix 2.0.0's cap on the paired rows one species brings (`max_paired_per_species`)
@@ -242,9 +243,10 @@ class MsaInput:
 
     @classmethod
     def from_files(cls, unpaired: str | Path | None = None, paired: str | Path | None = None) -> MsaInput:
+        """a3m or Stockholm files, plain, gzip or xz."""
         return cls(
-            unpaired=parse_a3m(Path(unpaired).read_text()) if unpaired else [],
-            paired=parse_a3m(Path(paired).read_text()) if paired else [],
+            unpaired=parse_msa(read_input_text(unpaired)) if unpaired else [],
+            paired=parse_msa(read_input_text(paired)) if paired else [],
         )
 
     @classmethod
