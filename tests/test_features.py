@@ -4,7 +4,6 @@ truth, determinism, the store round trip and scripts/build_features.py."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import lzma
 import subprocess
@@ -15,6 +14,7 @@ import gemmi
 import numpy as np
 import pytest
 from conftest import MMCIF_DIR, REPO, SHARED_DATA, shared_entries
+from test_workflow_helpers import load_script
 
 from model.data import constants as C
 from model.data import store
@@ -502,11 +502,7 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def script():
     """The script as a module, to call `main(argv)` in-process (no interpreter start-up per test)."""
-    spec = importlib.util.spec_from_file_location("build_features", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("build_features")
 
 
 def test_script_help() -> None:

@@ -20,16 +20,16 @@ A comparison that fails because of a known, kept difference is a strict xfail na
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SHARED_DATA
+from conftest import SHARED_DATA
 from oracle import foldline_conformers, protenix_features, require_oracle
 from oracle.convert import to_protenix_features
+from test_workflow_helpers import load_script
 
 from model.data import store
 from model.data.ccd import load_ccd
@@ -167,10 +167,7 @@ def _params() -> list:
 
 
 def _run_build_features(argv: list[str]) -> int:
-    spec = importlib.util.spec_from_file_location("build_features", REPO / "scripts" / "build_features.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(argv)
+    return load_script("build_features").main(argv)
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,7 @@ the full-size (`base`) run is tests/test_nn_protenix_parity.py.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +28,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, SHARED_DATA
+from conftest import SHARED_DATA
 from oracle import protenix_features, require_oracle
 from oracle.convert import to_protenix_features
 from oracle.protenix_network import SMALL_PRESET, protenix_args, run_oracle
+from test_workflow_helpers import load_script
 
 from model.data import store
 from model.nn.config import load_preset, preset_names
@@ -142,10 +141,7 @@ def synthetic_with_template_gaps() -> dict[str, torch.Tensor]:
 def foldline_features(jobs: Path, names: list[str], workdir: Path) -> tuple[dict, dict]:
     """Foldline's features of every job, through the script the workflow's rule runs, loaded as
     scripts/predict.py loads them; and each one's atom names (Foldline's atom order)."""
-    spec = importlib.util.spec_from_file_location("build_features", REPO / "scripts" / "build_features.py")
-    script = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = script  # its dataclasses look their module up there
-    spec.loader.exec_module(script)
+    script = load_script("build_features")
     argv = ["--inputs", str(jobs), "--out-dir", str(workdir), "--failed-dir", str(workdir / "failed")]
     assert script.main([*argv, "--allowed-root", str(SHARED_DATA)]) == 0
     feats = {name: store.load_features(workdir / f"{name}.h5", groups=("token", "atom", "msa", "template"))

@@ -1,7 +1,9 @@
-"""Helpers for the workflow tests: a scratch copy of the workflow and a `snakemake` runner."""
+"""Helpers for the workflow tests: a scratch copy of the workflow, a `snakemake` runner, and the
+workflow's scripts loaded as modules."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -15,6 +17,16 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 # What a run needs; the library and the bundled databases are linked, not copied.
 _COPIED = ("Snakefile", "workflow", "config", "scripts", "profiles", "envs")
 _LINKED = ("model", "data")
+
+
+def load_script(name: str):
+    """scripts/{name}.py as a module, to call its `main(argv)` in-process (registered in sys.modules:
+    its dataclasses look their module up there)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_workdir(dest: Path, config: dict | None = None) -> Path:

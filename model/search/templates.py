@@ -18,6 +18,7 @@ import datetime
 import io
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,6 +172,22 @@ def search_hits_many(
     return [_template_hits(hits) for hits in found]
 
 
+def _query_to_hit(columns: Iterable[str], query_start: int, hit_start: int) -> tuple[dict[int, int], int]:
+    """Walk an alignment's columns ("match", "insert": a residue inserted in the hit, "gap": a query
+    column with no hit residue) from 0-based starts; returns query index -> hit index and the query
+    index after the last column."""
+    mapping, q, h = {}, query_start, hit_start
+    for column in columns:
+        if column == "insert":
+            h += 1
+        elif column == "gap":
+            q += 1
+        else:
+            mapping[q] = h
+            q, h = q + 1, h + 1
+    return mapping, q
+
+
 def _template_hits(hits: plan7.TopHits) -> list[TemplateHit]:
     found = []
     for hit in hits.included:
@@ -181,15 +198,11 @@ def _template_hits(hits: plan7.TopHits) -> list[TemplateHit]:
         length = _HIT_LENGTH.search(description)
         for domain in hit.domains.included:
             ali = domain.alignment
-            mapping, q, h = {}, ali.hmm_from - 1, ali.target_from - 1
-            for model_char, target_char in zip(ali.hmm_sequence, ali.target_sequence, strict=True):
-                if model_char == ".":  # residue inserted in the hit
-                    h += 1
-                elif target_char == "-":  # query column with no hit residue
-                    q += 1
-                else:
-                    mapping[q] = h
-                    q, h = q + 1, h + 1
+            columns = (
+                "insert" if model_char == "." else "gap" if target_char == "-" else "match"
+                for model_char, target_char in zip(ali.hmm_sequence, ali.target_sequence, strict=True)
+            )
+            mapping, _ = _query_to_hit(columns, ali.hmm_from - 1, ali.target_from - 1)
             matching = ali.target_sequence.replace("-", "").upper()
             found.append(
                 TemplateHit(
@@ -220,15 +233,8 @@ def hits_from_a3m(rows: list[Row], query_length: int) -> list[TemplateHit]:
         name = _HIT_NAME.match(found["name"]) if found else None
         if name is None or "mol:protein" not in description:
             continue
-        mapping, q, h = {}, 0, int(found["start"]) - 1
-        for char in row:
-            if char.islower():  # residue inserted in the hit
-                h += 1
-            elif char == "-":  # query column with no hit residue
-                q += 1
-            else:
-                mapping[q] = h
-                q, h = q + 1, h + 1
+        columns = ("insert" if char.islower() else "gap" if char == "-" else "match" for char in row)
+        mapping, q = _query_to_hit(columns, 0, int(found["start"]) - 1)
         if q != query_length:
             raise ValueError(
                 f"template hit {i} ({words[0]}) covers {q} query columns, the query has {query_length}"
